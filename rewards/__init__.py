@@ -1,0 +1,46 @@
+"""Reward functions and their registry (DESIGN §4).
+
+Every reward follows TRL's convention, `fn(prompts, completions, **kwargs) -> list[float | None]`,
+so TRL's own reward functions plug in unchanged. `REGISTRY` maps a name to a factory that takes the
+reward's config spec (rlalign.config.RewardSpec) and returns such a function; a spec may instead
+name any importable `module:function`, which is used as the reward function itself with the spec's
+`args` bound as keyword arguments.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from typing import Any, Callable
+
+# Imported under another name so that `rewards.shapes_eval` stays the module.
+from rewards.shapes_eval import shapes_eval as _shapes_eval
+
+RewardFn = Callable[..., list]
+
+
+def _shapes_eval_factory(spec: Any) -> RewardFn:
+    return functools.partial(_shapes_eval, **spec.args)
+
+
+REGISTRY: dict[str, Callable[[Any], RewardFn]] = {
+    "shapes_eval": _shapes_eval_factory,
+}
+"""name -> factory(spec) -> reward function."""
+
+EVAL_ONLY: frozenset[str] = frozenset({"shapes_eval"})
+"""Rewards that are evaluation ground truth: the config refuses them as trained rewards."""
+
+
+def build_reward(spec: Any) -> RewardFn:
+    """The reward function a spec (name, args, ...) asks for."""
+    if spec.name in REGISTRY:
+        return REGISTRY[spec.name](spec)
+    module_name, _, attribute = spec.name.partition(":")
+    if not attribute:
+        raise KeyError(f"unknown reward {spec.name!r}; registered: {', '.join(sorted(REGISTRY))}, or module:function")
+    try:
+        fn = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise KeyError(f"reward {spec.name!r} cannot be imported: {error}") from None
+    return functools.partial(fn, **spec.args) if spec.args else fn

@@ -1,0 +1,21 @@
+"""Small custom rewards that show the TRL convention; use them as `rewards.examples:NAME` in a config.
+
+A custom reward is any function `fn(prompts, completions, **kwargs) -> list[float | None]`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def saturation(prompts: list, completions: torch.Tensor, **_) -> list[float]:
+    """Mean HSV saturation of each image [B, 3, H, W] in [0, 1], over its non-black pixels.
+
+    Saturation is (max − min) / max per pixel; black pixels (max < 0.05) are left out so the
+    background does not count. An all-black image scores 0.
+    """
+    high, low = completions.amax(dim=1), completions.amin(dim=1)  # [B, H, W]
+    lit = high > 0.05
+    per_pixel = torch.where(lit, (high - low) / high.clamp_min(1e-6), torch.zeros_like(high))
+    counts = lit.flatten(1).sum(dim=1).clamp_min(1)
+    return (per_pixel.flatten(1).sum(dim=1) / counts).tolist()

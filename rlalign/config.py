@@ -1,0 +1,267 @@
+"""The single configuration schema: typed dataclasses, each field documented once under it.
+
+YAML files hold values only; `load_config(path, overrides)` reads one, applies command-line
+overrides `section.key=value`, and builds the dataclass tree. Unknown keys, wrong types,
+out-of-range values and impossible combinations fail here, at load time, with a ConfigError that
+names the key, the value and what is allowed (see rlalign/config_loading.py for the machinery).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+from rlalign.config_loading import ConfigError, bounded, build, to_dict
+
+__all__ = ["Config", "ConfigError", "load_config", "to_dict"]
+
+
+@dataclass
+class LoraConfig:
+    rank: int = bounded(8, ge=1)
+    """LoRA rank r of every adapted Linear layer."""
+    alpha: float = bounded(16.0, gt=0)
+    """LoRA scale numerator: an adapted layer adds (alpha / rank) · B A x to its output."""
+    dropout: float = bounded(0.0, ge=0, lt=1)
+    """Dropout on the LoRA branch input; keep 0 so rollout and update log-probs agree exactly."""
+    target_modules: list[str] = field(default_factory=lambda: ["qkv", "proj", "fc1", "fc2"])
+    """Names (or name suffixes) of the nn.Linear modules that receive adapters."""
+
+
+@dataclass
+class PolicyConfig:
+    kind: Literal["next_scale", "insertion"] = "next_scale"
+    """Generator family: `next_scale` (VAR-style image model) or `insertion` (Edit Flows text model)."""
+    checkpoint: str = "builtin:shapes-nextscale"
+    """`builtin:NAME` for a shipped asset, or a local path (for VAR: the transformer weights)."""
+    vae_checkpoint: str = ""
+    """Local path of the VQVAE weights when importing an official VAR checkpoint; empty otherwise."""
+    architecture: dict[str, Any] = field(default_factory=dict)
+    """Architecture of an imported checkpoint (for VAR: the keys of shared/golden/var/config.json)."""
+    cfg_scale: float = bounded(0.0, ge=0)
+    """Classifier-free guidance strength (0 turns CFG off); next-scale ramps it over scales (DESIGN §5)."""
+    temperature: float = bounded(1.0, gt=0)
+    """Sampling temperature applied to the (CFG-mixed) logits."""
+    top_k: int = bounded(0, ge=0)
+    """Keep only the k most likely tokens before sampling; 0 keeps all."""
+    top_p: float = bounded(1.0, gt=0, le=1)
+    """Keep the smallest set of tokens whose probability reaches top_p; 1 keeps all."""
+    insertion_steps: int = bounded(8, ge=1)
+    """Insertion family only: the number T of insertion steps from t = 0 to 1."""
+    device: str = "cpu"
+    """Torch device of the policy (`cpu`, `cuda`, `cuda:1`, ...)."""
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    """The LoRA adapter that carries every update (the base weights never change)."""
+
+
+@dataclass
+class PromptsConfig:
+    train: str = "shapes:heldout"
+    """Training prompts: `shapes:SPLIT` (sampled from the Shapes grammar), `shapes-eval:SPLIT` (a fixed
+    list), `file:PATH` (one prompt per line) or `classes:A-B` (class ids, for class-conditional VAR)."""
+    eval: dict[str, str] = field(
+        default_factory=lambda: {"heldout": "shapes-eval:heldout", "train": "shapes-eval:train"}
+    )
+    """Named evaluation prompt sources (same forms as `train`); metrics appear as eval/<name>/..."""
+    eval_samples_per_prompt: int = bounded(8, ge=1)
+    """Samples drawn per evaluation prompt."""
+
+
+@dataclass
+class RewardSpec:
+    name: str = "shapes_eval"
+    """A registered reward name (see rewards/__init__.py) or an importable `module:function`."""
+    weight: float = 1.0
+    """Weight of this reward in the combined reward (0 logs it without training on it)."""
+    on_error: Literal["raise", "skip"] = "raise"
+    """On a bad output (wrong length, non-finite, exception): stop with an error, or NaN the samples."""
+    label: str = ""
+    """Metric name (rewards/<label>/...); empty uses `name`."""
+    args: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for the reward's factory (weights path, architecture, ...)."""
+
+
+@dataclass
+class RewardsConfig:
+    functions: list[RewardSpec] = field(default_factory=list)
+    """The trained rewards, combined into one scalar per sample (at least one is required)."""
+    combine: Literal["normalize_then_sum", "sum_then_normalize"] = "sum_then_normalize"
+    """`normalize_then_sum` standardises each reward over the batch before the weighted sum."""
+    eval: list[RewardSpec] = field(default_factory=lambda: [RewardSpec(name="shapes_eval")])
+    """Evaluation-only rewards: computed at evaluation, never seen by the training objective."""
+
+
+@dataclass
+class GrpoConfig:
+    group_size: int = bounded(8, ge=2)
+    """G: samples per prompt; advantages compare samples within a group, so G ≥ 2."""
+    prefix_steps: Union[int, Literal["all"]] = 2
+    """m: the first m generation steps are trained (adapter on); `all` trains every step."""
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "gspo"] = "grpo"
+    """Loss normalisation family (docs/grpo.md derives each)."""
+    clip_eps: float = bounded(0.2, gt=0, lt=1)
+    """Lower clip range: the ratio is clipped to [1 - clip_eps, 1 + clip_eps_high]."""
+    clip_eps_high: Union[float, None] = None
+    """Upper clip range (DAPO's clip-higher); None uses clip_eps."""
+    beta: float = bounded(0.0, ge=0)
+    """Coefficient of the KL penalty to the base model over prefix actions; 0 disables it."""
+    kl_estimator: Literal["k3", "exact"] = "k3"
+    """`k3`: e^δ − δ − 1 with δ = ref − logp; `exact`: full-distribution KL where available."""
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    """Divide advantages by the group's std, the batch's std, or not at all (Dr. GRPO)."""
+    advantage_eps: float = bounded(1e-4, gt=0)
+    """ε in A = (R − mean) / (std + ε)."""
+    step_weight_alpha: float = bounded(1.0, ge=0)
+    """α of the step weights k_t ∝ 1 / A_t^α (1: each step counts equally; 0: each action does)."""
+    inner_iterations: int = bounded(1, ge=1)
+    """Passes over each rollout batch (μ in the GRPO paper); > 1 makes later passes off-policy."""
+    suffix_samples: int = bounded(1, ge=1)
+    """K frozen completions per prefix for the middle-value reward (1 disables it)."""
+    middle_value_eta: float = bounded(1.0, gt=0)
+    """η of the middle value η · log mean exp(R_k / η) over the K completions."""
+
+
+@dataclass
+class TrainConfig:
+    steps: int = bounded(100, ge=1)
+    """Number of GRPO steps (one rollout batch each)."""
+    prompts_per_step: int = bounded(8, ge=1)
+    """Distinct prompts per step; each is sampled group_size times."""
+    micro_batch_size: int = bounded(16, ge=1)
+    """Samples per forward/backward pass; must divide prompts_per_step × group_size. Gradients are
+    accumulated over a step's micro-batches: one optimizer step per inner iteration."""
+    learning_rate: float = bounded(1e-4, gt=0)
+    """Peak AdamW learning rate of the LoRA parameters."""
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+    """Learning-rate decay after warm-up."""
+    warmup_steps: int = bounded(0, ge=0)
+    """Optimizer steps of linear warm-up from 0 to learning_rate."""
+    weight_decay: float = bounded(0.0, ge=0)
+    """AdamW decoupled weight decay."""
+    max_grad_norm: float = bounded(1.0, gt=0)
+    """Gradients are clipped to this global L2 norm."""
+    eval_every: int = bounded(0, ge=0)
+    """Evaluate every N steps (and always at the end); 0 evaluates only at the start and end."""
+    save_every: int = bounded(0, ge=0)
+    """Checkpoint every N steps (and always at the end); 0 saves only at the end."""
+
+
+@dataclass
+class RolloutConfig:
+    backend: Literal["local", "ray"] = "local"
+    """`local`: workers in this process; `ray`: workers as Ray actors."""
+    num_workers: int = bounded(1, ge=1)
+    """Rollout workers (policy replicas); a step's prompts are sharded across them."""
+    cpus_per_worker: float = bounded(1.0, gt=0)
+    """CPUs reserved per Ray actor."""
+    gpus_per_worker: float = bounded(0.0, ge=0)
+    """GPUs reserved per Ray actor (fractions allowed)."""
+    torch_threads: int = bounded(0, ge=0)
+    """torch.set_num_threads in each worker; 0 leaves torch's default."""
+    ray_address: str = ""
+    """Empty: start a local Ray; `auto` or `HOST:PORT`: join an existing cluster."""
+    timeout_s: float = bounded(600.0, gt=0)
+    """Seconds to wait for one worker's shard before treating the worker as dead."""
+    max_retries: int = bounded(2, ge=0)
+    """Re-creations of a dead worker per step before the run saves and stops."""
+
+
+@dataclass
+class LoggingConfig:
+    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
+    """wandb mode; `offline` writes runs under output_dir/wandb to sync later."""
+    project: str = "rlalign"
+    """wandb project name."""
+    run_name: str = ""
+    """Run name for wandb and the console; empty derives it from output_dir."""
+    log_every: int = bounded(1, ge=1)
+    """Write metrics every N steps (JSONL at output_dir/metrics.jsonl and wandb)."""
+    progress_bar: bool = True
+    """Show progress bars for long work."""
+
+
+@dataclass
+class Config:
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    """The generator being aligned."""
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
+    """Where training and evaluation prompts come from."""
+    rewards: RewardsConfig = field(default_factory=RewardsConfig)
+    """Trained and evaluation-only reward functions."""
+    grpo: GrpoConfig = field(default_factory=GrpoConfig)
+    """The objective."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """The optimisation loop."""
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    """Where and how samples are generated."""
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    """Metrics, wandb and console output."""
+    seed: int = bounded(0, ge=0)
+    """Seed of everything random in a run (prompts, sampling, initialisation)."""
+    output_dir: str = "runs/default"
+    """Directory for metrics, checkpoints, sample grids and the resolved config."""
+
+
+def _check_combinations(cfg: Config) -> None:
+    """Constraints that span several fields."""
+    samples = cfg.train.prompts_per_step * cfg.grpo.group_size
+    if samples % cfg.train.micro_batch_size:
+        raise ConfigError(
+            "train.micro_batch_size",
+            cfg.train.micro_batch_size,
+            f"must divide the samples per step, train.prompts_per_step × grpo.group_size = "
+            f"{cfg.train.prompts_per_step} × {cfg.grpo.group_size} = {samples}",
+        )
+    prefix = cfg.grpo.prefix_steps
+    if isinstance(prefix, int) and prefix < 1:
+        raise ConfigError("grpo.prefix_steps", prefix, "must be ≥ 1 (the number of trained steps) or 'all'")
+    high = cfg.grpo.clip_eps_high
+    if high is not None and not cfg.grpo.clip_eps <= high < 10:
+        raise ConfigError("grpo.clip_eps_high", high, f"must be ≥ grpo.clip_eps = {cfg.grpo.clip_eps} (or null)")
+    if not cfg.rewards.functions:
+        raise ConfigError("rewards.functions", [], "needs at least one reward to train on")
+    _check_reward_names(cfg.rewards)
+    if all(spec.weight == 0 for spec in cfg.rewards.functions):
+        raise ConfigError("rewards.functions", "all weights 0", "at least one trained reward needs a nonzero weight")
+    labels = [spec.label or spec.name for spec in cfg.rewards.functions + cfg.rewards.eval]
+    duplicated = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicated:
+        raise ConfigError("rewards", duplicated, "each reward needs a distinct label (set `label:` to tell them apart)")
+    if cfg.rollout.backend == "local" and cfg.rollout.ray_address:
+        raise ConfigError("rollout.ray_address", cfg.rollout.ray_address, "is only used with rollout.backend=ray")
+
+
+def _check_reward_names(rewards_cfg: RewardsConfig) -> None:
+    import rewards  # imported here: the rewards package depends on rlalign, not the other way round
+
+    for section in ("functions", "eval"):
+        for index, spec in enumerate(getattr(rewards_cfg, section)):
+            key = f"rewards.{section}.{index}.name"
+            if spec.name not in rewards.REGISTRY and ":" not in spec.name:
+                raise ConfigError(
+                    key, spec.name, f"unknown reward; registered: {', '.join(sorted(rewards.REGISTRY))}, "
+                    "or give an importable module:function"
+                )
+            if section == "functions" and spec.name in rewards.EVAL_ONLY:
+                raise ConfigError(key, spec.name, "is evaluation ground truth and may never be trained on; "
+                                  "list it under rewards.eval instead")
+
+
+def load_config(source: str | dict | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Build a Config from a YAML path (or a dict, or defaults) plus `section.key=value` overrides."""
+    cfg = build(Config, source, overrides)
+    _check_combinations(cfg)
+    return cfg
+
+
+def derived_sizes(cfg: Config) -> dict[str, int]:
+    """Sizes implied by the config, printed at start so nobody has to do the arithmetic."""
+    samples = cfg.train.prompts_per_step * cfg.grpo.group_size
+    micro_batches = samples // cfg.train.micro_batch_size
+    return {
+        "samples_per_step": samples,
+        "micro_batches_per_step": micro_batches,
+        "optimizer_steps_per_step": cfg.grpo.inner_iterations,
+        "total_samples": samples * cfg.train.steps,
+    }
+

@@ -1,0 +1,85 @@
+"""Metrics: one JSONL line per logged step (always) plus wandb (offline by default).
+
+JSONL is the record tests, reports and sweeps read; wandb is for people. Appending keeps the
+history of a resumed run; non-finite values are written as null so every line is valid JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+def _finite_or_none(value: Any) -> float | None:
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+class MetricsLogger:
+    """Writes `metrics.jsonl` under `output_dir` and mirrors every record to wandb unless disabled."""
+
+    def __init__(
+        self,
+        output_dir: str | Path,
+        *,
+        wandb_mode: str = "offline",
+        project: str = "rlalign",
+        run_name: str = "",
+        config: Mapping[str, Any] | None = None,
+    ):
+        if wandb_mode not in WANDB_MODES:
+            raise ValueError(f"wandb_mode must be one of {WANDB_MODES}, got {wandb_mode!r}")
+        self.output_dir = Path(output_dir)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.output_dir / "metrics.jsonl"
+        self._file = self.path.open("a", encoding="utf-8")
+        self._run = None
+        if wandb_mode != "disabled":
+            import wandb
+
+            os.environ.setdefault("WANDB_SILENT", "true")
+            self._run = wandb.init(
+                mode=wandb_mode,
+                dir=str(self.output_dir),
+                project=project,
+                name=run_name or self.output_dir.name,
+                config=dict(config or {}),
+            )
+
+    @property
+    def wandb_dir(self) -> Path | None:
+        """Where wandb keeps this run's files (None when wandb is disabled)."""
+        return Path(self._run.dir).parent if self._run is not None else None
+
+    def log(self, metrics: Mapping[str, Any], step: int) -> None:
+        """Record scalar metrics for a step (numbers only; names as in DESIGN §9)."""
+        record = {name: _finite_or_none(value) for name, value in metrics.items()}
+        self._file.write(json.dumps({"step": step, "time": time.time(), **record}) + "\n")
+        self._file.flush()
+        if self._run is not None:
+            self._run.log(dict(metrics), step=step)
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        if self._run is not None:
+            self._run.finish()
+            self._run = None
+
+    def __enter__(self) -> "MetricsLogger":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """All records of a metrics.jsonl file, in order."""
+    with Path(path).open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]

@@ -1,0 +1,122 @@
+"""Sampling Shapes scenes, the held-out colour–shape pairs, and the fixed evaluation prompt lists.
+
+Splits:
+  train    every object uses a non-held-out colour–shape pair (the generators' pretraining data);
+  heldout  at least one object uses a held-out pair (what RL has to teach the generators);
+  all      any pair (the reward models' training data: they see every pair).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from rlalign.shapes.scene import (
+    COLOURS,
+    POSITIONS,
+    RELATIONS,
+    SHAPES,
+    ObjectSpec,
+    Placement,
+    Scene,
+    SceneSpec,
+)
+
+HELDOUT_PAIRS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("red", "triangle"),
+        ("orange", "square"),
+        ("yellow", "circle"),
+        ("green", "triangle"),
+        ("blue", "circle"),
+        ("purple", "square"),
+    }
+)
+"""6 of the 24 colour–shape pairs (a quarter), never shown to the generators during pretraining.
+Each shape is held out twice, each held-out colour once, so every colour and every shape is still
+seen in training with other partners: the held-out pairs are new *combinations* of known parts."""
+
+ALL_PAIRS: tuple[tuple[str, str], ...] = tuple((c, s) for c in COLOURS for s in SHAPES)
+TRAIN_PAIRS: tuple[tuple[str, str], ...] = tuple(p for p in ALL_PAIRS if p not in HELDOUT_PAIRS)
+SPLITS = ("train", "heldout", "all")
+TWO_OBJECT_PROBABILITY = 0.5
+"""Share of two-object scenes when sampling a split."""
+
+# Anchors of one-object positions (bounding-box centre, pixels) and the jitter around them.
+_ANCHORS = {"center": (16.0, 16.0), "left": (8.5, 16.0), "right": (23.5, 16.0), "top": (16.0, 8.5), "bottom": (16.0, 23.5)}
+_SINGLE_JITTER = 1.5
+_SINGLE_SIZE = (9.0, 13.0)
+# Two objects: the first in the near band, the second in the far band along the relation's axis,
+# free in the cross band. Sizes ≤ 10 keep a gap of at least 2 px between the objects.
+_PAIR_SIZE = (7.0, 10.0)
+_NEAR_BAND, _FAR_BAND, _CROSS_BAND = (5.5, 10.0), (22.0, 26.5), (12.0, 20.0)
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"unknown Shapes split {split!r}; choose one of {', '.join(SPLITS)}")
+
+
+def _pick(rng: np.random.Generator, pairs: tuple[tuple[str, str], ...]) -> ObjectSpec:
+    return ObjectSpec(*pairs[rng.integers(len(pairs))])
+
+
+def sample_spec(rng: np.random.Generator, split: str) -> SceneSpec:
+    """A random prompt spec of the split (one or two objects; two objects have distinct colours)."""
+    _check_split(split)
+    pool = TRAIN_PAIRS if split == "train" else ALL_PAIRS
+    if rng.random() >= TWO_OBJECT_PROBABILITY:
+        one_pool = tuple(sorted(HELDOUT_PAIRS)) if split == "heldout" else pool
+        return SceneSpec((_pick(rng, one_pool),), POSITIONS[rng.integers(len(POSITIONS))])
+    while True:  # rejection: distinct colours, and for `heldout` at least one held-out pair
+        first, second = _pick(rng, pool), _pick(rng, pool)
+        held = {(first.colour, first.shape), (second.colour, second.shape)} & HELDOUT_PAIRS
+        if first.colour != second.colour and (split != "heldout" or held):
+            return SceneSpec((first, second), RELATIONS[rng.integers(len(RELATIONS))])
+
+
+def place(spec: SceneSpec, rng: np.random.Generator) -> Scene:
+    """Concrete jittered placements for a spec: any image drawn this way satisfies its prompt."""
+    if len(spec.objects) == 1:
+        ax, ay = _ANCHORS[spec.layout]
+        jitter = rng.uniform(-_SINGLE_JITTER, _SINGLE_JITTER, size=2)
+        return Scene(spec, (Placement(ax + jitter[0], ay + jitter[1], rng.uniform(*_SINGLE_SIZE)),))
+    near, far = rng.uniform(*_NEAR_BAND), rng.uniform(*_FAR_BAND)
+    cross = rng.uniform(*_CROSS_BAND, size=2)
+    sizes = rng.uniform(*_PAIR_SIZE, size=2)
+    if spec.layout == "left_of":
+        centres = [(near, cross[0]), (far, cross[1])]
+    else:  # above: the first object has the smaller y
+        centres = [(cross[0], near), (cross[1], far)]
+    return Scene(spec, tuple(Placement(cx, cy, s) for (cx, cy), s in zip(centres, sizes)))
+
+
+def sample_scenes(split: str, count: int, seed: int) -> list[Scene]:
+    """`count` scenes of a split; the same (split, count, seed) always gives the same scenes."""
+    _check_split(split)
+    rng = np.random.default_rng([seed, SPLITS.index(split)])
+    return [place(sample_spec(rng, split), rng) for _ in range(count)]
+
+
+EVAL_PROMPTS_PER_KIND = 24
+"""Each evaluation list has this many distinct one-object and as many distinct two-object prompts."""
+
+
+@functools.lru_cache(maxsize=None)
+def eval_prompts(split: str) -> tuple[str, ...]:
+    """The fixed evaluation prompt list of `train` or `heldout` (48 distinct prompts each).
+
+    Drawn once from a seed that nothing else uses; tests pin the lists so they never drift.
+    """
+    if split not in ("train", "heldout"):
+        raise ValueError(f"evaluation prompt lists exist for 'train' and 'heldout', not {split!r}")
+    rng = np.random.default_rng([20261122, SPLITS.index(split)])
+    singles: list[str] = []
+    pairs: list[str] = []
+    while len(singles) < EVAL_PROMPTS_PER_KIND or len(pairs) < EVAL_PROMPTS_PER_KIND:
+        spec = sample_spec(rng, split)
+        bucket = singles if len(spec.objects) == 1 else pairs
+        if len(bucket) < EVAL_PROMPTS_PER_KIND and spec.prompt not in bucket:
+            bucket.append(spec.prompt)
+    return tuple(singles + pairs)

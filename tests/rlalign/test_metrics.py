@@ -1,0 +1,38 @@
+"""The metrics logger: JSONL always, wandb offline writes a run, non-finite values become null."""
+
+import math
+
+import pytest
+
+from rlalign.metrics import MetricsLogger, read_metrics
+
+
+def test_jsonl_records_in_order_and_non_finite_as_null(tmp_path):
+    with MetricsLogger(tmp_path, wandb_mode="disabled") as logger:
+        logger.log({"losses/policy": 0.5, "debug/max_abs_logratio_first_iter": float("nan")}, step=0)
+        logger.log({"losses/policy": 0.25, "charts/kl": math.inf}, step=1)
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in records] == [0, 1]
+    assert records[0]["losses/policy"] == 0.5 and records[0]["debug/max_abs_logratio_first_iter"] is None
+    assert records[1]["charts/kl"] is None
+    assert not (tmp_path / "wandb").exists()
+
+
+def test_reopening_appends_so_a_resumed_run_keeps_its_history(tmp_path):
+    for step in range(2):
+        with MetricsLogger(tmp_path, wandb_mode="disabled") as logger:
+            logger.log({"x": step}, step=step)
+    assert [r["x"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [0, 1]
+
+
+def test_wandb_offline_writes_a_local_run(tmp_path):
+    with MetricsLogger(tmp_path, wandb_mode="offline", project="rlalign-test", config={"seed": 3}) as logger:
+        logger.log({"rewards/total/mean": 1.5}, step=0)
+        run_dir = logger.wandb_dir
+    assert run_dir is not None and run_dir.is_dir() and run_dir.name.startswith("offline-run-")
+    assert any(run_dir.glob("*.wandb"))
+
+
+def test_unknown_wandb_mode_is_named(tmp_path):
+    with pytest.raises(ValueError, match="'cloud'"):
+        MetricsLogger(tmp_path, wandb_mode="cloud")
