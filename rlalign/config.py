@@ -24,7 +24,7 @@ class LoraConfig:
     """LoRA scale numerator: an adapted layer adds (alpha / rank) · B A x to its output."""
     dropout: float = bounded(0.0, ge=0, lt=1)
     """Dropout on the LoRA branch input; keep 0 so rollout and update log-probs agree exactly."""
-    target_modules: list[str] = field(default_factory=lambda: ["qkv", "proj", "fc1", "fc2"])
+    target_modules: list[str] = field(default_factory=lambda: ["mat_qkv", "proj", "fc1", "fc2"])
     """Names (or name suffixes) of the nn.Linear modules that receive adapters."""
 
 

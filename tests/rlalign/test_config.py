@@ -34,7 +34,7 @@ def error_of(*overrides, base=None) -> ConfigError:
         ("sede=3", "sede", "did you mean 'seed'"),  # unknown top-level key
         ("train.steps=abc", "train.steps", "must be an integer"),  # wrong type
         ("logging.progress_bar=1", "logging.progress_bar", "true or false"),  # int is not a bool
-        ("policy.lora.target_modules=qkv", "policy.lora.target_modules", "list of str"),
+        ("policy.lora.target_modules=mat_qkv", "policy.lora.target_modules", "list of str"),
         ("policy=3", "policy", "must be a mapping"),  # a section given a scalar
         ("grpo.loss_type=ppo", "grpo.loss_type", "one of 'grpo', 'dr_grpo', 'dapo', 'gspo'"),
         ("grpo.prefix_steps=two", "grpo.prefix_steps", "int or 'all'"),
@@ -87,9 +87,9 @@ def test_file_errors_name_the_file(tmp_path):
 
 def test_overrides_are_typed_and_reach_nested_lists():
     cfg = load("grpo.group_size=4", "train.learning_rate=1e-5", "grpo.prefix_steps=all",
-               "rewards.functions.0.weight=2.5", "policy.lora.target_modules=[qkv, fc1]", "grpo.clip_eps_high=0.28")
+               "rewards.functions.0.weight=2.5", "policy.lora.target_modules=[mat_qkv, fc1]", "grpo.clip_eps_high=0.28")
     assert cfg.grpo.group_size == 4 and cfg.train.learning_rate == 1e-5 and cfg.grpo.prefix_steps == "all"
-    assert cfg.rewards.functions[0].weight == 2.5 and cfg.policy.lora.target_modules == ["qkv", "fc1"]
+    assert cfg.rewards.functions[0].weight == 2.5 and cfg.policy.lora.target_modules == ["mat_qkv", "fc1"]
     assert cfg.grpo.clip_eps_high == 0.28
 
 
