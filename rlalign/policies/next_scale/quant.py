@@ -17,6 +17,7 @@ area-downsampled to p_{k+1}×p_{k+1} (``teacher_inputs`` for training, ``accumul
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -74,6 +75,22 @@ class PhiBank(nn.Module):
             return nn.Identity()
         distances = [abs(tick - position) for tick in self.ticks]
         return self.qresi_ls[distances.index(min(distances))]  # first minimum, like np.argmin
+
+
+@dataclass
+class QuantizeTrainOutput:
+    """What one differentiable quantization pass gives the tokenizer's training loop.
+
+    ``f_hat_BCHW``: f̂ with a straight-through gradient to f (its value is the quantized f̂);
+    ``vq_loss``: codebook + β·commitment loss averaged over scales; ``code_hits_V``: how many times each
+    code was picked (all scales); ``queries_NC``: the (pooled) residual vectors that were quantized,
+    the natural candidates for re-initialising dead codes.
+    """
+
+    f_hat_BCHW: torch.Tensor
+    vq_loss: torch.Tensor
+    code_hits_V: torch.Tensor
+    queries_NC: torch.Tensor
 
 
 class MultiScaleQuantizer(nn.Module):
@@ -154,6 +171,41 @@ class MultiScaleQuantizer(nn.Module):
             residual_BCHW = residual_BCHW - h_BCHW
             tokens_per_scale.append(tokens_Bl)
         return tokens_per_scale, f_hat_BCHW
+
+    def quantize_for_training(self, f_BCHW: torch.Tensor, beta: float = 0.25) -> QuantizeTrainOutput:
+        """The differentiable twin of ``quantize`` (VAR's ``VectorQuantizer2.forward``), for training.
+
+        Token choice is identical to ``quantize``. Gradients: the codebook and φ learn from
+        mse(f̂, f.detach()) accumulated after every scale (so coarse scales are pushed to explain as
+        much as they can on their own); the encoder gets β·mse(f̂.detach(), f) (commitment) and, through
+        the straight-through estimator f̂_st = f + (f̂ − f).detach(), the decoder's reconstruction gradient.
+        """
+        batch, channels, height, _ = f_BCHW.shape
+        f_detached_BCHW = f_BCHW.detach()
+        # The residual only steers the nearest-code search, so it carries no gradient.
+        residual_BCHW = f_detached_BCHW.clone()
+        f_hat_BCHW = torch.zeros_like(f_detached_BCHW)
+        vq_loss = f_BCHW.new_zeros(())
+        code_hits_V = torch.zeros(self.vocab_size, device=f_BCHW.device)
+        queries: list[torch.Tensor] = []
+        for scale_index, size in enumerate(self.patch_nums):
+            pooled_BCpp = (
+                residual_BCHW if size == height
+                else F.interpolate(residual_BCHW, size=(size, size), mode="area")
+            )
+            query_NC = pooled_BCpp.permute(0, 2, 3, 1).reshape(-1, channels)
+            tokens_N = self.nearest_codes(query_NC)
+            code_hits_V += torch.bincount(tokens_N, minlength=self.vocab_size).float()
+            queries.append(query_NC)
+            h_BCHW = self.scale_contribution(tokens_N.reshape(batch, size * size), scale_index)
+            f_hat_BCHW = f_hat_BCHW + h_BCHW
+            residual_BCHW = residual_BCHW - h_BCHW.detach()
+            vq_loss = vq_loss + F.mse_loss(f_hat_BCHW, f_detached_BCHW)
+            vq_loss = vq_loss + beta * F.mse_loss(f_hat_BCHW.detach(), f_BCHW)
+        f_hat_straight_through_BCHW = f_BCHW + (f_hat_BCHW - f_BCHW).detach()
+        return QuantizeTrainOutput(
+            f_hat_straight_through_BCHW, vq_loss / self.num_scales, code_hits_V, torch.cat(queries)
+        )
 
     def tokens_to_f_hat(self, tokens: Sequence[torch.Tensor]) -> torch.Tensor:
         """f̂ [B,C,H,W] = Σ_k φ_k(upsample(embed(r_k))) over the given (possibly first few) scales."""

@@ -1,0 +1,118 @@
+"""The policy interface every generator family implements (DESIGN §4), and `load_policy`.
+
+A policy samples T generation steps; the first m (the prefix) with its LoRA adapter on, the rest
+(the suffix) with the adapter off, i.e. from the frozen base. Only prefix actions are scored for
+the loss, so a Rollout keeps, per prefix step, the log-probs the sampler actually used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Union, runtime_checkable
+
+import torch
+from torch import Tensor
+
+Generators = Union[torch.Generator, Sequence[torch.Generator]]
+"""One generator for the whole batch, or one per sample (sample-level determinism, e.g. for sharding)."""
+
+
+@dataclass
+class Rollout:
+    """One batch of sampled trajectories with the rollout-time log-probs of their prefix actions.
+
+    Plain CPU tensors and lists only, so it pickles (Ray moves it between processes).
+    """
+
+    prompts: list
+    """One entry per sample (already repeated G times)."""
+    group_ids: Tensor
+    """[B] the prompt group each sample belongs to."""
+    outputs: Any
+    """Images [B, 3, H, W] in [0, 1], or a list of B texts."""
+    old_logp: list[Tensor]
+    """Per prefix step: [B, A_t] float32 log-probs at rollout time, detached."""
+    action_mask: list[Tensor]
+    """Per prefix step: [B, A_t] bool, False for padded actions."""
+    prefix_steps: int
+    """m, the number of prefix steps (len(old_logp))."""
+    state: dict = field(default_factory=dict)
+    """Policy-specific: whatever log_prob() needs to re-score the prefix. Values are batch-first
+    tensors, lists of per-step batch-first tensors (or None), or batch-independent settings."""
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def select(self, index: Tensor | Sequence[int]) -> "Rollout":
+        """The sub-batch of samples `index` (e.g. a micro-batch), sliced along the batch axis everywhere."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        rows = index.tolist()
+        return Rollout(
+            prompts=[self.prompts[i] for i in rows],
+            group_ids=self.group_ids[index],
+            outputs=_take(self.outputs, index, rows),
+            old_logp=[t[index] for t in self.old_logp],
+            action_mask=[t[index] for t in self.action_mask],
+            prefix_steps=self.prefix_steps,
+            state={key: _take(value, index, rows) for key, value in self.state.items()},
+        )
+
+
+def _take(value: Any, index: Tensor, rows: list[int]) -> Any:
+    """Select batch rows of a tensor, of each tensor in a list, or of a per-sample list."""
+    if isinstance(value, Tensor):
+        return value[index]
+    if isinstance(value, list) and all(isinstance(v, Tensor) or v is None for v in value):
+        return [v[index] if v is not None else None for v in value]  # per step, batch-first (or empty)
+    if isinstance(value, list):
+        return [value[i] for i in rows]  # per sample (texts)
+    return value  # batch-independent entries (settings) pass through unchanged
+
+
+@runtime_checkable
+class StepPolicy(Protocol):
+    """What the trainer and the rollout workers need from a generator family."""
+
+    num_steps: int  # T
+
+    def rollout(self, prompts: list, prefix_steps: int, *, generator: Generators,
+                group_ids: Tensor | None = None) -> Rollout: ...
+
+    def log_prob(self, rollout: Rollout) -> list[Tensor]:
+        """One [B, A_t] float32 tensor per prefix step, with gradients through the adapter."""
+        ...
+
+    def adapter_disabled(self) -> AbstractContextManager: ...
+
+    def adapter_state(self) -> dict[str, Tensor]: ...
+
+    def load_adapter_state(self, state: dict[str, Tensor]) -> None: ...
+
+
+def resolve_prefix_steps(prefix_steps: int | str, num_steps: int) -> int:
+    """m as an int: `all` means T; anything outside 1..T is an error naming the allowed range."""
+    if prefix_steps == "all":
+        return num_steps
+    if isinstance(prefix_steps, bool) or not isinstance(prefix_steps, int) or not 1 <= prefix_steps <= num_steps:
+        raise ValueError(f"prefix_steps must be 1..{num_steps} (this policy has T = {num_steps} steps) or 'all', "
+                         f"got {prefix_steps!r}")
+    return prefix_steps
+
+
+def load_policy(cfg: Any) -> StepPolicy:
+    """Build a policy from a PolicyConfig (or a dict of its fields)."""
+    from rlalign.config import PolicyConfig
+    from rlalign.config_loading import build
+
+    if isinstance(cfg, dict):
+        cfg = build(PolicyConfig, cfg)
+    if not dataclasses.is_dataclass(cfg):
+        raise TypeError(f"load_policy takes a PolicyConfig or a dict, got {type(cfg).__name__}")
+    if cfg.kind == "next_scale":
+        from rlalign.policies.next_scale.policy import NextScalePolicy
+
+        return NextScalePolicy.from_config(cfg)
+    raise ValueError(f"policy.kind={cfg.kind!r} is not available in this version of rlalign (next_scale is)")

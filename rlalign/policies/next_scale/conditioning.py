@@ -1,0 +1,106 @@
+"""Conditioners: turn a batch of prompts into the condition vector cond_BD of the transformer.
+
+Two kinds, one interface (`__call__(prompts) -> cond_BD`, `null(batch) -> cond_BD`):
+  ClassConditioner  VAR's class embedding (prompts are class ids; the null class drives CFG);
+  PromptEncoder     a small bidirectional word-level transformer whose mean-pooled output is the
+                    condition (DESIGN §5: "a text encoder's pooled embedding"); a learned null
+                    vector drives CFG and replaces the condition during training dropout.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from rlalign.policies.next_scale.transformer import NextScaleTransformer
+
+PAD, UNKNOWN = "<pad>", "<unk>"
+
+
+class ClassConditioner(nn.Module):
+    """Class ids → the transformer's own class embedding (VAR)."""
+
+    def __init__(self, transformer: NextScaleTransformer):
+        super().__init__()
+        if transformer.class_emb is None:
+            raise ValueError("ClassConditioner needs a transformer built with num_classes")
+        # Not registered as a submodule: the embedding belongs to (and is saved with) the transformer.
+        self._transformer = [transformer]
+
+    def forward(self, prompts: Sequence) -> torch.Tensor:
+        transformer = self._transformer[0]
+        try:
+            labels_B = torch.as_tensor([int(p) for p in prompts], device=transformer.pos_start.device)
+        except (TypeError, ValueError):
+            raise ValueError(f"a class-conditional model takes class ids as prompts, got {list(prompts)[:3]}...") from None
+        if labels_B.numel() and (labels_B.min() < 0 or labels_B.max() >= transformer.num_classes):
+            raise ValueError(f"class ids must be in [0, {transformer.num_classes}), got {labels_B.tolist()}")
+        return transformer.class_condition(labels_B)
+
+    def null(self, batch_size: int) -> torch.Tensor:
+        return self._transformer[0].null_condition(batch_size)
+
+
+def split_words(prompt: str) -> list[str]:
+    """Lower-cased words of a prompt (punctuation dropped)."""
+    return re.findall(r"[a-z]+", prompt.lower())
+
+
+class PromptEncoder(nn.Module):
+    """Word-level text encoder: embeddings + positions → encoder layers → masked mean → Linear(·, D).
+
+    Args:
+        vocabulary: known words; index 0 is the padding word and index 1 the unknown word.
+        width, depth, num_heads: encoder size; max_words: longest prompt (longer prompts fail).
+        cond_dim: D, the transformer's embed_dim.
+    """
+
+    def __init__(self, vocabulary: Sequence[str], *, cond_dim: int, width: int = 128, depth: int = 2,
+                 num_heads: int = 4, max_words: int = 16):
+        super().__init__()
+        self.vocabulary = [PAD, UNKNOWN] + [w for w in vocabulary if w not in (PAD, UNKNOWN)]
+        self.word_index = {word: i for i, word in enumerate(self.vocabulary)}
+        self.max_words = max_words
+        self.word_embed = nn.Embedding(len(self.vocabulary), width)
+        self.position_embed = nn.Parameter(torch.randn(1, max_words, width) * 0.02)
+        layer = nn.TransformerEncoderLayer(width, num_heads, 4 * width, dropout=0.0, batch_first=True, norm_first=True)
+        self.layers = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.out = nn.Linear(width, cond_dim)
+        self.null_cond = nn.Parameter(torch.zeros(cond_dim))
+
+    def config(self) -> dict:
+        """The constructor arguments, for saving alongside the weights."""
+        layer = self.layers.layers[0]
+        return {
+            "vocabulary": self.vocabulary[2:],
+            "cond_dim": self.out.out_features,
+            "width": self.word_embed.embedding_dim,
+            "depth": len(self.layers.layers),
+            "num_heads": layer.self_attn.num_heads,
+            "max_words": self.max_words,
+        }
+
+    def tokenize(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Word ids [B, max_words] (0-padded); unknown words map to index 1."""
+        ids_BT = torch.zeros(len(prompts), self.max_words, dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            if not isinstance(prompt, str):
+                raise ValueError(f"a text-conditioned model takes strings as prompts, got {prompt!r}")
+            words = split_words(prompt)
+            if not words or len(words) > self.max_words:
+                raise ValueError(f"prompt {prompt!r} has {len(words)} words; this encoder takes 1..{self.max_words}")
+            ids_BT[row, : len(words)] = torch.tensor([self.word_index.get(w, 1) for w in words])
+        return ids_BT.to(self.word_embed.weight.device)
+
+    def forward(self, prompts: Sequence[str]) -> torch.Tensor:
+        ids_BT = self.tokenize(prompts)
+        keep_BT = ids_BT != 0
+        hidden_BTW = self.layers(self.word_embed(ids_BT) + self.position_embed, src_key_padding_mask=~keep_BT)
+        pooled_BW = (hidden_BTW * keep_BT[..., None]).sum(1) / keep_BT.sum(1, keepdim=True)
+        return self.out(pooled_BW)
+
+    def null(self, batch_size: int) -> torch.Tensor:
+        return self.null_cond.expand(batch_size, -1)

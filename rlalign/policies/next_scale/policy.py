@@ -1,0 +1,214 @@
+"""NextScalePolicy: a next-scale generator as a StepPolicy, with peft LoRA on the transformer.
+
+Steps are scales. Scales 1..m are sampled with the adapter on; scales m+1..K with the adapter off
+from a KV cache that the base model itself prefilled over the prefix (DESIGN §5: reusing the
+adapter's cache would sample from a hybrid that is neither policy). Re-scoring the prefix is one
+block-masked teacher-forced pass over Σ_{k≤m} p_k² tokens, both CFG halves, with gradients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+from safetensors.torch import load_file
+from torch import Tensor
+
+from rlalign.policies.base import Generators, Rollout, resolve_prefix_steps
+from rlalign.policies.next_scale.conditioning import ClassConditioner
+from rlalign.policies.next_scale.model import NextScaleModel, load_model
+from rlalign.policies.next_scale.sampler import draw, guided_logits, kept_set, scale_log_probs, uniforms
+from rlalign.policies.next_scale.var_import import from_var_checkpoint
+
+
+class NextScalePolicy:
+    """Sampling, exact prefix log-probs and LoRA for a NextScaleModel."""
+
+    def __init__(self, model: NextScaleModel, *, cfg_scale: float = 0.0, temperature: float = 1.0,
+                 top_k: int = 0, top_p: float = 1.0, lora_rank: int = 8, lora_alpha: float = 16.0,
+                 lora_dropout: float = 0.0, target_modules: Sequence[str] = ("mat_qkv", "proj", "fc1", "fc2")):
+        self.model = model
+        self.sampling = {"cfg_scale": float(cfg_scale), "temperature": float(temperature),
+                         "top_k": int(top_k), "top_p": float(top_p)}
+        model.requires_grad_(False)
+        lora = LoraConfig(r=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                          target_modules=list(target_modules))
+        try:
+            self.peft_model = get_peft_model(model.transformer, lora)
+        except ValueError as error:
+            raise ValueError(f"policy.lora.target_modules={list(target_modules)} matches no Linear layer of the "
+                             f"transformer (e.g. mat_qkv, proj, fc1, fc2): {error}") from None
+        self.transformer = model.transformer  # the same module, now holding the LoRA layers
+        self.tokenizer = model.tokenizer
+        self.num_steps = len(self.transformer.patch_nums)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "NextScalePolicy":
+        """Build from a PolicyConfig: a builtin/rlalign checkpoint, or official VAR weights."""
+        if cfg.vae_checkpoint:
+            imported = from_var_checkpoint(cfg.checkpoint, cfg.vae_checkpoint, cfg.architecture)
+            model = NextScaleModel(imported.tokenizer, imported.transformer, ClassConditioner(imported.transformer),
+                                   {"var": dict(imported.config)})
+        else:
+            model = load_model(cfg.checkpoint)
+        model.to(cfg.device)
+        lora = cfg.lora
+        return cls(model, cfg_scale=cfg.cfg_scale, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
+                   lora_rank=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                   target_modules=lora.target_modules)
+
+    @property
+    def device(self) -> torch.device:
+        return self.transformer.pos_start.device
+
+    # ---------------------------------------------------------------------------------------------
+    # LoRA
+    # ---------------------------------------------------------------------------------------------
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.transformer.parameters() if p.requires_grad]
+
+    def adapter_disabled(self) -> AbstractContextManager:
+        """Inside the block the policy is the base model (the KL reference, the frozen suffix)."""
+        return self.peft_model.disable_adapter()
+
+    def adapter_state(self) -> dict[str, Tensor]:
+        """LoRA weights only, as CPU copies (what rollout workers receive)."""
+        return {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(self.peft_model).items()}
+
+    def load_adapter_state(self, state: dict[str, Tensor]) -> None:
+        expected = set(get_peft_model_state_dict(self.peft_model))
+        if set(state) != expected:
+            missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+            raise ValueError(f"adapter state does not fit this policy's LoRA layout: missing {missing[:3]}, "
+                             f"unexpected {extra[:3]} (were rank/target_modules the same?)")
+        set_peft_model_state_dict(self.peft_model, {k: v.to(self.device) for k, v in state.items()})
+
+    def save_adapter(self, directory: str | Path) -> None:
+        """Write the adapter in peft's format (adapter_config.json + adapter_model.safetensors)."""
+        self.peft_model.save_pretrained(str(directory))
+
+    def load_adapter(self, directory: str | Path) -> None:
+        path = Path(directory) / "adapter_model.safetensors"
+        if not path.is_file():
+            raise FileNotFoundError(f"{directory} holds no peft adapter (adapter_model.safetensors); "
+                                    "pass a directory written by save_adapter / rlalign train")
+        prefixed = {f"base_model.model.{k.removeprefix('base_model.model.')}": v for k, v in load_file(str(path)).items()}
+        self.load_adapter_state(prefixed)
+
+    # ---------------------------------------------------------------------------------------------
+    # Researcher API: tokens in and out, teacher-forced logits
+    # ---------------------------------------------------------------------------------------------
+
+    def encode(self, images: Tensor) -> list[Tensor]:
+        """Images [B, 3, H, W] in [0, 1] → token maps, one LongTensor [B, p_k²] per scale."""
+        return self.tokenizer.encode(images.to(self.device))
+
+    @torch.no_grad()
+    def decode(self, tokens: Sequence[Tensor]) -> Tensor:
+        """Token maps of every scale → images [B, 3, H, W] in [0, 1]."""
+        return self.tokenizer.decode([t.to(self.device) for t in tokens])
+
+    def logits(self, prompts: list, tokens: Sequence[Tensor], cfg_scale: float | None = None) -> list[Tensor]:
+        """Teacher-forced logits [B, p_k², V] of the given first scales (adapter as currently set).
+
+        `cfg_scale=None` gives the conditional logits; a number gives the CFG-mixed logits exactly
+        as sampling mixes them (before temperature and truncation).
+        """
+        settings = {"cfg_scale": cfg_scale or 0.0, "temperature": 1.0}
+        use_cfg = cfg_scale is not None
+        return self._teacher_logits(prompts, tokens, settings, use_cfg=use_cfg)
+
+    def _teacher_logits(self, prompts: list, tokens: Sequence[Tensor], settings: dict, *, use_cfg: bool) -> list[Tensor]:
+        """Per-scale ℓ̃ of the first len(tokens) scales in one block-masked pass (both CFG halves if used)."""
+        batch, num_scales = len(prompts), len(tokens)
+        tokens = [t.to(self.device) for t in tokens]
+        cond_BD = self._conditions(prompts, use_cfg)
+        inputs_BLC = self._doubled(self.tokenizer.teacher_inputs(tokens), use_cfg) if num_scales > 1 else None
+        logits_BLV = self.transformer.forward_teacher(cond_BD, inputs_BLC)
+        bounds = self.transformer.scale_bounds
+        per_scale = []
+        for k in range(num_scales):
+            logits_scale = logits_BLV[:, bounds[k] : bounds[k + 1]]
+            uncond = logits_scale[batch:] if use_cfg else None
+            per_scale.append(guided_logits(logits_scale[:batch], uncond, cfg_scale=settings["cfg_scale"], scale_index=k,
+                                           num_scales=self.num_steps, temperature=settings["temperature"]))
+        return per_scale
+
+    def _conditions(self, prompts: list, use_cfg: bool) -> Tensor:
+        """cond_BD, with the null condition stacked below it ([2B, D]) when CFG is used."""
+        cond_BD = self.model.condition(prompts)
+        return torch.cat([cond_BD, self.model.null_condition(len(prompts))]) if use_cfg else cond_BD
+
+    @staticmethod
+    def _doubled(x: Tensor | None, use_cfg: bool) -> Tensor | None:
+        return torch.cat([x, x]) if use_cfg and x is not None else x
+
+    # ---------------------------------------------------------------------------------------------
+    # Rollout and re-scoring
+    # ---------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def rollout(self, prompts: list, prefix_steps: int | str, *, generator: Generators,
+                group_ids: Tensor | None = None, keep_scale_logits: bool = False) -> Rollout:
+        """Sample B images: scales 1..m with the adapter on, m+1..K from the frozen base.
+
+        `keep_scale_logits` also stores every scale's ℓ̃ (CFG-mixed / temperature) in
+        state["scale_logits"], for diagnostics such as checking the frozen suffix.
+        """
+        m = resolve_prefix_steps(prefix_steps, self.num_steps)
+        settings = dict(self.sampling)
+        use_cfg = settings["cfg_scale"] > 0
+        batch = len(prompts)
+        cond_BD = self._conditions(prompts, use_cfg)
+        cache = self.transformer.new_cache()
+        f_hat = self.tokenizer.empty_f_hat(batch, device=self.device)
+        next_input, tokens, old_logp, kept_masks, all_logits = None, [], [], [], []
+        for k, side in enumerate(self.transformer.patch_nums):
+            if k == m:  # frozen suffix: the base model's own cache over the prefix (one teacher pass)
+                cache = self.transformer.new_cache()
+                with self.adapter_disabled():
+                    prefix_inputs = self.tokenizer.teacher_inputs(tokens) if m > 1 else None
+                    self.transformer.prefill(cond_BD, self._doubled(prefix_inputs, use_cfg), cache)
+            with nullcontext() if k < m else self.adapter_disabled():
+                logits = self.transformer.step(cond_BD, self._doubled(next_input, use_cfg), cache)
+            scaled_BlV = guided_logits(logits[:batch], logits[batch:] if use_cfg else None,
+                                       cfg_scale=settings["cfg_scale"], scale_index=k, num_scales=self.num_steps,
+                                       temperature=settings["temperature"])
+            kept_BlV = kept_set(scaled_BlV, top_k=settings["top_k"], top_p=settings["top_p"])
+            logp_BlV = scale_log_probs(scaled_BlV, kept_BlV)
+            tokens_Bl = draw(logp_BlV, uniforms((batch, side * side), generator))
+            if k < m:
+                old_logp.append(logp_BlV.gather(-1, tokens_Bl[..., None]).squeeze(-1).cpu())
+                kept_masks.append(kept_BlV.cpu() if kept_BlV is not None else None)
+            tokens.append(tokens_Bl)
+            if keep_scale_logits:
+                all_logits.append(scaled_BlV.cpu())
+            f_hat, next_input = self.tokenizer.accumulate(f_hat, tokens_Bl, k)
+        return Rollout(
+            prompts=list(prompts),
+            group_ids=group_ids.cpu() if group_ids is not None else torch.arange(batch),
+            outputs=self.tokenizer.f_hat_to_images(f_hat).cpu(),
+            old_logp=old_logp,
+            action_mask=[torch.ones_like(lp, dtype=torch.bool) for lp in old_logp],
+            prefix_steps=m,
+            state={"tokens": [t.cpu() for t in tokens], "kept_masks": kept_masks, "sampling": settings,
+                   **({"scale_logits": all_logits} if keep_scale_logits else {})},
+        )
+
+    def log_prob(self, rollout: Rollout) -> list[Tensor]:
+        """[B, p_k²] log-probs of the prefix tokens under the current adapter, with gradients."""
+        settings, m = rollout.state["sampling"], rollout.prefix_steps
+        use_cfg = settings["cfg_scale"] > 0
+        scaled = self._teacher_logits(rollout.prompts, rollout.state["tokens"][:m], settings, use_cfg=use_cfg)
+        result = []
+        for k, scaled_BlV in enumerate(scaled):
+            kept = rollout.state["kept_masks"][k]
+            logp_BlV = scale_log_probs(scaled_BlV, kept.to(self.device) if kept is not None else None)
+            tokens_Bl = rollout.state["tokens"][k].to(self.device)
+            result.append(logp_BlV.gather(-1, tokens_Bl[..., None]).squeeze(-1))
+        return result

@@ -1,0 +1,295 @@
+"""Pretrain the built-in Shapes next-scale generator (DESIGN §8): `builtin:shapes-nextscale`.
+
+Stage 1 trains VAR's multi-scale residual VQ tokenizer on renders of the `train` split; stage 2
+freezes it, tokenizes many `train` scenes and trains the text encoder + next-scale transformer with
+teacher-forced cross-entropy (10 % condition dropout, for classifier-free guidance). The generator
+never sees a held-out colour–shape pair. At the end, samples from a KV-cached CFG sampler are judged
+by the `shapes_eval` verifier on the fixed evaluation prompts of both splits (evaluation only).
+
+Deterministic on CPU (fixed seeds, step counts rather than time budgets, 2 threads):
+
+    python scripts/pretrain_shapes.py              # ~40 min on 2 cores → rlalign/assets/shapes-nextscale.*
+    python scripts/pretrain_shapes.py --quick --out /tmp/smoke.safetensors   # < 1 min smoke run
+
+Writes the weights (fp16 safetensors with the architecture) and a JSON report next to them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rewards.shapes_eval import verify_image
+from rlalign.policies.next_scale.model import ASSETS_DIR, NextScaleModel, build_model, save_model
+from rlalign.policies.next_scale.pretraining import (
+    DeadCodeReviver,
+    adamw_param_groups,
+    pretokenize,
+    teacher_forced_loss,
+    tokenizer_loss,
+    warmup_cosine,
+)
+from rlalign.policies.next_scale.transformer import cfg_guidance_weight, mix_cfg_logits
+from rlalign.shapes import COLOURS, SHAPES, Scene, eval_prompts, render_batch, sample_scenes
+
+DEFAULT_OUT = ASSETS_DIR / "shapes-nextscale.safetensors"
+PROMPT_WORDS = ["a", "an", "in", "the", "center", "on", "left", "right", "at", "top", "bottom", "to", "of",
+                "above", "below"]
+# (cfg, top_k, temperature) settings judged at the end; the best on the train prompts is recommended.
+SAMPLING_SETTINGS = ((1.0, 0, 1.0), (2.0, 0, 1.0), (3.0, 0, 1.0), (2.0, 10, 1.0), (1.0, 0, 0.8), (2.0, 0, 0.8))
+# Seed offsets of the independent data streams, so no two of them ever draw the same scenes.
+TOKENIZER_DATA, TRANSFORMER_DATA, VALIDATION_DATA, RECON_EVAL_DATA = 1, 2, 3, 4
+
+
+def shapes_architecture() -> dict:
+    """The generator's sizes: ~0.8M tokenizer, ~1.3M transformer, ~0.4M text-encoder parameters."""
+    return {
+        "tokenizer": {"vocab_size": 256, "latent_channels": 16, "patch_nums": [1, 2, 3, 4, 6, 8], "ch": 32,
+                      "ch_mult": [1, 1, 2], "num_res_blocks": 1},
+        "transformer": {"depth": 4, "embed_dim": 128, "num_heads": 4, "attn_l2_norm": True},
+        "text_encoder": {"vocabulary": PROMPT_WORDS + list(COLOURS) + list(SHAPES), "width": 128, "depth": 2,
+                         "num_heads": 4},
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"weights path (default {DEFAULT_OUT}; with --quick, outputs/shapes-nextscale-quick)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (results depend on it)")
+    parser.add_argument("--tokenizer-steps", type=int, default=1500)
+    parser.add_argument("--tokenizer-batch", type=int, default=32)
+    parser.add_argument("--tokenizer-lr", type=float, default=3e-3)
+    parser.add_argument("--transformer-steps", type=int, default=2200)
+    parser.add_argument("--transformer-batch", type=int, default=64)
+    parser.add_argument("--transformer-lr", type=float, default=2e-3)
+    parser.add_argument("--dataset-size", type=int, default=40000, help="train scenes tokenized for stage 2")
+    parser.add_argument("--two-object-share", type=float, default=0.75,
+                        help="share of two-object scenes in the stage-2 data (the split itself has 0.5)")
+    parser.add_argument("--cond-dropout", type=float, default=0.1)
+    parser.add_argument("--eval-repeats", type=int, default=6, help="samples per evaluation prompt (48 prompts)")
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run (< 1 minute), not a usable model")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.tokenizer_steps, args.transformer_steps, args.dataset_size, args.eval_repeats = 8, 8, 128, 1
+        args.tokenizer_batch, args.transformer_batch = 8, 8
+    if args.out is None:
+        args.out = Path("outputs/shapes-nextscale-quick.safetensors") if args.quick else DEFAULT_OUT
+    return args
+
+
+class Clock:
+    """Wall time since start, for progress lines."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.start
+
+    def log(self, message: str) -> None:
+        print(f"[{self() / 60:6.2f} min] {message}", flush=True)
+
+
+def train_scenes(count: int, seed: int, stream: int, two_object_share: float | None = None) -> list[Scene]:
+    """``count`` fresh `train` scenes of one data stream, optionally with a given share of two-object ones.
+
+    Raising the share of two-object scenes spends more of stage 2 on binding colours to shapes and
+    relations (one-object prompts are learned early and are only 90 distinct prompts in `train`).
+    """
+    if two_object_share is None:
+        return sample_scenes("train", count, seed=seed * 1000 + stream)
+    pool = sample_scenes("train", 2 * count + 64, seed=seed * 1000 + stream)  # about half are two-object
+    two = [scene for scene in pool if len(scene.spec.objects) == 2][: round(count * two_object_share)]
+    one = [scene for scene in pool if len(scene.spec.objects) == 1][: count - len(two)]
+    return two + one
+
+
+def train_tokenizer(model: NextScaleModel, args: argparse.Namespace, clock: Clock) -> dict:
+    """Stage 1: reconstruction + VQ losses on fresh `train` renders every step."""
+    tokenizer = model.tokenizer.requires_grad_(True).train()
+    optimizer = torch.optim.AdamW(tokenizer.parameters(), lr=args.tokenizer_lr, betas=(0.9, 0.95), weight_decay=0.0)
+    reviver = DeadCodeReviver(tokenizer.quantize)
+    generator = torch.Generator().manual_seed(args.seed)
+    warmup = max(1, min(100, args.tokenizer_steps // 10))
+    scene_rng = np.random.default_rng([args.seed, TOKENIZER_DATA])
+    recent: list[dict[str, float]] = []
+    for step in range(args.tokenizer_steps):
+        for group in optimizer.param_groups:
+            group["lr"] = args.tokenizer_lr * warmup_cosine(step, args.tokenizer_steps, warmup)
+        images_B3HW = render_batch(train_scenes(args.tokenizer_batch, int(scene_rng.integers(2**31)), TOKENIZER_DATA))
+        loss, metrics, code_hits_V, queries_NC = tokenizer_loss(tokenizer, images_B3HW)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(tokenizer.parameters(), 1.0)
+        optimizer.step()
+        reviver.observe(code_hits_V)
+        # Revive every 100 steps (and at step 0, which initialises the codebook from data); never at
+        # the very end, so the decoder has adapted to every code it will meet.
+        revived = reviver.revive(queries_NC, generator) if step % 100 == 0 and step < 0.9 * args.tokenizer_steps else 0
+        recent = (recent + [metrics])[-50:]
+        if step % 100 == 0 or step == args.tokenizer_steps - 1:
+            clock.log(f"tokenizer step {step}/{args.tokenizer_steps} " + _fmt(metrics) + f" revived {revived}")
+    tokenizer.requires_grad_(False).eval()
+    return {key: float(np.mean([m[key] for m in recent])) for key in recent[-1]}
+
+
+@torch.no_grad()
+def reconstruction_exact(model: NextScaleModel, split: str, count: int, seed: int) -> float:
+    """Verifier exact match of decode(encode(render)): the ceiling of what the generator can reach."""
+    scenes = sample_scenes(split, count, seed=seed * 1000 + RECON_EVAL_DATA)
+    images_B3HW = render_batch(scenes)
+    recon_B3HW = model.tokenizer.decode(model.tokenizer.encode(images_B3HW))
+    return float(np.mean([verify_image(s.prompt, recon_B3HW[i]).exact for i, s in enumerate(scenes)]))
+
+
+def token_dataset(model: NextScaleModel, scenes: list[Scene]) -> tuple[list[str], torch.Tensor]:
+    """Prompts and frozen-tokenizer token ids [N, L] of scenes (rendered in chunks to bound memory)."""
+    token_chunks = [pretokenize(model.tokenizer, render_batch(scenes[start:start + 4096]))
+                    for start in range(0, len(scenes), 4096)]
+    return [scene.prompt for scene in scenes], torch.cat(token_chunks)
+
+
+def train_transformer(model: NextScaleModel, args: argparse.Namespace, clock: Clock) -> dict:
+    """Stage 2: teacher-forced cross-entropy over all L tokens with condition dropout."""
+    prompts, tokens_NL = token_dataset(
+        model, train_scenes(args.dataset_size, args.seed, TRANSFORMER_DATA, args.two_object_share))
+    val_prompts, val_tokens_NL = token_dataset(  # the split's natural mix of one and two objects
+        model, train_scenes(min(1024, args.dataset_size), args.seed, VALIDATION_DATA))
+    clock.log(f"tokenized {tokens_NL.shape[0]} train scenes (+{val_tokens_NL.shape[0]} for validation)")
+    parameters = [p for name, p in model.named_parameters() if not name.startswith("tokenizer.")]
+    optimizer = torch.optim.AdamW(adamw_param_groups(model, weight_decay=0.05), lr=args.transformer_lr,
+                                  betas=(0.9, 0.95))
+    generator = torch.Generator().manual_seed(args.seed)
+    warmup = max(1, min(100, args.transformer_steps // 10))
+    model.transformer.train()
+    model.conditioner.train()
+    recent: list[dict[str, float]] = []
+    for step in range(args.transformer_steps):
+        for group in optimizer.param_groups:
+            group["lr"] = args.transformer_lr * warmup_cosine(step, args.transformer_steps, warmup)
+        batch_B = torch.randint(tokens_NL.shape[0], (args.transformer_batch,), generator=generator)
+        loss, metrics = teacher_forced_loss(model, [prompts[i] for i in batch_B], tokens_NL[batch_B],
+                                            drop_prob=args.cond_dropout, generator=generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        recent = (recent + [metrics])[-50:]
+        if step % 100 == 0 or step == args.transformer_steps - 1:
+            clock.log(f"transformer step {step}/{args.transformer_steps} " + _fmt(metrics))
+    model.eval()
+    final = {key: float(np.mean([m[key] for m in recent])) for key in recent[-1]}
+    with torch.no_grad():  # validation: unseen train-split scenes, no condition dropout
+        _, val_metrics = teacher_forced_loss(model, val_prompts, val_tokens_NL, drop_prob=0.0, generator=generator)
+    final.update({f"val_{key}": value for key, value in val_metrics.items()})
+    return final
+
+
+@torch.no_grad()
+def sample_images(model: NextScaleModel, prompts: list[str], *, cfg: float, top_k: int, temperature: float,
+                  generator: torch.Generator) -> torch.Tensor:
+    """KV-cached next-scale sampling with VAR's CFG ramp; images [B, 3, 32, 32] in [0, 1].
+
+    The conditional and unconditional halves run as one batch of 2B (conditions stacked), so both
+    caches advance together and each scale's input map is simply duplicated.
+    """
+    batch, transformer, tokenizer = len(prompts), model.transformer, model.tokenizer
+    num_scales = transformer.num_scales
+    cond_2BD = torch.cat([model.condition(prompts), model.null_condition(batch)])
+    cache, f_hat_BCHW, input_2BlC = transformer.new_cache(), tokenizer.empty_f_hat(batch), None
+    for scale_index in range(num_scales):
+        logits_2BlV = transformer.step(cond_2BD, input_2BlC, cache)
+        weight = cfg_guidance_weight(cfg, scale_index, num_scales)
+        logits_BlV = mix_cfg_logits(logits_2BlV[:batch], logits_2BlV[batch:], weight) / temperature
+        if top_k > 0:  # keep the k best logits of every position
+            kth_BlV = logits_BlV.topk(top_k, dim=-1).values[..., -1:]
+            logits_BlV = logits_BlV.masked_fill(logits_BlV < kth_BlV, float("-inf"))
+        probs_NV = logits_BlV.softmax(dim=-1).flatten(0, 1)
+        tokens_Bl = torch.multinomial(probs_NV, 1, generator=generator).view(batch, -1)
+        f_hat_BCHW, next_input_BlC = tokenizer.accumulate(f_hat_BCHW, tokens_Bl, scale_index)
+        input_2BlC = None if next_input_BlC is None else torch.cat([next_input_BlC, next_input_BlC])
+    return tokenizer.f_hat_to_images(f_hat_BCHW)
+
+
+def sample_exact(model: NextScaleModel, split: str, setting: tuple[float, int, float], repeats: int,
+                 seed: int) -> dict[str, float]:
+    """Verifier exact match of samples for each of the split's 48 evaluation prompts × ``repeats``."""
+    cfg, top_k, temperature = setting
+    prompts = [p for p in eval_prompts(split) for _ in range(repeats)]
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.cat([
+        sample_images(model, prompts[i:i + 96], cfg=cfg, top_k=top_k, temperature=temperature, generator=generator)
+        for i in range(0, len(prompts), 96)
+    ])
+    exact = np.array([verify_image(p, images[i]).exact for i, p in enumerate(prompts)], dtype=float)
+    two_objects = np.array([" of " in p or " above " in p for p in prompts])
+    return {"exact": float(exact.mean()), "exact_one_object": float(exact[~two_objects].mean()),
+            "exact_two_objects": float(exact[two_objects].mean()), "samples": len(prompts)}
+
+
+def evaluate_sampling(model: NextScaleModel, args: argparse.Namespace, clock: Clock) -> tuple[list[dict], dict]:
+    """Judge every sampling setting on both splits; recommend the best on the train prompts."""
+    settings = SAMPLING_SETTINGS[:1] if args.quick else SAMPLING_SETTINGS
+    results = []
+    for cfg, top_k, temperature in settings:
+        row: dict = {"cfg": cfg, "top_k": top_k, "temperature": temperature}
+        for split in ("train", "heldout"):
+            row[split] = sample_exact(model, split, (cfg, top_k, temperature), args.eval_repeats, args.seed)
+        results.append(row)
+        clock.log(f"sampling cfg={cfg} top_k={top_k} T={temperature}: "
+                  f"train exact {row['train']['exact']:.3f}, heldout exact {row['heldout']['exact']:.3f}")
+    best = max(results, key=lambda r: (r["train"]["exact"], r["heldout"]["exact"]))
+    recommended = {"cfg": best["cfg"], "top_k": best["top_k"], "top_p": 1.0, "temperature": best["temperature"]}
+    return results, recommended
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    return " ".join(f"{key} {value:.4f}" for key, value in metrics.items())
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    clock = Clock()
+    model = build_model(shapes_architecture())
+    sizes = {name: sum(p.numel() for p in getattr(model, name).parameters())
+             for name in ("tokenizer", "transformer", "conditioner")}
+    clock.log(f"parameters: {sizes}")
+    tokenizer_final = train_tokenizer(model, args, clock)
+    tokenizer_minutes = clock() / 60
+    recon_count = 64 if args.quick else 512
+    recon = {split: reconstruction_exact(model, split, recon_count, args.seed) for split in ("train", "heldout")}
+    clock.log(f"tokenizer reconstruction exact match: {recon}")
+    stage2_start = clock()
+    transformer_final = train_transformer(model, args, clock)
+    transformer_minutes = (clock() - stage2_start) / 60
+    sampling, recommended = evaluate_sampling(model, args, clock)
+    path = save_model(model, args.out)
+    report = {
+        "command": " ".join(["python scripts/pretrain_shapes.py", *(sys.argv[1:] if argv is None else argv)]),
+        "seed": args.seed, "threads": args.threads, "torch": torch.__version__,
+        "hyperparameters": {key: value for key, value in vars(args).items() if key not in ("out",)},
+        "architecture": model.architecture, "parameters": sizes,
+        "minutes": {"tokenizer": tokenizer_minutes, "transformer": transformer_minutes, "total": clock() / 60},
+        "final_losses": {"tokenizer": tokenizer_final, "transformer": transformer_final},
+        "tokenizer_reconstruction_exact": {**recon, "scenes_per_split": recon_count},
+        "sampling": sampling, "recommended_sampling": recommended,
+        "asset_bytes": path.stat().st_size,
+    }
+    path.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    clock.log(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) and {path.with_suffix('.json').name}; "
+              f"recommended sampling {recommended}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
