@@ -3,6 +3,8 @@
 Commands available in this version:
   config     print a config fully resolved (defaults, file, overrides) with its derived sizes
   showcase   render the built-in Shapes world with the verifier's report (the current demo)
+  sample     sample a policy (optionally with an adapter) for some prompts into a labelled PNG grid
+  score      score a folder of images or a captions file with a config's rewards, as a table
 
 Each command's implementation lives with its concept; this module only parses arguments.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 
 import yaml
@@ -52,6 +55,22 @@ def cmd_showcase(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sample(args: argparse.Namespace) -> int:
+    from rlalign.sampling import run_sample
+
+    print(run_sample(args.config, args.overrides, prompts=args.prompts, prefix_steps=args.prefix_steps,
+                     adapter=args.adapter, samples=args.samples, seed=args.seed, out=args.out))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from rewards.scoring import run_score
+
+    print(run_score(args.config, args.path, args.overrides, eval_rewards=args.eval, per_item=args.per_item,
+                    batch_size=args.batch_size))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlalign",
@@ -70,6 +89,29 @@ def build_parser() -> argparse.ArgumentParser:
     showcase.add_argument("--count", type=int, default=16, help="scenes per split (default: %(default)s)")
     showcase.add_argument("--seed", type=int, default=0, help="scene seed (default: %(default)s)")
     showcase.set_defaults(handler=cmd_showcase)
+
+    sample = commands.add_parser("sample", help="sample prompts into a PNG grid labelled with the prompts")
+    sample.add_argument("config", help="path of a YAML config (its policy section is used)")
+    sample.add_argument("overrides", nargs="*", help="overrides such as policy.cfg_scale=2")
+    sample.add_argument("--prompts", nargs="+", required=True,
+                        help="prompts, or one source such as shapes-eval:heldout, file:PATH, classes:0-7")
+    sample.add_argument("--prefix-steps", default="all",
+                        help="m: scales sampled with the adapter on, 1..T or 'all' (default: %(default)s)")
+    sample.add_argument("--adapter", default=None, help="a peft adapter directory (from rlalign train)")
+    sample.add_argument("--samples", type=int, default=1, help="samples per prompt (default: %(default)s)")
+    sample.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
+    sample.add_argument("--out", default="outputs/sample.png", help="PNG path (default: %(default)s)")
+    sample.set_defaults(handler=cmd_sample)
+
+    score = commands.add_parser("score", help="score images or captions with a config's rewards")
+    score.add_argument("config", help="path of a YAML config (its rewards section is used)")
+    score.add_argument("path", help="a folder of PNG/JPG images (prompts from prompts.json or the file names) "
+                       "or a text file of prompt<TAB>caption lines")
+    score.add_argument("overrides", nargs="*", help="overrides such as rewards.combine=normalize_then_sum")
+    score.add_argument("--eval", action="store_true", help="use rewards.eval instead of rewards.functions")
+    score.add_argument("--per-item", action="store_true", help="also print one row per image or caption")
+    score.add_argument("--batch-size", type=int, default=32, help="items per reward call (default: %(default)s)")
+    score.set_defaults(handler=cmd_score)
     return parser
 
 
@@ -77,8 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ConfigError, ValueError, FileNotFoundError, KeyError) as error:
+        # Bad input (config, checkpoint, prompt, reward output): one clear line, exit code 2.
+        # RLALIGN_DEBUG=1 shows the traceback instead.
+        if os.environ.get("RLALIGN_DEBUG"):
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"error: {message}", file=sys.stderr)
         return 2
 
 

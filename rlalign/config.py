@@ -9,7 +9,7 @@ names the key, the value and what is allowed (see rlalign/config_loading.py for 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from rlalign.config_loading import ConfigError, bounded, build, to_dict
 
@@ -95,13 +95,13 @@ class RewardsConfig:
 class GrpoConfig:
     group_size: int = bounded(8, ge=2)
     """G: samples per prompt; advantages compare samples within a group, so G ≥ 2."""
-    prefix_steps: Union[int, Literal["all"]] = 2
+    prefix_steps: int | Literal["all"] = 2
     """m: the first m generation steps are trained (adapter on); `all` trains every step."""
     loss_type: Literal["grpo", "dr_grpo", "dapo", "gspo"] = "grpo"
     """Loss normalisation family (docs/grpo.md derives each)."""
     clip_eps: float = bounded(0.2, gt=0, lt=1)
     """Lower clip range: the ratio is clipped to [1 - clip_eps, 1 + clip_eps_high]."""
-    clip_eps_high: Union[float, None] = None
+    clip_eps_high: float | None = None
     """Upper clip range (DAPO's clip-higher); None uses clip_eps."""
     beta: float = bounded(0.0, ge=0)
     """Coefficient of the KL penalty to the base model over prefix actions; 0 disables it."""
@@ -229,6 +229,18 @@ def _check_combinations(cfg: Config) -> None:
         raise ConfigError("rewards", duplicated, "each reward needs a distinct label (set `label:` to tell them apart)")
     if cfg.rollout.backend == "local" and cfg.rollout.ray_address:
         raise ConfigError("rollout.ray_address", cfg.rollout.ray_address, "is only used with rollout.backend=ray")
+    _check_prompt_sources(cfg.prompts)
+
+
+def _check_prompt_sources(prompts_cfg: PromptsConfig) -> None:
+    from rlalign.prompts import parse_prompt_source
+
+    sources = {"prompts.train": prompts_cfg.train, **{f"prompts.eval.{k}": v for k, v in prompts_cfg.eval.items()}}
+    for key, source in sources.items():
+        try:
+            parse_prompt_source(source)
+        except (ValueError, FileNotFoundError) as error:
+            raise ConfigError(key, source, str(error)) from None
 
 
 def _check_reward_names(rewards_cfg: RewardsConfig) -> None:

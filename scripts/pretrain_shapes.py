@@ -26,7 +26,9 @@ import numpy as np
 import torch
 
 from rewards.shapes_eval import verify_image
-from rlalign.policies.next_scale.model import ASSETS_DIR, NextScaleModel, build_model, save_model
+from rlalign.evaluation import generate, verifier_report
+from rlalign.policies.next_scale.model import ASSETS_DIR, NextScaleModel, build_model, load_model, save_model
+from rlalign.policies.next_scale.policy import NextScalePolicy
 from rlalign.policies.next_scale.pretraining import (
     DeadCodeReviver,
     adamw_param_groups,
@@ -35,7 +37,6 @@ from rlalign.policies.next_scale.pretraining import (
     tokenizer_loss,
     warmup_cosine,
 )
-from rlalign.policies.next_scale.transformer import cfg_guidance_weight, mix_cfg_logits
 from rlalign.shapes import COLOURS, SHAPES, Scene, eval_prompts, render_batch, sample_scenes
 
 DEFAULT_OUT = ASSETS_DIR / "shapes-nextscale.safetensors"
@@ -47,12 +48,12 @@ SAMPLING_SETTINGS = ((1.0, 0, 1.0), (2.0, 0, 1.0), (3.0, 0, 1.0), (2.0, 10, 1.0)
 TOKENIZER_DATA, TRANSFORMER_DATA, VALIDATION_DATA, RECON_EVAL_DATA = 1, 2, 3, 4
 
 
-def shapes_architecture() -> dict:
-    """The generator's sizes: ~0.8M tokenizer, ~1.3M transformer, ~0.4M text-encoder parameters."""
+def shapes_architecture(depth: int = 4, embed_dim: int = 128) -> dict:
+    """The generator's sizes: ~0.8M tokenizer, ~1.3M transformer (depth 4, width 128), ~0.4M text encoder."""
     return {
         "tokenizer": {"vocab_size": 256, "latent_channels": 16, "patch_nums": [1, 2, 3, 4, 6, 8], "ch": 32,
                       "ch_mult": [1, 1, 2], "num_res_blocks": 1},
-        "transformer": {"depth": 4, "embed_dim": 128, "num_heads": 4, "attn_l2_norm": True},
+        "transformer": {"depth": depth, "embed_dim": embed_dim, "num_heads": embed_dim // 32, "attn_l2_norm": True},
         "text_encoder": {"vocabulary": PROMPT_WORDS + list(COLOURS) + list(SHAPES), "width": 128, "depth": 2,
                          "num_heads": 4},
     }
@@ -64,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"weights path (default {DEFAULT_OUT}; with --quick, outputs/shapes-nextscale-quick)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (results depend on it)")
+    parser.add_argument("--device", default="cpu", help="torch device; the shipped asset is trained on cpu")
+    parser.add_argument("--depth", type=int, default=4, help="transformer blocks")
+    parser.add_argument("--embed-dim", type=int, default=128, help="transformer width (heads = width / 32)")
     parser.add_argument("--tokenizer-steps", type=int, default=1500)
     parser.add_argument("--tokenizer-batch", type=int, default=32)
     parser.add_argument("--tokenizer-lr", type=float, default=3e-3)
@@ -74,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--two-object-share", type=float, default=0.75,
                         help="share of two-object scenes in the stage-2 data (the split itself has 0.5)")
     parser.add_argument("--cond-dropout", type=float, default=0.1)
-    parser.add_argument("--eval-repeats", type=int, default=6, help="samples per evaluation prompt (48 prompts)")
+    parser.add_argument("--eval-repeats", type=int, default=8, help="samples per evaluation prompt (48 prompts)")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (< 1 minute), not a usable model")
     args = parser.parse_args(argv)
     if args.quick:
@@ -125,6 +129,7 @@ def train_tokenizer(model: NextScaleModel, args: argparse.Namespace, clock: Cloc
         for group in optimizer.param_groups:
             group["lr"] = args.tokenizer_lr * warmup_cosine(step, args.tokenizer_steps, warmup)
         images_B3HW = render_batch(train_scenes(args.tokenizer_batch, int(scene_rng.integers(2**31)), TOKENIZER_DATA))
+        images_B3HW = images_B3HW.to(args.device)
         loss, metrics, code_hits_V, queries_NC = tokenizer_loss(tokenizer, images_B3HW)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -145,14 +150,15 @@ def train_tokenizer(model: NextScaleModel, args: argparse.Namespace, clock: Cloc
 def reconstruction_exact(model: NextScaleModel, split: str, count: int, seed: int) -> float:
     """Verifier exact match of decode(encode(render)): the ceiling of what the generator can reach."""
     scenes = sample_scenes(split, count, seed=seed * 1000 + RECON_EVAL_DATA)
-    images_B3HW = render_batch(scenes)
-    recon_B3HW = model.tokenizer.decode(model.tokenizer.encode(images_B3HW))
+    images_B3HW = render_batch(scenes).to(next(model.parameters()).device)
+    recon_B3HW = model.tokenizer.decode(model.tokenizer.encode(images_B3HW)).cpu()
     return float(np.mean([verify_image(s.prompt, recon_B3HW[i]).exact for i, s in enumerate(scenes)]))
 
 
 def token_dataset(model: NextScaleModel, scenes: list[Scene]) -> tuple[list[str], torch.Tensor]:
     """Prompts and frozen-tokenizer token ids [N, L] of scenes (rendered in chunks to bound memory)."""
-    token_chunks = [pretokenize(model.tokenizer, render_batch(scenes[start:start + 4096]))
+    device = next(model.parameters()).device
+    token_chunks = [pretokenize(model.tokenizer, render_batch(scenes[start:start + 4096]).to(device))
                     for start in range(0, len(scenes), 4096)]
     return [scene.prompt for scene in scenes], torch.cat(token_chunks)
 
@@ -176,7 +182,8 @@ def train_transformer(model: NextScaleModel, args: argparse.Namespace, clock: Cl
         for group in optimizer.param_groups:
             group["lr"] = args.transformer_lr * warmup_cosine(step, args.transformer_steps, warmup)
         batch_B = torch.randint(tokens_NL.shape[0], (args.transformer_batch,), generator=generator)
-        loss, metrics = teacher_forced_loss(model, [prompts[i] for i in batch_B], tokens_NL[batch_B],
+        tokens_BL = tokens_NL[batch_B.to(tokens_NL.device)]
+        loss, metrics = teacher_forced_loss(model, [prompts[i] for i in batch_B], tokens_BL,
                                             drop_prob=args.cond_dropout, generator=generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -193,61 +200,28 @@ def train_transformer(model: NextScaleModel, args: argparse.Namespace, clock: Cl
     return final
 
 
-@torch.no_grad()
-def sample_images(model: NextScaleModel, prompts: list[str], *, cfg: float, top_k: int, temperature: float,
-                  generator: torch.Generator) -> torch.Tensor:
-    """KV-cached next-scale sampling with VAR's CFG ramp; images [B, 3, 32, 32] in [0, 1].
+def evaluate_sampling(path: Path, args: argparse.Namespace, clock: Clock) -> tuple[list[dict], dict]:
+    """Judge every sampling setting on both splits' evaluation prompts; recommend the best on `train`.
 
-    The conditional and unconditional halves run as one batch of 2B (conditions stacked), so both
-    caches advance together and each scale's input map is simply duplicated.
+    Samples come from the saved (fp16) checkpoint through NextScalePolicy, i.e. exactly what users
+    and the trainer get, with per-sample seeds (rlalign.evaluation.generate).
     """
-    batch, transformer, tokenizer = len(prompts), model.transformer, model.tokenizer
-    num_scales = transformer.num_scales
-    cond_2BD = torch.cat([model.condition(prompts), model.null_condition(batch)])
-    cache, f_hat_BCHW, input_2BlC = transformer.new_cache(), tokenizer.empty_f_hat(batch), None
-    for scale_index in range(num_scales):
-        logits_2BlV = transformer.step(cond_2BD, input_2BlC, cache)
-        weight = cfg_guidance_weight(cfg, scale_index, num_scales)
-        logits_BlV = mix_cfg_logits(logits_2BlV[:batch], logits_2BlV[batch:], weight) / temperature
-        if top_k > 0:  # keep the k best logits of every position
-            kth_BlV = logits_BlV.topk(top_k, dim=-1).values[..., -1:]
-            logits_BlV = logits_BlV.masked_fill(logits_BlV < kth_BlV, float("-inf"))
-        probs_NV = logits_BlV.softmax(dim=-1).flatten(0, 1)
-        tokens_Bl = torch.multinomial(probs_NV, 1, generator=generator).view(batch, -1)
-        f_hat_BCHW, next_input_BlC = tokenizer.accumulate(f_hat_BCHW, tokens_Bl, scale_index)
-        input_2BlC = None if next_input_BlC is None else torch.cat([next_input_BlC, next_input_BlC])
-    return tokenizer.f_hat_to_images(f_hat_BCHW)
-
-
-def sample_exact(model: NextScaleModel, split: str, setting: tuple[float, int, float], repeats: int,
-                 seed: int) -> dict[str, float]:
-    """Verifier exact match of samples for each of the split's 48 evaluation prompts × ``repeats``."""
-    cfg, top_k, temperature = setting
-    prompts = [p for p in eval_prompts(split) for _ in range(repeats)]
-    generator = torch.Generator().manual_seed(seed)
-    images = torch.cat([
-        sample_images(model, prompts[i:i + 96], cfg=cfg, top_k=top_k, temperature=temperature, generator=generator)
-        for i in range(0, len(prompts), 96)
-    ])
-    exact = np.array([verify_image(p, images[i]).exact for i, p in enumerate(prompts)], dtype=float)
-    two_objects = np.array([" of " in p or " above " in p for p in prompts])
-    return {"exact": float(exact.mean()), "exact_one_object": float(exact[~two_objects].mean()),
-            "exact_two_objects": float(exact[two_objects].mean()), "samples": len(prompts)}
-
-
-def evaluate_sampling(model: NextScaleModel, args: argparse.Namespace, clock: Clock) -> tuple[list[dict], dict]:
-    """Judge every sampling setting on both splits; recommend the best on the train prompts."""
+    policy = NextScalePolicy(load_model(path).to(args.device))
     settings = SAMPLING_SETTINGS[:1] if args.quick else SAMPLING_SETTINGS
     results = []
     for cfg, top_k, temperature in settings:
+        policy.sampling.update(cfg_scale=cfg, top_k=top_k, temperature=temperature)
         row: dict = {"cfg": cfg, "top_k": top_k, "temperature": temperature}
         for split in ("train", "heldout"):
-            row[split] = sample_exact(model, split, (cfg, top_k, temperature), args.eval_repeats, args.seed)
+            images, prompts = generate(policy, eval_prompts(split), samples_per_prompt=args.eval_repeats,
+                                       seed=args.seed, batch_size=128)
+            row[split] = verifier_report(prompts, images.cpu())
         results.append(row)
-        clock.log(f"sampling cfg={cfg} top_k={top_k} T={temperature}: "
-                  f"train exact {row['train']['exact']:.3f}, heldout exact {row['heldout']['exact']:.3f}")
-    best = max(results, key=lambda r: (r["train"]["exact"], r["heldout"]["exact"]))
-    recommended = {"cfg": best["cfg"], "top_k": best["top_k"], "top_p": 1.0, "temperature": best["temperature"]}
+        clock.log(f"sampling cfg={cfg} top_k={top_k} T={temperature}: " + ", ".join(
+            f"{split} exact {row[split]['overall']['exact']:.3f} (two objects "
+            f"{row[split].get('two_objects', {}).get('exact', float('nan')):.3f})" for split in ("train", "heldout")))
+    best = max(results, key=lambda r: (r["train"]["overall"]["exact"], r["heldout"]["overall"]["exact"]))
+    recommended = {"cfg_scale": best["cfg"], "top_k": best["top_k"], "top_p": 1.0, "temperature": best["temperature"]}
     return results, recommended
 
 
@@ -260,7 +234,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     clock = Clock()
-    model = build_model(shapes_architecture())
+    model = build_model(shapes_architecture(args.depth, args.embed_dim)).to(args.device)
     sizes = {name: sum(p.numel() for p in getattr(model, name).parameters())
              for name in ("tokenizer", "transformer", "conditioner")}
     clock.log(f"parameters: {sizes}")
@@ -272,8 +246,8 @@ def main(argv: list[str] | None = None) -> dict:
     stage2_start = clock()
     transformer_final = train_transformer(model, args, clock)
     transformer_minutes = (clock() - stage2_start) / 60
-    sampling, recommended = evaluate_sampling(model, args, clock)
     path = save_model(model, args.out)
+    sampling, recommended = evaluate_sampling(path, args, clock)
     report = {
         "command": " ".join(["python scripts/pretrain_shapes.py", *(sys.argv[1:] if argv is None else argv)]),
         "seed": args.seed, "threads": args.threads, "torch": torch.__version__,

@@ -67,7 +67,7 @@ class DeadCodeReviver:
             return 0
         picks_D = torch.randint(queries_NC.shape[0], (dead_D.numel(),), generator=generator)
         chosen_DC = queries_NC.detach()[picks_D]
-        noise_DC = torch.randn(chosen_DC.shape, generator=generator) * 0.01 * chosen_DC.std()
+        noise_DC = torch.randn(chosen_DC.shape, generator=generator).to(chosen_DC.device) * 0.01 * chosen_DC.std()
         self.quantizer.embedding.weight[dead_D] = chosen_DC + noise_DC
         # Give revived codes a grace period so they are not revived again before they had a chance.
         self.usage_V[dead_D] = 1.0

@@ -1,0 +1,85 @@
+"""Small helpers shared by the benchmark scripts: timing medians, the matmul peak, tables and JSON.
+
+Benchmarks report medians of repeated runs after warm-up (machines here are noisy) and ratios
+measured within one run; each script prints a table and writes the same rows as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+
+def median_seconds(fn: Callable[[], object], *, repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time of `fn()` over `repeats` calls, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], *, repeats: int = 5, warmup: int = 1) -> dict[str, float]:
+    """Median wall time of each function, timing them in turn within every repeat.
+
+    Interleaving spreads background load evenly over the contenders, so their ratio is fair even
+    on a busy machine (a slow minute slows all of them, not just the one measured during it).
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def matmul_peak_flops(sizes: tuple[int, ...] = (512, 1024, 2048), repeats: int = 5) -> dict:
+    """This machine's fp32 matmul throughput (FLOP/s) with the current torch threads: the best
+    median over a few square sizes, the roofline that rollout FLOP/s are compared with."""
+    by_size = {}
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        seconds = median_seconds(lambda a=a, b=b: a @ b, repeats=repeats, warmup=2)
+        by_size[n] = 2 * n**3 / seconds
+    best = max(by_size, key=by_size.get)
+    return {"flops_per_s": by_size[best], "best_size": best, "by_size": by_size}
+
+
+def machine_info() -> dict:
+    """What the numbers were measured on."""
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(), "python": platform.python_version()}
+
+
+def format_table(rows: list[dict], columns: list[str]) -> str:
+    """A Markdown table of `rows` restricted to `columns` (floats with 4 significant digits)."""
+    def cell(value: object) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_json(report: dict, path: str | Path) -> Path:
+    """Write the report atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(report, indent=2) + "\n")
+    partial.replace(path)
+    return path

@@ -1,0 +1,107 @@
+"""Prompt sources: the strings configs and the CLI use to name where prompts come from.
+
+  shapes:SPLIT        prompts sampled from the Shapes grammar (train | heldout | all), endless
+  shapes-eval:SPLIT   the fixed evaluation list of a split (48 prompts, DESIGN §8)
+  file:PATH           one prompt per line (blank lines and lines starting with # are skipped)
+  classes:A-B         class ids A..B inclusive, for class-conditional models such as VAR
+  classes:A,B,C       an explicit list of class ids
+
+Fixed sources (all but `shapes:`) have a finite list; training draws from them in seeded random
+order without replacement within a pass, so every prompt is seen equally often.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rlalign.shapes import SPLITS, eval_prompts, sample_scenes
+
+KINDS = ("shapes", "shapes-eval", "file", "classes")
+
+
+@dataclass(frozen=True)
+class PromptSource:
+    """A parsed prompt source; `fixed` holds the whole list for finite sources."""
+
+    spec: str
+    fixed: tuple | None = None
+    split: str | None = None
+
+    def draw(self, count: int, seed: int) -> list:
+        """`count` prompts, determined by (source, count, seed) alone.
+
+        Finite lists are walked in one seeded permutation per pass, so prompt i of a pass differs
+        from prompt j of the same pass unless the list is shorter than `count`.
+        """
+        if self.fixed is None:
+            return [scene.spec.prompt for scene in sample_scenes(self.split, count, seed)]
+        rng = np.random.default_rng([seed, len(self.fixed)])
+        order: list[int] = []
+        while len(order) < count:
+            order.extend(rng.permutation(len(self.fixed)).tolist())
+        return [self.fixed[i] for i in order[:count]]
+
+    def all(self) -> list:
+        """The whole list of a finite source."""
+        if self.fixed is None:
+            raise ValueError(f"prompt source {self.spec!r} is endless; use draw(count, seed), or a fixed source "
+                             "such as shapes-eval:heldout")
+        return list(self.fixed)
+
+
+def parse_prompt_source(spec: str) -> PromptSource:
+    """Parse a source string; a bad one fails with the accepted forms."""
+    kind, sep, rest = str(spec).partition(":")
+    if not sep or kind not in KINDS:
+        raise ValueError(f"prompt source {spec!r} is not one of: shapes:SPLIT, shapes-eval:SPLIT, file:PATH, "
+                         "classes:A-B, classes:A,B,...")
+    if kind == "shapes":
+        if rest not in SPLITS:
+            raise ValueError(f"prompt source {spec!r}: split must be one of {', '.join(SPLITS)}")
+        return PromptSource(spec, split=rest)
+    if kind == "shapes-eval":
+        if rest not in ("train", "heldout"):
+            raise ValueError(f"prompt source {spec!r}: fixed evaluation lists exist for train and heldout")
+        return PromptSource(spec, fixed=eval_prompts(rest))
+    if kind == "file":
+        return PromptSource(spec, fixed=tuple(_read_prompt_file(rest)))
+    return PromptSource(spec, fixed=tuple(_class_ids(spec, rest)))
+
+
+def _read_prompt_file(path: str) -> list[str]:
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"prompt file {path!r} does not exist (file:PATH takes one prompt per line)")
+    prompts = [line.strip() for line in file.read_text().splitlines()]
+    prompts = [p for p in prompts if p and not p.startswith("#")]
+    if not prompts:
+        raise ValueError(f"prompt file {path!r} holds no prompts (one per line; # starts a comment)")
+    return prompts
+
+
+def _class_ids(spec: str, rest: str) -> list[int]:
+    try:
+        if "-" in rest:
+            low, high = (int(part) for part in rest.split("-", 1))
+            ids = list(range(low, high + 1))
+        else:
+            ids = [int(part) for part in rest.split(",")]
+    except ValueError:
+        raise ValueError(f"prompt source {spec!r}: write classes:A-B or classes:A,B,C with integer ids") from None
+    if not ids or min(ids) < 0:
+        raise ValueError(f"prompt source {spec!r} gives no non-negative class ids")
+    return ids
+
+
+def prompts_from_arguments(arguments: list[str]) -> list:
+    """CLI prompts: one argument that is a source gives that source's list; otherwise the literal strings.
+
+    An endless `shapes:SPLIT` source gives 8 prompts drawn with seed 0.
+    """
+    if len(arguments) == 1 and arguments[0].partition(":")[0] in KINDS:
+        source = parse_prompt_source(arguments[0])
+        return source.draw(8, seed=0) if source.fixed is None else source.all()
+    return list(arguments)

@@ -1,0 +1,50 @@
+"""Prompt sources: every accepted form, the errors for the rest, and deterministic draws."""
+
+import pytest
+
+from rlalign.prompts import parse_prompt_source, prompts_from_arguments
+from rlalign.shapes import eval_prompts, parse_prompt
+
+
+def test_fixed_sources_list_their_prompts(tmp_path):
+    assert parse_prompt_source("shapes-eval:heldout").all() == list(eval_prompts("heldout"))
+    assert parse_prompt_source("classes:3-6").all() == [3, 4, 5, 6]
+    assert parse_prompt_source("classes:7,1,9").all() == [7, 1, 9]
+    path = tmp_path / "prompts.txt"
+    path.write_text("# a comment\na red circle\n\n  a blue square  \n")
+    assert parse_prompt_source(f"file:{path}").all() == ["a red circle", "a blue square"]
+
+
+def test_shapes_source_samples_the_split_and_is_deterministic():
+    source = parse_prompt_source("shapes:train")
+    first, again, other = source.draw(32, seed=1), source.draw(32, seed=1), source.draw(32, seed=2)
+    assert first == again and first != other
+    assert all(parse_prompt(p) for p in first)
+    with pytest.raises(ValueError, match="endless"):
+        source.all()
+
+
+def test_fixed_draws_walk_a_permutation_per_pass():
+    source = parse_prompt_source("classes:0-9")
+    drawn = source.draw(25, seed=0)
+    # Each pass of 10 is a permutation, so the first 20 draws hold every id exactly twice.
+    assert sorted(drawn[:10]) == list(range(10)) and sorted(drawn[10:20]) == list(range(10))
+    assert drawn == source.draw(25, seed=0) and drawn != source.draw(25, seed=1)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("heldout", "not one of"),
+    ("shapes:validation", "split must be one of"),
+    ("shapes-eval:all", "train and heldout"),
+    ("classes:a-b", "integer ids"),
+    ("file:/no/such/file.txt", "does not exist"),
+])
+def test_bad_sources_name_the_accepted_forms(spec, message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        parse_prompt_source(spec)
+
+
+def test_cli_arguments_are_a_source_or_literal_prompts():
+    assert prompts_from_arguments(["classes:1-2"]) == [1, 2]
+    assert prompts_from_arguments(["a red circle", "a blue square"]) == ["a red circle", "a blue square"]
+    assert len(prompts_from_arguments(["shapes:heldout"])) == 8
