@@ -51,3 +51,65 @@ def test_showcase_writes_grid_and_report(tmp_path):
     assert report["splits"]["train"]["other_prompt"]["exact_match"] <= 0.25
     assert (tmp_path / "showcase.png").stat().st_size > 1000
     assert "exact match" in result.stdout
+
+
+SCORE_CONFIG = """\
+# Purpose: smoke test of `rlalign score`: one trained custom reward, the Shapes verifier for --eval.
+# Launch:  rlalign score THIS_FILE FOLDER [--eval] [--per-item]
+rewards:
+  functions:
+    - name: rewards.examples:saturation
+      label: saturation
+  eval:
+    - name: shapes_eval
+      args: {metric: exact}
+"""
+
+
+def _write_shapes_folder(folder: Path) -> None:
+    """Six true Shapes renders as PNGs with prompts.json, except 02.png gets scene 3's prompt."""
+    from PIL import Image
+
+    from rlalign.shapes import render_batch, sample_scenes
+
+    scenes = sample_scenes("heldout", 6, seed=0)
+    prompts = {}
+    for index, (scene, image) in enumerate(zip(scenes, render_batch(scenes))):
+        pixels = (image.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+        Image.fromarray(pixels).save(folder / f"{index:02d}.png")
+        prompts[f"{index:02d}.png"] = scenes[3].prompt if index == 2 else scene.prompt
+    (folder / "prompts.json").write_text(json.dumps(prompts))
+
+
+def test_score_prints_trained_and_eval_tables(tmp_path):
+    config = tmp_path / "score.yaml"
+    config.write_text(SCORE_CONFIG)
+    images = tmp_path / "images"
+    images.mkdir()
+    _write_shapes_folder(images)
+
+    trained = rlalign("score", str(config), str(images), "--per-item")
+    assert trained.returncode == 0, trained.stderr
+    assert "scored 6 images" in trained.stdout and "prompts from prompts.json" in trained.stdout
+    rows = {line.split()[0]: line.split() for line in trained.stdout.splitlines() if line.strip()}
+    assert rows["saturation"][6] == "6" and rows["total"][2:7] == rows["saturation"][2:7]  # total = one reward
+    assert {f"{index:02d}.png" for index in range(6)} <= set(rows)  # --per-item rows
+
+    evaluation = rlalign("score", str(config), str(images), "--eval")
+    assert evaluation.returncode == 0, evaluation.stderr
+    verifier = next(line.split() for line in evaluation.stdout.splitlines() if line.startswith("shapes_eval"))
+    assert verifier[2] == "0.8333" and verifier[6] == "6"  # 5 of 6 exact: 02.png has a wrong prompt
+
+
+def test_score_input_errors_exit_2(tmp_path):
+    config = tmp_path / "score.yaml"
+    config.write_text(SCORE_CONFIG)
+    empty = rlalign("score", str(config), str(tmp_path))
+    assert empty.returncode == 2 and "holds no images" in empty.stderr and "Traceback" not in empty.stderr
+    (tmp_path / "a_red_circle.png").write_bytes(b"not a png")
+    unreadable = rlalign("score", str(config), str(tmp_path))
+    assert unreadable.returncode == 2 and "cannot read image" in unreadable.stderr
+    (tmp_path / "a_red_circle.png").unlink()
+    (tmp_path / "captions.txt").write_text("a red circle without a tab\n")
+    captions = rlalign("score", str(config), str(tmp_path / "captions.txt"))
+    assert captions.returncode == 2 and "captions.txt:1 has no TAB" in captions.stderr
