@@ -3,6 +3,8 @@
 Commands available in this version:
   config     print a config fully resolved (defaults, file, overrides) with its derived sizes
   showcase   render the built-in Shapes world with the verifier's report (the current demo)
+  train      prefix-GRPO training of a config (the main job); --resume DIR continues a run
+  eval       base vs adapter on the config's eval prompts: table + sample grid
   sample     sample a policy (optionally with an adapter) for some prompts into a labelled PNG grid
   score      score a folder of images or a captions file with a config's rewards, as a table
 
@@ -15,6 +17,7 @@ import argparse
 import dataclasses
 import os
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -55,6 +58,26 @@ def cmd_showcase(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from rlalign.report import write_summary
+    from rlalign.trainer import train
+
+    cfg = load_config(args.config, args.overrides)
+    if args.resume:  # the run directory of a resumed run is where it was
+        cfg.output_dir = str(args.resume) if (Path(args.resume) / "checkpoints").is_dir() else cfg.output_dir
+    train(cfg, resume=args.resume, stop_after=args.stop_after)
+    print(write_summary(cfg.output_dir))
+    print(f"[rlalign] run directory: {cfg.output_dir} (metrics.jsonl, summary.md, before_after.png, checkpoints/)")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rlalign.sampling import run_eval
+
+    print(run_eval(args.config, args.overrides, adapter=args.adapter, out=args.out))
+    return 0
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from rlalign.sampling import run_sample
 
@@ -89,6 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
     showcase.add_argument("--count", type=int, default=16, help="scenes per split (default: %(default)s)")
     showcase.add_argument("--seed", type=int, default=0, help="scene seed (default: %(default)s)")
     showcase.set_defaults(handler=cmd_showcase)
+
+    train = commands.add_parser("train", help="prefix-GRPO training (the main job)")
+    train.add_argument("config", help="path of a YAML config (see configs/)")
+    train.add_argument("overrides", nargs="*", help="overrides such as train.steps=10")
+    train.add_argument("--resume", default=None, help="a run directory (its latest checkpoint) or a checkpoint")
+    train.add_argument("--stop-after", type=int, default=None, help="stop after this step (as if killed there)")
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser("eval", help="base vs adapter on the eval prompts: table + grid")
+    evaluate.add_argument("config", help="path of a YAML config (policy, prompts.eval and rewards are used)")
+    evaluate.add_argument("overrides", nargs="*", help="overrides such as prompts.eval_samples_per_prompt=16")
+    evaluate.add_argument("--adapter", required=True, help="a peft adapter directory (e.g. RUN/checkpoints/step_N/adapter)")
+    evaluate.add_argument("--out", default="outputs/eval", help="directory for eval.json and grids (default: %(default)s)")
+    evaluate.set_defaults(handler=cmd_eval)
 
     sample = commands.add_parser("sample", help="sample prompts into a PNG grid labelled with the prompts")
     sample.add_argument("config", help="path of a YAML config (its policy section is used)")

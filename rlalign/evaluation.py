@@ -87,3 +87,66 @@ def format_report(report: dict, title: str = "") -> str:
         lines.append(f"  {group:<12} exact {row['exact']:.3f} [{low:.3f}, {high:.3f}]  "
                      f"score {row['score']:.3f}  (n={row['samples']})")
     return "\n".join(lines)
+
+
+def is_shapes_prompt(prompt) -> bool:
+    """Whether the verifier can judge this prompt (a Shapes grammar sentence)."""
+    from rlalign.shapes import PromptParseError, parse_prompt
+
+    try:
+        parse_prompt(prompt)
+    except (PromptParseError, TypeError, AttributeError):
+        return False
+    return True
+
+
+def score_samples(worker, prompts: list, outputs) -> dict:
+    """Every reward of an evaluation worker (rewards.worker.RewardWorker) on the samples, as means,
+    plus the verifier report when all prompts are Shapes prompts."""
+    result = worker.score(prompts, outputs)
+    scores = {label: stats["mean"] for label, stats in result.stats.items()}
+    report = verifier_report(prompts, outputs) if all(is_shapes_prompt(p) for p in prompts) else None
+    return {"rewards": scores, "verifier": report}
+
+
+def flat_eval_metrics(name: str, scores: dict, prefix: str = "eval") -> dict[str, float]:
+    """eval/<set>/<reward> means and eval/<set>/exact[_ci95_low|high] (+ one_object/two_objects)."""
+    metrics = {f"{prefix}/{name}/{label}": value for label, value in scores["rewards"].items()}
+    if scores["verifier"]:
+        for group, row in scores["verifier"].items():
+            key = f"{prefix}/{name}/exact" if group == "overall" else f"{prefix}/{name}/{group}/exact"
+            metrics[key] = row["exact"]
+            if group == "overall":
+                metrics[key + "_ci95_low"], metrics[key + "_ci95_high"] = row["exact_ci95"]
+    return metrics
+
+
+def evaluate_sets(policy: StepPolicy, eval_sets: dict[str, list], worker, *, samples_per_prompt: int, seed: int,
+                  prefix_steps, grid_dir, step: int, base_cache: dict, grid_prompts: int = 8) -> dict[str, float]:
+    """Evaluate the adapter (prefix m) and the base on every eval set; save a base-over-current grid.
+
+    `base_cache` keeps the base model's scores and grid images per set (the base never changes, so it
+    is sampled once per run). Base and adapter samples share their seeds, so the comparison is paired.
+    Returns eval/<set>/... and eval/<set>/base/... metrics.
+    """
+    from pathlib import Path
+
+    from rlalign.viz import save_grid
+
+    metrics: dict[str, float] = {}
+    for name, prompts in eval_sets.items():
+        images, repeated = generate(policy, prompts, samples_per_prompt=samples_per_prompt, seed=seed,
+                                    prefix_steps=prefix_steps)
+        current = score_samples(worker, repeated, images)
+        if name not in base_cache:
+            base_images, _ = generate(policy, prompts, samples_per_prompt=samples_per_prompt, seed=seed, adapter=False)
+            base_cache[name] = {"scores": score_samples(worker, repeated, base_images),
+                                "images": base_images[::samples_per_prompt][:grid_prompts]}
+        metrics.update(flat_eval_metrics(name, current))
+        metrics.update(flat_eval_metrics(f"{name}/base", base_cache[name]["scores"]))
+        if isinstance(images, torch.Tensor):
+            shown = images[::samples_per_prompt][:grid_prompts]
+            labels = [f"base: {p}" for p in prompts[:grid_prompts]] + [f"step {step}: {p}" for p in prompts[:grid_prompts]]
+            save_grid(torch.cat([base_cache[name]["images"], shown]), labels,
+                      Path(grid_dir) / f"step_{step:06d}_{name}.png", columns=len(shown))
+    return metrics

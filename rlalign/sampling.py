@@ -35,3 +35,28 @@ def run_sample(config: str, overrides: list[str], *, prompts: list[str], prefix_
     path = save_grid(images, labels, Path(out), columns=columns)
     which = f"adapter {adapter} on steps 1..{m}" if adapter else "base model"
     return f"wrote {path} ({len(repeated)} samples of {len(chosen)} prompts, {which}, seed {seed})"
+
+
+def run_eval(config: str, overrides: list[str], *, adapter: str, out: str) -> str:
+    """`rlalign eval`: base vs adapter on the config's eval sets; writes eval.json and grids; returns a table."""
+    import json
+
+    from rewards.worker import RewardWorker
+    from rlalign.evaluation import evaluate_sets
+    from rlalign.prompts import parse_prompt_source
+
+    cfg = load_config(config, overrides)
+    policy = load_policy(cfg.policy)
+    policy.load_adapter(adapter)
+    worker = RewardWorker(cfg.rewards.functions + cfg.rewards.eval, combine=None)
+    sets = {name: parse_prompt_source(source).all() for name, source in cfg.prompts.eval.items()}
+    metrics = evaluate_sets(policy, sets, worker, samples_per_prompt=cfg.prompts.eval_samples_per_prompt,
+                            seed=cfg.seed, prefix_steps=cfg.grpo.prefix_steps, grid_dir=out, step=0, base_cache={})
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    rows = ["| metric | base | adapter |", "|---|---|---|"]
+    for key in sorted(k for k in metrics if "/base/" not in k and not k.endswith(("_low", "_high"))):
+        name, metric = key.split("/", 2)[1:]
+        base = metrics.get(f"eval/{name}/base/{metric}")
+        rows.append(f"| {name}/{metric} | {base:.4f} | {metrics[key]:.4f} |")
+    return "\n".join(rows) + f"\n(wrote {out}/eval.json and sample grids; adapter on steps 1..{cfg.grpo.prefix_steps})"

@@ -46,7 +46,7 @@ class Rollout:
     def __len__(self) -> int:
         return len(self.prompts)
 
-    def select(self, index: Tensor | Sequence[int]) -> "Rollout":
+    def select(self, index: Tensor | Sequence[int]) -> Rollout:
         """The sub-batch of samples `index` (e.g. a micro-batch), sliced along the batch axis everywhere."""
         index = torch.as_tensor(index, dtype=torch.long)
         rows = index.tolist()
@@ -59,6 +59,36 @@ class Rollout:
             prefix_steps=self.prefix_steps,
             state={key: _take(value, index, rows) for key, value in self.state.items()},
         )
+
+
+def concat_rollouts(rollouts: Sequence[Rollout]) -> Rollout:
+    """One Rollout from shards of the same step (e.g. from several workers), in the given order."""
+    if not rollouts:
+        raise ValueError("concat_rollouts needs at least one rollout")
+    first = rollouts[0]
+    if any(r.prefix_steps != first.prefix_steps for r in rollouts):
+        raise ValueError(f"cannot join rollouts of different prefix lengths {[r.prefix_steps for r in rollouts]}")
+    return Rollout(
+        prompts=[p for r in rollouts for p in r.prompts],
+        group_ids=torch.cat([r.group_ids for r in rollouts]),
+        outputs=_join([r.outputs for r in rollouts]),
+        old_logp=[torch.cat(steps) for steps in zip(*(r.old_logp for r in rollouts))],
+        action_mask=[torch.cat(steps) for steps in zip(*(r.action_mask for r in rollouts))],
+        prefix_steps=first.prefix_steps,
+        state={key: _join([r.state[key] for r in rollouts]) for key in first.state},
+    )
+
+
+def _join(values: list) -> Any:
+    """Concatenate shards of one field: tensors, per-step tensor lists (or None), per-sample lists."""
+    first = values[0]
+    if isinstance(first, Tensor):
+        return torch.cat(values)
+    if isinstance(first, list) and first and all(isinstance(v, Tensor) or v is None for v in first):
+        return [None if steps[0] is None else torch.cat(steps) for steps in zip(*values)]
+    if isinstance(first, list):
+        return [item for value in values for item in value]
+    return first  # batch-independent settings: identical in every shard
 
 
 def _take(value: Any, index: Tensor, rows: list[int]) -> Any:

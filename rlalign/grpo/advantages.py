@@ -1,0 +1,46 @@
+"""Group-relative advantages (DESIGN §7), as pure functions.
+
+A_i = (R_i − mean_g) / (std_g + ε) for the samples i of group g (`scale="group"`, GRPO), with the
+batch's std instead (`"batch"`), or without dividing (`"none"`, Dr. GRPO). Two rules keep this
+safe: a group whose rewards are all equal carries no signal and gets A = 0 (never 0/0 = NaN), and
+a NaN reward (a `None` from a reward function, or a skipped bad output) is left out of every mean
+and std and its sample gets A = 0, i.e. no gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def group_advantages(rewards_B: Tensor, group_ids_B: Tensor, *, scale: str = "group", eps: float = 1e-4) -> Tensor:
+    """Advantages [B] from rewards [B] (NaN allowed) and group ids [B]."""
+    if scale not in ("group", "batch", "none"):
+        raise ValueError(f"scale must be group, batch or none, got {scale!r}")
+    rewards_B = rewards_B.double()  # means of many similar numbers: keep the subtraction exact
+    valid_B = ~torch.isnan(rewards_B)
+    advantages_B = torch.zeros_like(rewards_B)
+    group_std = {}
+    for group in group_ids_B.unique().tolist():
+        members_B = (group_ids_B == group) & valid_B
+        values = rewards_B[members_B]
+        if values.numel() < 2 or bool(values.max() == values.min()):
+            continue  # one valid sample, or all equal: nothing to compare, A = 0 exactly
+        advantages_B[members_B] = values - values.mean()
+        group_std[group] = values.std(unbiased=False)
+    if scale == "group":
+        for group, std in group_std.items():
+            members_B = (group_ids_B == group) & valid_B
+            advantages_B[members_B] = advantages_B[members_B] / (std + eps)
+    elif scale == "batch":
+        advantages_B = advantages_B / (rewards_B[valid_B].std(unbiased=False) + eps) if valid_B.sum() > 1 else advantages_B
+    return advantages_B.float()
+
+
+def group_reward_std(rewards_B: Tensor, group_ids_B: Tensor) -> Tensor:
+    """Per-group population std of the valid rewards [num_groups] (NaN for a group with < 2 valid)."""
+    stds = []
+    for group in group_ids_B.unique().tolist():
+        values = rewards_B[(group_ids_B == group) & ~torch.isnan(rewards_B)]
+        stds.append(values.std(unbiased=False) if values.numel() > 1 else torch.tensor(float("nan")))
+    return torch.stack(stds).float()

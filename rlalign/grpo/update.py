@@ -1,0 +1,84 @@
+"""One GRPO update of the prefix adapter from one rollout batch (DESIGN §3, the TRAIN box).
+
+For each inner iteration: re-score the prefix of every micro-batch under the current adapter
+(`policy.log_prob`, with gradients), take the micro-batch's share of the batch loss, accumulate
+gradients, then clip them and take one AdamW step on the LoRA parameters. A non-finite loss or
+gradient skips that optimizer step: the gradients are dropped and the parameters, optimizer and
+schedule stay exactly as they were.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rlalign.grpo.loss import action_weights, policy_loss
+from rlalign.policies.base import Rollout, StepPolicy
+
+STAT_KEYS = ("clip_fraction_low", "clip_fraction_high", "ratio_mean", "kl", "kl_to_rollout_policy")
+
+
+@torch.no_grad()
+def reference_log_probs(policy: StepPolicy, rollout: Rollout, micro_batches: list[Tensor]) -> list[Tensor]:
+    """The base model's log-probs [b, A] of each micro-batch's prefix actions (the KL reference)."""
+    with policy.adapter_disabled():
+        return [torch.cat(policy.log_prob(rollout.select(index)), dim=1) for index in micro_batches]
+
+
+def grpo_update(policy: StepPolicy, optimizer: torch.optim.Optimizer, scheduler: Any, rollout: Rollout,
+                advantages_B: Tensor, grpo: Any, train: Any) -> dict[str, float]:
+    """Run grpo.inner_iterations optimizer steps over `rollout`; return the step's metrics."""
+    batch = len(rollout)
+    micro_batches = list(torch.arange(batch).split(train.micro_batch_size))
+    per_sample = grpo.loss_type in ("grpo", "gspo")
+    weights_BA = action_weights(rollout.action_mask, grpo.step_weight_alpha, per_sample=per_sample)
+    old_BA = torch.cat(rollout.old_logp, dim=1)
+    normalizer = float(weights_BA.sum()) if grpo.loss_type == "dapo" else float(batch)
+    refs = reference_log_probs(policy, rollout, micro_batches) if grpo.beta > 0 else [None] * len(micro_batches)
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    totals = {key: 0.0 for key in ("loss", "grad_norm", *STAT_KEYS)}
+    first_iteration_max_logratio, skipped, steps = 0.0, 0, 0
+    for iteration in range(grpo.inner_iterations):
+        optimizer.zero_grad(set_to_none=True)
+        loss_sum, stats_sum = 0.0, {key: 0.0 for key in STAT_KEYS}
+        for index, ref_BA in zip(micro_batches, refs):
+            logp_BA = torch.cat(policy.log_prob(rollout.select(index)), dim=1)
+            out = policy_loss(logp_BA, old_BA[index], advantages_B[index].to(logp_BA.device),
+                              weights_BA[index].to(logp_BA.device), loss_type=grpo.loss_type,
+                              clip_eps=grpo.clip_eps, clip_eps_high=grpo.clip_eps_high, beta=grpo.beta,
+                              ref_logp_BA=ref_BA, normalizer=normalizer)
+            out.loss.backward()
+            loss_sum += out.loss.item()
+            for key in STAT_KEYS:  # micro-batch means → batch mean
+                stats_sum[key] += out.stats[key] * len(index) / batch
+            if iteration == 0:  # before any update of this step: the on-policy check
+                first_iteration_max_logratio = max(first_iteration_max_logratio, out.stats["max_abs_logratio"])
+        grad_norm = torch.nn.utils.clip_grad_norm_(parameters, train.max_grad_norm)
+        if not (math.isfinite(loss_sum) and torch.isfinite(grad_norm)):
+            optimizer.zero_grad(set_to_none=True)  # drop the bad gradients; nothing is stepped
+            skipped += 1
+            continue
+        optimizer.step()
+        scheduler.step()
+        steps += 1
+        totals["loss"] += loss_sum
+        totals["grad_norm"] += float(grad_norm)
+        for key in STAT_KEYS:
+            totals[key] += stats_sum[key]
+    mean = {key: value / steps if steps else math.nan for key, value in totals.items()}
+    return {
+        "losses/policy": mean["loss"],
+        "charts/kl": mean["kl"],
+        "charts/clip_fraction_low": mean["clip_fraction_low"],
+        "charts/clip_fraction_high": mean["clip_fraction_high"],
+        "charts/ratio_mean": mean["ratio_mean"],
+        "charts/grad_norm": mean["grad_norm"],
+        "charts/learning_rate": optimizer.param_groups[0]["lr"],
+        "debug/kl_to_rollout_policy": mean["kl_to_rollout_policy"],
+        "debug/max_abs_logratio_first_iter": first_iteration_max_logratio,
+        "debug/skipped_updates": skipped,
+        "debug/trained_actions": float(sum(int(mask.sum()) for mask in rollout.action_mask)),
+    }

@@ -1,0 +1,78 @@
+"""End-of-run summary: base vs final on the eval sets, trained reward, KL, time split, before/after PNG."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+from pathlib import Path
+
+from rlalign.metrics import read_metrics
+
+
+def _final_eval(records: list[dict]) -> dict:
+    evals = [r for r in records if any(k.startswith("eval/") for k in r)]
+    return evals[-1] if evals else {}
+
+
+def summarize_run(output_dir: str | Path) -> tuple[str, dict]:
+    """A Markdown summary of a finished run (read back from metrics.jsonl) and the same numbers as a dict."""
+    output_dir = Path(output_dir)
+    records = read_metrics(output_dir / "metrics.jsonl")
+    steps = [r for r in records if "time/step" in r]
+    final = _final_eval(records)
+    sets = sorted({k.split("/")[1] for k in final if k.startswith("eval/") and k.count("/") >= 2} - {"base"})
+    lines = ["| eval set | metric | base | final | change |", "|---|---|---|---|---|"]
+    numbers: dict = {"eval": {}}
+    for name in sets:
+        for key in sorted(k for k in final if k.startswith(f"eval/{name}/") and "/base/" not in k
+                          and not k.endswith(("_ci95_low", "_ci95_high"))):
+            metric = key.removeprefix(f"eval/{name}/")
+            base = final.get(f"eval/{name}/base/{metric}")
+            value = final[key]
+            if base is None or value is None:
+                continue
+            ci = _ci(final, f"eval/{name}/base/{metric}"), _ci(final, key)
+            lines.append(f"| {name} | {metric} | {base:.3f}{ci[0]} | {value:.3f}{ci[1]} | {value - base:+.3f} |")
+            numbers["eval"][f"{name}/{metric}"] = {"base": base, "final": value}
+    rewards = [r.get("rewards/total/mean") for r in steps if r.get("rewards/total/mean") is not None]
+    kls = [r.get("charts/kl") for r in steps if r.get("charts/kl") is not None]
+    on_policy = [r.get("debug/max_abs_logratio_first_iter") or 0.0 for r in steps]
+    times = {part: sum(r.get(f"time/{part}") or 0.0 for r in steps) for part in ("rollout", "reward", "update", "sync")}
+    times["eval"] = sum(r.get("time/eval") or 0.0 for r in records)
+    window = max(1, len(rewards) // 10)
+    numbers.update({
+        "steps": len(steps),
+        "trained_reward_first": statistics.mean(rewards[:window]) if rewards else None,
+        "trained_reward_last": statistics.mean(rewards[-window:]) if rewards else None,
+        "kl_last": kls[-1] if kls else None,
+        "max_on_policy_logratio": max(on_policy) if on_policy else None,
+        "seconds": times,
+    })
+    lines += ["", f"steps: {len(steps)}; trained reward (mean of first/last {window} steps): "
+              f"{_fmt(numbers['trained_reward_first'])} → {_fmt(numbers['trained_reward_last'])}; "
+              f"KL to base at the end: {_fmt(numbers['kl_last'], '.2e')}; "
+              f"largest on-policy |logp − old_logp|: {_fmt(numbers['max_on_policy_logratio'], '.1e')}",
+              "time split (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items())]
+    return "\n".join(lines), numbers
+
+
+def _ci(record: dict, key: str) -> str:
+    low, high = record.get(key + "_ci95_low"), record.get(key + "_ci95_high")
+    return f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
+
+
+def _fmt(value, spec: str = ".4f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def write_summary(output_dir: str | Path) -> str:
+    """Write summary.md / summary.json and before_after.png (the last eval grid); return the Markdown."""
+    output_dir = Path(output_dir)
+    text, numbers = summarize_run(output_dir)
+    (output_dir / "summary.md").write_text(text + "\n")
+    (output_dir / "summary.json").write_text(json.dumps(numbers, indent=2) + "\n")
+    grids = sorted((output_dir / "samples").glob("step_*_heldout.png")) or sorted((output_dir / "samples").glob("*.png"))
+    if grids:
+        shutil.copyfile(grids[-1], output_dir / "before_after.png")
+    return text

@@ -1,0 +1,184 @@
+"""The prefix-GRPO training loop (DESIGN §3), read top to bottom in loop order:
+
+    SAMPLE    G rollouts per prompt: adapter on for the first m steps, frozen base after
+    REWARD    every trained reward, combined into one scalar per sample
+    ADVANTAGE group-relative, per prompt
+    TRAIN     inner iterations over micro-batches: clipped loss on prefix actions, AdamW on LoRA only
+    LOG       metrics (JSONL + wandb): rewards/*, losses/*, charts/*, time/*, debug/*
+    EVALUATE  fixed eval prompts, base and current side by side, with the eval-only verifier
+    SAVE      atomic checkpoint: adapter, optimizer, scheduler, RNG, step, config, reward statistics
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rewards.worker import RewardWorker
+from rlalign.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from rlalign.config import Config, derived_sizes, to_dict
+from rlalign.evaluation import evaluate_sets
+from rlalign.grpo.advantages import group_advantages
+from rlalign.grpo.update import grpo_update
+from rlalign.metrics import MetricsLogger
+from rlalign.policies.base import load_policy, resolve_prefix_steps
+from rlalign.prompts import parse_prompt_source
+from rollouts import make_backend
+
+def learning_rate_factor(train: Any, inner_iterations: int):
+    """LambdaLR factor per optimizer step: linear warm-up, then constant / cosine / linear decay to 0."""
+    total = max(1, train.steps * inner_iterations)
+
+    def factor(step: int) -> float:
+        if step < train.warmup_steps:
+            return (step + 1) / train.warmup_steps
+        progress = min(1.0, (step - train.warmup_steps) / max(1, total - train.warmup_steps))
+        if train.lr_schedule == "cosine":
+            return 0.5 * (1 + torch.cos(torch.tensor(progress * torch.pi)).item())
+        return 1.0 - progress if train.lr_schedule == "linear" else 1.0
+
+    return factor
+
+
+class Trainer:
+    """Holds the run's pieces; `run()` is the loop."""
+
+    def __init__(self, cfg: Config, *, resume: str | None = None):
+        self.cfg = cfg
+        self.output_dir = Path(cfg.output_dir)
+        torch.manual_seed(cfg.seed)
+        self.policy = load_policy(cfg.policy)
+        self.prefix_steps = resolve_prefix_steps(cfg.grpo.prefix_steps, self.policy.num_steps)
+        self.backend = make_backend(cfg.rollout, cfg.policy, self.policy, cfg.seed)
+        self.rewards = RewardWorker(cfg.rewards.functions, cfg.rewards.combine, eps=cfg.grpo.advantage_eps)
+        self.eval_rewards = RewardWorker(cfg.rewards.functions + cfg.rewards.eval, combine=None)
+        self.train_prompts = parse_prompt_source(cfg.prompts.train)
+        self.eval_prompts = {name: parse_prompt_source(src).all() for name, src in cfg.prompts.eval.items()}
+        self.optimizer = torch.optim.AdamW(self.policy.trainable_parameters(), lr=cfg.train.learning_rate,
+                                           weight_decay=cfg.train.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, learning_rate_factor(cfg.train, cfg.grpo.inner_iterations))
+        self.start_step, self.skipped_updates, self.base_eval = 0, 0, {}
+        self.history: list[dict] = []
+        if resume:
+            self._resume(find_checkpoint(resume))
+        self.logger = MetricsLogger(self.output_dir, wandb_mode=cfg.logging.wandb_mode, project=cfg.logging.project,
+                                    run_name=cfg.logging.run_name, config=to_dict(cfg))
+
+    # ---------------------------------------------------------------------------------------------
+    # The loop
+    # ---------------------------------------------------------------------------------------------
+
+    def run(self, *, stop_after: int | None = None) -> dict:
+        """Train to cfg.train.steps (or stop after step `stop_after`, for tests of resuming)."""
+        cfg = self.cfg
+        print(f"[rlalign] {derived_sizes(cfg)}, m = {self.prefix_steps} of T = {self.policy.num_steps}", flush=True)
+        if self.start_step == 0:
+            self.evaluate(step=0)
+        last = cfg.train.steps if stop_after is None else min(cfg.train.steps, stop_after)
+        for step in range(self.start_step + 1, last + 1):
+            metrics = self.train_step(step)
+            if step % cfg.logging.log_every == 0 or step == last:
+                self.logger.log(metrics, step=step)
+            self.history.append(metrics)
+            self._print_progress(step, metrics)
+            if (cfg.train.eval_every and step % cfg.train.eval_every == 0) or step == cfg.train.steps:
+                self.evaluate(step)
+            if (cfg.train.save_every and step % cfg.train.save_every == 0) or step == last:
+                self.save(step)
+        self.logger.close()
+        return {"steps": last, "history": self.history, "base_eval": self.base_eval}
+
+    def train_step(self, step: int) -> dict[str, float]:
+        cfg, started = self.cfg, time.perf_counter()
+        # ---- SAMPLE: prompts of this step, G samples each, from the frozen-suffix policy ----------
+        prompts = self.train_prompts.draw(cfg.train.prompts_per_step, seed=cfg.seed * 1_000_003 + step)
+        sync_bytes = self.backend.sync(step, None if self.backend.shares_policy else self.policy.adapter_state())
+        synced = time.perf_counter()
+        rollout = self.backend.generate(prompts, cfg.grpo.group_size, self.prefix_steps, step)
+        sampled = time.perf_counter()
+        # ---- REWARD: every trained reward → one combined scalar per sample ------------------------
+        result = self.rewards.score(rollout.prompts, rollout.outputs)
+        rewarded = time.perf_counter()
+        # ---- ADVANTAGE: relative within each prompt's group ----------------------------------------
+        advantages_B = group_advantages(result.total, rollout.group_ids, scale=cfg.grpo.scale_rewards,
+                                        eps=cfg.grpo.advantage_eps)
+        # ---- TRAIN: clipped loss on prefix actions, AdamW on the LoRA parameters -------------------
+        update = grpo_update(self.policy, self.optimizer, self.scheduler, rollout, advantages_B, cfg.grpo, cfg.train)
+        self.skipped_updates += int(update["debug/skipped_updates"])
+        updated = time.perf_counter()
+        return {
+            **result.metrics(), **update,
+            "debug/skipped_updates_total": self.skipped_updates,
+            "debug/advantage_abs_mean": float(advantages_B.abs().mean()),
+            "debug/sync_bytes": sync_bytes,
+            "time/sync": synced - started, "time/rollout": sampled - synced, "time/reward": rewarded - sampled,
+            "time/update": updated - rewarded, "time/step": updated - started,
+        }
+
+    # ---------------------------------------------------------------------------------------------
+    # Evaluation, checkpoints, progress
+    # ---------------------------------------------------------------------------------------------
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        """Eval prompts × eval_samples_per_prompt with the adapter (prefix m) and, once, the base."""
+        started = time.perf_counter()
+        metrics = evaluate_sets(self.policy, self.eval_prompts, self.eval_rewards,
+                                samples_per_prompt=self.cfg.prompts.eval_samples_per_prompt, seed=self.cfg.seed,
+                                prefix_steps=self.prefix_steps, grid_dir=self.output_dir / "samples", step=step,
+                                base_cache=self.base_eval)
+        metrics["time/eval"] = time.perf_counter() - started
+        self.logger.log(metrics, step=step)
+        return metrics
+
+    def save(self, step: int) -> Path:
+        extra = {"skipped_updates": self.skipped_updates, "base_eval": {k: v["scores"] for k, v in self.base_eval.items()},
+                 "base_eval_images": {k: v["images"] for k, v in self.base_eval.items()}}
+        return save_checkpoint(self.output_dir, step, policy=self.policy, optimizer=self.optimizer,
+                               scheduler=self.scheduler, config=to_dict(self.cfg), extra=extra)
+
+    def _resume(self, checkpoint: Path) -> None:
+        state = load_checkpoint(checkpoint, policy=self.policy, optimizer=self.optimizer, scheduler=self.scheduler)
+        self.start_step, self.skipped_updates = state["step"], state["skipped_updates"]
+        self.base_eval = {name: {"scores": scores, "images": state["base_eval_images"][name]}
+                          for name, scores in state["base_eval"].items()}
+        _supersede_metrics(self.output_dir, after_step=self.start_step)
+        print(f"[rlalign] resumed from {checkpoint} at step {self.start_step}", flush=True)
+
+    def _print_progress(self, step: int, metrics: dict[str, float]) -> None:
+        if not self.cfg.logging.progress_bar:
+            return
+        print(f"step {step:4d}/{self.cfg.train.steps}  reward {metrics.get('rewards/total/mean', float('nan')):.4f}  "
+              f"kl {metrics['charts/kl']:.2e}  on-policy {metrics['debug/max_abs_logratio_first_iter']:.1e}  "
+              f"{metrics['time/step']:.2f}s", flush=True)
+
+
+def _supersede_metrics(output_dir: Path, after_step: int) -> None:
+    """Move metric records of steps after the checkpoint (a killed run's tail) to metrics.superseded.jsonl:
+    the resumed run logs those steps again, and nothing is deleted."""
+    path = output_dir / "metrics.jsonl"
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines()
+    keep = [line for line in lines if line.strip() and _record_step(line) <= after_step]
+    moved = [line for line in lines if line.strip() and _record_step(line) > after_step]
+    if moved:
+        with (output_dir / "metrics.superseded.jsonl").open("a") as file:
+            file.write("\n".join(moved) + "\n")
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text("".join(line + "\n" for line in keep))
+        partial.replace(path)
+
+
+def _record_step(line: str) -> int:
+    return int(json.loads(line).get("step", -1))
+
+
+def train(cfg: Config, *, resume: str | None = None, stop_after: int | None = None) -> dict:
+    """Build a Trainer and run it; returns {steps, history, base_eval}."""
+    return Trainer(cfg, resume=resume).run(stop_after=stop_after)
+

@@ -1,0 +1,71 @@
+"""The local rollout backend: workers in this process.
+
+The same interface as the Ray backend (`sync`, `generate`), so the trainer never knows which one
+it drives. With one worker sharing the trainer's own policy, `sync` moves nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from rlalign.policies.base import Rollout, StepPolicy, concat_rollouts
+from rlalign.seeding import sample_seed
+from rollouts.worker import RolloutWorker
+
+
+def shard_bounds(num_prompts: int, num_workers: int) -> list[tuple[int, int]]:
+    """Contiguous prompt ranges, one per worker, sizes differing by at most one (empty ones dropped)."""
+    base, extra = divmod(num_prompts, num_workers)
+    bounds, start = [], 0
+    for worker in range(num_workers):
+        size = base + (worker < extra)
+        if size:
+            bounds.append((start, start + size))
+        start += size
+    return bounds
+
+
+def sample_seeds(run_seed: int, step: int, first_prompt: int, num_prompts: int, group_size: int,
+                 purpose: str = "train") -> list[int]:
+    """Per-sample seeds of prompts first_prompt.. of a step, prompt-major (rlalign.seeding)."""
+    return [sample_seed(run_seed, purpose, step, first_prompt + p, g)
+            for p in range(num_prompts) for g in range(group_size)]
+
+
+class LocalBackend:
+    """Rollout workers called in turn in this process."""
+
+    def __init__(self, workers: Sequence[RolloutWorker], run_seed: int, *, shares_policy: bool = False):
+        self.workers, self.run_seed, self.version = list(workers), run_seed, 0
+        self.shares_policy = shares_policy
+        """True when the only worker samples from the trainer's own policy object (nothing to sync)."""
+
+    @classmethod
+    def sharing(cls, policy: StepPolicy, run_seed: int) -> "LocalBackend":
+        """One worker over the trainer's own policy object: adapter updates are visible at once."""
+        return cls([RolloutWorker(policy=policy)], run_seed, shares_policy=True)
+
+    def sync(self, version: int, state: dict[str, torch.Tensor] | None) -> float:
+        """Give every worker adapter `version` (state None: the workers share the trainer's policy). Returns bytes sent."""
+        sent = 0
+        for worker in self.workers:
+            if state is not None:
+                worker.load_adapter_state(version, state)
+                sent += sum(t.numel() * t.element_size() for t in state.values())
+            else:
+                worker.version = version
+        self.version = version
+        return sent
+
+    def generate(self, prompts: Sequence, group_size: int, prefix_steps: int | str, step: int) -> Rollout:
+        shards = []
+        for worker, (start, end) in zip(self.workers, shard_bounds(len(prompts), len(self.workers))):
+            seeds = sample_seeds(self.run_seed, step, start, end - start, group_size)
+            shards.append(worker.generate(prompts[start:end], group_size, prefix_steps, seeds, first_group=start,
+                                          version=self.version))
+        return concat_rollouts(shards)
+
+    def close(self) -> None:
+        self.workers.clear()

@@ -1,0 +1,52 @@
+"""RolloutWorker: a policy replica that samples grouped rollouts with a given adapter version.
+
+A plain class (DESIGN §9): the local backend calls it in-process, the Ray backend wraps it with
+`ray.remote(...)` where it launches it. Every sample draws from its own generator seeded by the
+caller (rlalign.seeding), so a batch is the same whichever worker draws which shard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from rlalign.policies.base import Rollout, StepPolicy, load_policy
+
+
+class StaleAdapterError(RuntimeError):
+    """A worker was asked to generate with an adapter version it does not hold."""
+
+
+class RolloutWorker:
+    """Generates G samples per prompt: prefix with the adapter, suffix with the frozen base."""
+
+    def __init__(self, policy_config: Any = None, *, torch_threads: int = 0, policy: StepPolicy | None = None):
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
+        if policy is None and policy_config is None:
+            raise ValueError("RolloutWorker needs a policy config (or, in-process, a policy object)")
+        self.policy = policy if policy is not None else load_policy(policy_config)
+        self.version = 0  # version 0 is the adapter the policy was built with
+
+    def load_adapter_state(self, version: int, state: dict[str, torch.Tensor]) -> int:
+        """Install adapter weights `state` as `version`; returns the version now held."""
+        self.policy.load_adapter_state(state)
+        self.version = version
+        return version
+
+    def generate(self, prompts: Sequence, group_size: int, prefix_steps: int | str, seeds: Sequence[int], *,
+                 first_group: int = 0, version: int | None = None) -> Rollout:
+        """Rollout of len(prompts) × group_size samples, prompt-major; `seeds` has one seed per sample.
+
+        With `version` given, refuses to run unless this worker holds exactly that adapter version.
+        """
+        if version is not None and version != self.version:
+            raise StaleAdapterError(f"worker holds adapter version {self.version}, asked for {version}")
+        if len(seeds) != len(prompts) * group_size:
+            raise ValueError(f"need {len(prompts) * group_size} seeds (one per sample), got {len(seeds)}")
+        repeated = [prompt for prompt in prompts for _ in range(group_size)]
+        group_ids = torch.arange(first_group, first_group + len(prompts)).repeat_interleave(group_size)
+        generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+        return self.policy.rollout(repeated, prefix_steps, generator=generators, group_ids=group_ids)
