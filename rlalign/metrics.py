@@ -10,8 +10,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 WANDB_MODES = ("offline", "online", "disabled")
 
@@ -72,7 +73,7 @@ class MetricsLogger:
             self._run.finish()
             self._run = None
 
-    def __enter__(self) -> "MetricsLogger":
+    def __enter__(self) -> MetricsLogger:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

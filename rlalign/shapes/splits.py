@@ -103,7 +103,7 @@ EVAL_PROMPTS_PER_KIND = 24
 """Each evaluation list has this many distinct one-object and as many distinct two-object prompts."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def eval_prompts(split: str) -> tuple[str, ...]:
     """The fixed evaluation prompt list of `train` or `heldout` (48 distinct prompts each).
 

@@ -47,7 +47,7 @@ class NextScalePolicy:
         self.num_steps = len(self.transformer.patch_nums)
 
     @classmethod
-    def from_config(cls, cfg: Any) -> "NextScalePolicy":
+    def from_config(cls, cfg: Any) -> NextScalePolicy:
         """Build from a PolicyConfig: a builtin/rlalign checkpoint, or official VAR weights."""
         if cfg.vae_checkpoint:
             imported = from_var_checkpoint(cfg.checkpoint, cfg.vae_checkpoint, cfg.architecture)

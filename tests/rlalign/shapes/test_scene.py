@@ -4,7 +4,16 @@ import itertools
 
 import pytest
 
-from rlalign.shapes import COLOURS, POSITIONS, RELATIONS, SHAPES, ObjectSpec, PromptParseError, SceneSpec, parse_prompt
+from rlalign.shapes import (
+    COLOURS,
+    POSITIONS,
+    RELATIONS,
+    SHAPES,
+    ObjectSpec,
+    PromptParseError,
+    SceneSpec,
+    parse_prompt,
+)
 
 
 def all_specs():

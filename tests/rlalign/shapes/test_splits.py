@@ -3,10 +3,18 @@
 import hashlib
 import itertools
 
-import numpy as np
 import pytest
 
-from rlalign.shapes import ALL_PAIRS, CANVAS, HELDOUT_PAIRS, SHAPES, TRAIN_PAIRS, eval_prompts, parse_prompt, sample_scenes
+from rlalign.shapes import (
+    ALL_PAIRS,
+    CANVAS,
+    HELDOUT_PAIRS,
+    SHAPES,
+    TRAIN_PAIRS,
+    eval_prompts,
+    parse_prompt,
+    sample_scenes,
+)
 
 
 def test_a_quarter_of_the_pairs_is_held_out_each_shape_twice():
