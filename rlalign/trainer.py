@@ -115,6 +115,7 @@ class Trainer:
             **result.metrics(), **update,
             "debug/skipped_updates_total": self.skipped_updates,
             "debug/advantage_abs_mean": float(advantages_B.abs().mean()),
+            "debug/sampler_logp_gap": float(rollout.state.get("sampler_logp_gap", torch.zeros(1)).max()),
             "debug/sync_bytes": sync_bytes,
             "time/sync": synced - started, "time/rollout": sampled - synced, "time/reward": rewarded - sampled,
             "time/update": updated - rewarded, "time/step": updated - started,

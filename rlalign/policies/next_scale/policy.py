@@ -162,6 +162,25 @@ class NextScalePolicy:
         """
         m = resolve_prefix_steps(prefix_steps, self.num_steps)
         settings = dict(self.sampling)
+        batch = len(prompts)
+        tokens, old_logp, kept_masks, all_logits, f_hat = self._sample(
+            prompts, m, generator, settings, keep_scale_logits=keep_scale_logits)
+        rollout = Rollout(
+            prompts=list(prompts),
+            group_ids=group_ids.cpu() if group_ids is not None else torch.arange(batch),
+            outputs=self.tokenizer.f_hat_to_images(f_hat).cpu(),
+            old_logp=old_logp,
+            action_mask=[torch.ones_like(lp, dtype=torch.bool) for lp in old_logp],
+            prefix_steps=m,
+            state={"tokens": [t.cpu() for t in tokens], "kept_masks": kept_masks, "sampling": settings,
+                   **({"scale_logits": all_logits} if keep_scale_logits else {})},
+        )
+        return self._rescored(rollout)
+
+    def _sample(self, prompts: list, m: int, generator: Generators, settings: dict, *,
+                forced_prefix: Sequence[Tensor] | None = None, keep_scale_logits: bool = False):
+        """The sampling loop. Scales k < m use the adapter (or, with `forced_prefix`, take those
+        tokens as given); scales k ≥ m are the frozen base's, from a cache the base prefilled."""
         use_cfg = settings["cfg_scale"] > 0
         batch = len(prompts)
         cond_BD = self._conditions(prompts, use_cfg)
@@ -169,6 +188,10 @@ class NextScalePolicy:
         f_hat = self.tokenizer.empty_f_hat(batch, device=self.device)
         next_input, tokens, old_logp, kept_masks, all_logits = None, [], [], [], []
         for k, side in enumerate(self.transformer.patch_nums):
+            if forced_prefix is not None and k < m:
+                tokens.append(forced_prefix[k].to(self.device))
+                f_hat, next_input = self.tokenizer.accumulate(f_hat, tokens[-1], k)
+                continue
             if k == m:  # frozen suffix: the base model's own cache over the prefix (one teacher pass)
                 cache = self.transformer.new_cache()
                 with self.adapter_disabled():
@@ -189,16 +212,37 @@ class NextScalePolicy:
             if keep_scale_logits:
                 all_logits.append(scaled_BlV.cpu())
             f_hat, next_input = self.tokenizer.accumulate(f_hat, tokens_Bl, k)
-        return Rollout(
-            prompts=list(prompts),
-            group_ids=group_ids.cpu() if group_ids is not None else torch.arange(batch),
-            outputs=self.tokenizer.f_hat_to_images(f_hat).cpu(),
-            old_logp=old_logp,
-            action_mask=[torch.ones_like(lp, dtype=torch.bool) for lp in old_logp],
-            prefix_steps=m,
-            state={"tokens": [t.cpu() for t in tokens], "kept_masks": kept_masks, "sampling": settings,
-                   **({"scale_logits": all_logits} if keep_scale_logits else {})},
-        )
+        return tokens, old_logp, kept_masks, all_logits, f_hat
+
+    @torch.no_grad()
+    def complete(self, rollout: Rollout, samples: int, *, generator: Generators) -> tuple[Tensor, list, list]:
+        """Finish each rollout's prefix `samples` times with fresh frozen-suffix draws (branching).
+
+        Returns images [B·K, 3, H, W] (sample-major: K completions of sample 0 first), the repeated
+        prompts and every scale's tokens. With one generator per output row, results do not depend
+        on batching.
+        """
+        m, k = rollout.prefix_steps, samples
+        prompts = [p for p in rollout.prompts for _ in range(k)]
+        prefix = [t.repeat_interleave(k, dim=0) for t in rollout.state["tokens"][:m]]
+        tokens, *_, f_hat = self._sample(prompts, m, generator, rollout.state["sampling"], forced_prefix=prefix)
+        return self.tokenizer.f_hat_to_images(f_hat).cpu(), prompts, [t.cpu() for t in tokens]
+
+    def _rescored(self, rollout: Rollout) -> Rollout:
+        """Record old_logp from the same teacher-forced pass that `log_prob` runs.
+
+        The KV-cached sampler and the block-masked teacher pass compute the same logits with
+        different reduction orders, so they differ by float32 rounding (a few ulps of the largest
+        logits: ~1e-5 absolute for a trained model). Scoring the sampled prefix with log_prob's own
+        path makes the GRPO ratio exactly 1 before the first update; the sampler's own values are
+        kept as state["sampler_logp_gap"] ([B], max |sampler − teacher| per sample) to show the
+        two distributions agree to rounding.
+        """
+        rescored = [lp.cpu() for lp in self.log_prob(rollout)]
+        gaps = torch.stack([(new - old).abs().amax(dim=1) for new, old in zip(rescored, rollout.old_logp)])
+        rollout.state["sampler_logp_gap"] = gaps.amax(dim=0)
+        rollout.old_logp = rescored
+        return rollout
 
     def log_prob(self, rollout: Rollout) -> list[Tensor]:
         """[B, p_k²] log-probs of the prefix tokens under the current adapter, with gradients."""

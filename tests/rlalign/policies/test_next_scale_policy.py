@@ -30,6 +30,10 @@ def test_on_policy_log_probs_match_rollout_for_every_prefix(make_policy, setting
             assert new.shape == old.shape == (batch, side * side) and new.dtype == torch.float32
             assert (new.detach() - old).abs().max() <= 1e-5
             assert (old < 0).any()  # real distributions, not a kept set of one token
+        # old_logp is recorded by log_prob's own teacher pass; the KV-cached sampler's log-probs of the
+        # same tokens (the distribution actually sampled) must agree with it too.
+        assert rollout.state["sampler_logp_gap"].shape == (batch,)
+        assert rollout.state["sampler_logp_gap"].max() <= 1e-5
 
 
 def test_truncation_is_stored_and_respected(make_policy):
@@ -129,3 +133,19 @@ def test_encode_decode_and_teacher_logits_api(make_policy):
     assert [c.shape[1] for c in conditional] == [1, 4, 9]
     assert torch.allclose(guided[0], conditional[0], atol=1e-5)  # the CFG ramp is 0 at the first scale
     assert not torch.allclose(guided[2], conditional[2])
+
+
+def test_complete_keeps_the_prefix_and_redraws_the_suffix_from_the_base(make_policy):
+    policy = make_policy(cfg_scale=2.0)
+    rollout = policy.rollout(prompts_of(3), 2, generator=[torch.Generator().manual_seed(i) for i in range(3)])
+    generators = [torch.Generator().manual_seed(100 + i) for i in range(12)]
+    images, prompts, tokens = policy.complete(rollout, 4, generator=generators)
+    assert images.shape == (12, 3, 32, 32) and prompts == [p for p in rollout.prompts for _ in range(4)]
+    for scale, prefix in enumerate(rollout.state["tokens"][:2]):  # the prefix is kept, K times each
+        assert torch.equal(tokens[scale], prefix.repeat_interleave(4, dim=0))
+    assert not torch.equal(tokens[-1][0], tokens[-1][1])  # the suffixes differ between completions
+    # The suffix is the frozen base's: the same draws with the adapter switched off give the same tokens.
+    with policy.adapter_disabled():
+        _, _, base_tokens = policy.complete(rollout, 4, generator=[torch.Generator().manual_seed(100 + i)
+                                                                    for i in range(12)])
+    assert all(torch.equal(a, b) for a, b in zip(tokens, base_tokens))
