@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ConfigError, ValueError, FileNotFoundError, KeyError) as error:
+    except (ConfigError, ValueError, FileNotFoundError, FileExistsError, KeyError) as error:
         # Bad input (config, checkpoint, prompt, reward output): one clear line, exit code 2.
         # RLALIGN_DEBUG=1 shows the traceback instead.
         if os.environ.get("RLALIGN_DEBUG"):

@@ -66,6 +66,9 @@ class Trainer:
         self.history: list[dict] = []
         if resume:
             self._resume(find_checkpoint(resume))
+        elif (self.output_dir / "metrics.jsonl").exists() or (self.output_dir / "checkpoints").exists():
+            raise FileExistsError(f"output_dir {self.output_dir} already holds a run; continue it with --resume "
+                                  f"{self.output_dir}, or choose another output_dir (nothing was overwritten)")
         self.logger = MetricsLogger(self.output_dir, wandb_mode=cfg.logging.wandb_mode, project=cfg.logging.project,
                                     run_name=cfg.logging.run_name, config=to_dict(cfg))
 

@@ -87,3 +87,11 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, tiny_checkpoi
 def test_resume_from_an_empty_directory_says_what_to_pass(tmp_path, tiny_checkpoint):
     with pytest.raises(FileNotFoundError, match="no checkpoint there"):
         Trainer(tiny_config(tmp_path, tiny_checkpoint), resume=str(tmp_path))
+
+
+def test_a_fresh_run_never_overwrites_an_existing_one(tmp_path, tiny_checkpoint):
+    Trainer(tiny_config(tmp_path, tiny_checkpoint, **{"train.steps": 1})).run()
+    written = (tmp_path / "run" / "metrics.jsonl").read_text()
+    with pytest.raises(FileExistsError, match="--resume"):
+        Trainer(tiny_config(tmp_path, tiny_checkpoint))
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == written
