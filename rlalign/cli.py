@@ -63,8 +63,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rlalign.trainer import train
 
     cfg = load_config(args.config, args.overrides)
-    if args.resume:  # the run directory of a resumed run is where it was
-        cfg.output_dir = str(args.resume) if (Path(args.resume) / "checkpoints").is_dir() else cfg.output_dir
+    if args.resume:  # a resumed run continues in its own run directory
+        resume = Path(args.resume)
+        run_dir = resume.parent.parent if (resume / "trainer_state.pt").is_file() else resume
+        cfg.output_dir = str(run_dir)
     train(cfg, resume=args.resume, stop_after=args.stop_after)
     print(write_summary(cfg.output_dir))
     print(f"[rlalign] run directory: {cfg.output_dir} (metrics.jsonl, summary.md, before_after.png, checkpoints/)")

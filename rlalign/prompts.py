@@ -6,8 +6,9 @@
   classes:A-B         class ids A..B inclusive, for class-conditional models such as VAR
   classes:A,B,C       an explicit list of class ids
 
-Fixed sources (all but `shapes:`) have a finite list; training draws from them in seeded random
-order without replacement within a pass, so every prompt is seen equally often.
+Fixed sources (all but `shapes:`) have a finite list; `draw(count, seed)` walks seeded permutations
+of it, so one draw holds no prompt twice before every prompt has appeared once. The trainer draws
+with a new seed each step, so across steps every prompt is seen equally often in expectation.
 """
 
 from __future__ import annotations

@@ -35,23 +35,28 @@ def summarize_run(output_dir: str | Path) -> tuple[str, dict]:
             ci = _ci(final, f"eval/{name}/base/{metric}"), _ci(final, key)
             lines.append(f"| {name} | {metric} | {base:.3f}{ci[0]} | {value:.3f}{ci[1]} | {value - base:+.3f} |")
             numbers["eval"][f"{name}/{metric}"] = {"base": base, "final": value}
-    rewards = [r.get("rewards/total/mean") for r in steps if r.get("rewards/total/mean") is not None]
+    labels = sorted({k.split("/")[1] for r in steps for k in r
+                     if k.startswith("rewards/") and k.endswith("/mean") and k != "rewards/total/mean"})
     kls = [r.get("charts/kl") for r in steps if r.get("charts/kl") is not None]
     on_policy = [r.get("debug/max_abs_logratio_first_iter") or 0.0 for r in steps]
     times = {part: sum(r.get(f"time/{part}") or 0.0 for r in steps) for part in ("rollout", "reward", "update", "sync")}
     times["eval"] = sum(r.get("time/eval") or 0.0 for r in records)
-    window = max(1, len(rewards) // 10)
+    window = max(1, len(steps) // 10)
+    trained = {}
+    for label in labels:  # raw per-reward means: the total is ~0 by construction under normalize_then_sum
+        values = [r[f"rewards/{label}/mean"] for r in steps if r.get(f"rewards/{label}/mean") is not None]
+        if values:
+            trained[label] = {"first": statistics.mean(values[:window]), "last": statistics.mean(values[-window:])}
     numbers.update({
         "steps": len(steps),
-        "trained_reward_first": statistics.mean(rewards[:window]) if rewards else None,
-        "trained_reward_last": statistics.mean(rewards[-window:]) if rewards else None,
+        "trained_rewards": trained,
         "kl_last": kls[-1] if kls else None,
         "max_on_policy_logratio": max(on_policy) if on_policy else None,
         "seconds": times,
     })
-    lines += ["", f"steps: {len(steps)}; trained reward (mean of first/last {window} steps): "
-              f"{_fmt(numbers['trained_reward_first'])} → {_fmt(numbers['trained_reward_last'])}; "
-              f"KL to base at the end: {_fmt(numbers['kl_last'], '.2e')}; "
+    rewards_text = "; ".join(f"{label} {v['first']:.4f} → {v['last']:.4f}" for label, v in trained.items())
+    lines += ["", f"steps: {len(steps)}; trained rewards (mean of the first → last {window} steps): "
+              f"{rewards_text or 'n/a'}; KL to base at the end: {_fmt(numbers['kl_last'], '.2e')}; "
               f"largest on-policy |logp − old_logp|: {_fmt(numbers['max_on_policy_logratio'], '.1e')}",
               "time split (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items())]
     return "\n".join(lines), numbers

@@ -53,6 +53,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.policy = load_policy(cfg.policy)
         self.prefix_steps = resolve_prefix_steps(cfg.grpo.prefix_steps, self.policy.num_steps)
+        if cfg.grpo.beta > 0 and cfg.grpo.kl_estimator == "exact":
+            raise ValueError("grpo.kl_estimator=exact is not implemented yet for this policy family; use k3 "
+                             "(the default), or set grpo.beta=0")
         self.backend = make_backend(cfg.rollout, cfg.policy, self.policy, cfg.seed)
         self.rewards = RewardWorker(cfg.rewards.functions, cfg.rewards.combine, eps=cfg.grpo.advantage_eps)
         self.eval_rewards = RewardWorker(cfg.rewards.functions + cfg.rewards.eval, combine=None)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rlalign.grpo.loss import action_weights, policy_loss
+from rlalign.grpo.loss import action_weights, kl_k3, policy_loss
 from rlalign.policies.base import Rollout, StepPolicy
 
 STAT_KEYS = ("clip_fraction_low", "clip_fraction_high", "ratio_mean", "kl", "kl_to_rollout_policy")
@@ -37,10 +37,13 @@ def grpo_update(policy: StepPolicy, optimizer: torch.optim.Optimizer, scheduler:
     weights_BA = action_weights(rollout.action_mask, grpo.step_weight_alpha, per_sample=per_sample)
     old_BA = torch.cat(rollout.old_logp, dim=1)
     normalizer = float(weights_BA.sum()) if grpo.loss_type == "dapo" else float(batch)
-    refs = reference_log_probs(policy, rollout, micro_batches) if grpo.beta > 0 else [None] * len(micro_batches)
+    # The base's log-probs of the prefix: the KL penalty when beta > 0, and charts/kl always (one
+    # no-grad pass over the prefix's few tokens, small next to the rollout).
+    refs = reference_log_probs(policy, rollout, micro_batches)
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
     totals = {key: 0.0 for key in ("loss", "grad_norm", *STAT_KEYS)}
     first_iteration_max_logratio, skipped, steps = 0.0, 0, 0
+    learning_rate = optimizer.param_groups[0]["lr"]
     for iteration in range(grpo.inner_iterations):
         optimizer.zero_grad(set_to_none=True)
         loss_sum, stats_sum = 0.0, {key: 0.0 for key in STAT_KEYS}
@@ -49,7 +52,7 @@ def grpo_update(policy: StepPolicy, optimizer: torch.optim.Optimizer, scheduler:
             out = policy_loss(logp_BA, old_BA[index], advantages_B[index].to(logp_BA.device),
                               weights_BA[index].to(logp_BA.device), loss_type=grpo.loss_type,
                               clip_eps=grpo.clip_eps, clip_eps_high=grpo.clip_eps_high, beta=grpo.beta,
-                              ref_logp_BA=ref_BA, normalizer=normalizer)
+                              kl_BA=kl_k3(logp_BA, ref_BA.to(logp_BA.device)), normalizer=normalizer)
             out.loss.backward()
             loss_sum += out.loss.item()
             for key in STAT_KEYS:  # micro-batch means → batch mean
@@ -61,6 +64,7 @@ def grpo_update(policy: StepPolicy, optimizer: torch.optim.Optimizer, scheduler:
             optimizer.zero_grad(set_to_none=True)  # drop the bad gradients; nothing is stepped
             skipped += 1
             continue
+        learning_rate = optimizer.param_groups[0]["lr"]  # the rate this step used
         optimizer.step()
         scheduler.step()
         steps += 1
@@ -76,7 +80,7 @@ def grpo_update(policy: StepPolicy, optimizer: torch.optim.Optimizer, scheduler:
         "charts/clip_fraction_high": mean["clip_fraction_high"],
         "charts/ratio_mean": mean["ratio_mean"],
         "charts/grad_norm": mean["grad_norm"],
-        "charts/learning_rate": optimizer.param_groups[0]["lr"],
+        "charts/learning_rate": learning_rate,
         "debug/kl_to_rollout_policy": mean["kl_to_rollout_policy"],
         "debug/max_abs_logratio_first_iter": first_iteration_max_logratio,
         "debug/skipped_updates": skipped,
