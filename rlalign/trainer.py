@@ -27,7 +27,7 @@ from rlalign.grpo.update import grpo_update
 from rlalign.metrics import MetricsLogger
 from rlalign.policies.base import load_policy, resolve_prefix_steps
 from rlalign.prompts import parse_prompt_source
-from rollouts import make_backend
+from rollouts import RolloutFailure, make_backend
 
 def learning_rate_factor(train: Any, inner_iterations: int):
     """LambdaLR factor per optimizer step: linear warm-up, then constant / cosine / linear decay to 0."""
@@ -86,16 +86,21 @@ class Trainer:
         if self.start_step == 0:
             self.evaluate(step=0)
         last = cfg.train.steps if stop_after is None else min(cfg.train.steps, stop_after)
-        for step in range(self.start_step + 1, last + 1):
-            metrics = self.train_step(step)
-            if step % cfg.logging.log_every == 0 or step == last:
-                self.logger.log(metrics, step=step)
-            self.history.append(metrics)
-            self._print_progress(step, metrics)
-            if (cfg.train.eval_every and step % cfg.train.eval_every == 0) or step == cfg.train.steps:
-                self.evaluate(step)
-            if (cfg.train.save_every and step % cfg.train.save_every == 0) or step == last:
-                self.save(step)
+        try:
+            for step in range(self.start_step + 1, last + 1):
+                metrics = self.train_step(step)
+                if step % cfg.logging.log_every == 0 or step == last:
+                    self.logger.log(metrics, step=step)
+                self.history.append(metrics)
+                self._print_progress(step, metrics)
+                if (cfg.train.eval_every and step % cfg.train.eval_every == 0) or step == cfg.train.steps:
+                    self.evaluate(step)
+                if (cfg.train.save_every and step % cfg.train.save_every == 0) or step == last:
+                    self.save(step)
+        except RolloutFailure as failure:
+            raise self._stop_on_rollout_failure(failure, failed_step=step) from failure
+        finally:
+            self.backend.close()  # Ray actors hold CPUs/GPUs until stopped
         self.logger.close()
         return {"steps": last, "history": self.history, "base_eval": self.base_eval}
 
@@ -147,6 +152,17 @@ class Trainer:
                  "base_eval_images": {k: v["images"] for k, v in self.base_eval.items()}}
         return save_checkpoint(self.output_dir, step, policy=self.policy, optimizer=self.optimizer,
                                scheduler=self.scheduler, config=to_dict(self.cfg), extra=extra)
+
+    def _stop_on_rollout_failure(self, failure: RolloutFailure, failed_step: int) -> RolloutFailure:
+        """A rollout worker failed beyond rollout.max_retries: keep what the completed steps learned
+        (a checkpoint of step failed_step − 1) and say how to continue."""
+        done = failed_step - 1
+        saved = (f"checkpoint of step {done} saved at {self.save(done)}" if done > self.start_step
+                 else f"no step completed since step {self.start_step}, nothing new to save")
+        self.logger.close()
+        return RolloutFailure(f"{failure}\nstopped at step {failed_step}: {saved}; fix the cause, then continue "
+                              f"with --resume {self.output_dir}", worker=failure.worker, shard=failure.shard,
+                              cause=failure.cause)
 
     def _resume(self, checkpoint: Path) -> None:
         state = load_checkpoint(checkpoint, policy=self.policy, optimizer=self.optimizer, scheduler=self.scheduler)

@@ -7,17 +7,31 @@ from typing import Any
 from rollouts.local import LocalBackend
 from rollouts.worker import RolloutWorker, StaleAdapterError
 
-__all__ = ["LocalBackend", "RolloutWorker", "StaleAdapterError", "make_backend"]
+__all__ = ["LocalBackend", "RolloutFailure", "RolloutWorker", "StaleAdapterError", "make_backend"]
+
+
+class RolloutFailure(RuntimeError):
+    """A rollout worker kept failing (died, or missed rollout.timeout_s) after rollout.max_retries
+    re-creations within one call. Defined here, not in ray_backend, so catching it needs no Ray."""
+
+    def __init__(self, message: str, *, worker: int, shard: tuple[int, int] | None, cause: BaseException | None):
+        super().__init__(message)
+        self.worker, self.shard, self.cause = worker, shard, cause
+        """The failing worker's index, its prompt range [start, end) (None outside a rollout), the last error."""
 
 
 def make_backend(rollout_cfg: Any, policy_cfg: Any, policy: Any, run_seed: int):
     """The backend `rollout.backend` names. Local with one worker shares the trainer's policy;
-    local with N workers builds N replicas in this process (each synced with adapter weights)."""
+    local with N workers builds N replicas in this process (each synced with adapter weights);
+    ray starts N actors, each building its own replica from `policy_cfg` (see docs/distributed.md)."""
     if rollout_cfg.backend == "local":
         if rollout_cfg.num_workers == 1:
             return LocalBackend.sharing(policy, run_seed)
         workers = [RolloutWorker(policy_cfg, torch_threads=rollout_cfg.torch_threads)
                    for _ in range(rollout_cfg.num_workers)]
         return LocalBackend(workers, run_seed)
-    raise ValueError(f"rollout.backend={rollout_cfg.backend!r} is not available in this version (local is); "
-                     "the Ray backend arrives with distributed rollouts")
+    if rollout_cfg.backend == "ray":
+        from rollouts.ray_backend import RayBackend  # imported here: `import ray` takes seconds
+
+        return RayBackend(rollout_cfg, policy_cfg, run_seed)
+    raise ValueError(f"rollout.backend={rollout_cfg.backend!r} is not known; use local or ray")
