@@ -4,36 +4,15 @@ import json
 
 import pytest
 import torch
-from support.next_scale import PROMPTS, TINY, randomize_like_trained
+from support.training import save_tiny_checkpoint, tiny_config
 
-from rlalign.config import load_config
 from rlalign.metrics import read_metrics
-from rlalign.policies.next_scale.model import build_model, save_model
 from rlalign.trainer import Trainer
 
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_model(TINY)
-    randomize_like_trained(model)
-    return save_model(model, tmp_path_factory.mktemp("model") / "tiny.safetensors", half=False)
-
-
-def tiny_config(tmp_path, checkpoint, **overrides):
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    prompts = tmp_path / "prompts.txt"
-    prompts.write_text("\n".join(PROMPTS) + "\n")
-    values = {
-        "policy": {"checkpoint": str(checkpoint), "lora": {"rank": 4}},
-        "prompts": {"train": f"file:{prompts}", "eval": {"tiny": f"file:{prompts}"}, "eval_samples_per_prompt": 2},
-        "rewards": {"functions": [{"name": "rewards.examples:saturation"}], "eval": []},
-        "grpo": {"group_size": 4, "prefix_steps": 2, "inner_iterations": 2},
-        "train": {"steps": 4, "prompts_per_step": 2, "micro_batch_size": 4, "learning_rate": 0.05},
-        "logging": {"wandb_mode": "disabled", "progress_bar": False},
-        "output_dir": str(tmp_path / "run"),
-    }
-    return load_config(values, [f"{k}={v}" for k, v in overrides.items()])
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("model"))
 
 
 def parameters(trainer):

@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 import ray
 import torch
-from support.next_scale import PROMPTS, TINY, perturb_adapter, randomize_like_trained
+from support.next_scale import PROMPTS, perturb_adapter
+from support.training import save_tiny_checkpoint
+from support.training import tiny_config as tiny_training_config
 
-from rlalign.config import RolloutConfig, load_config
+from rlalign.config import RolloutConfig
 from rlalign.policies.base import load_policy
-from rlalign.policies.next_scale.model import build_model, save_model
 from rlalign.trainer import Trainer
 from rollouts import LocalBackend, RolloutFailure, RolloutWorker, StaleAdapterError
 from rollouts.ray_backend import RayBackend
@@ -49,10 +50,7 @@ def ray_cluster():
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_model(TINY)
-    randomize_like_trained(model)
-    return save_model(model, tmp_path_factory.mktemp("model") / "tiny.safetensors", half=False)
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")
@@ -195,23 +193,11 @@ def test_a_stuck_worker_is_killed_after_the_timeout_and_replaced(shared, markers
 # Through the trainer
 # -------------------------------------------------------------------------------------------------
 
+TWO_WORKERS = {"rollout.num_workers": 2, "rollout.torch_threads": THREADS, "train.steps": 2}
+
+
 def tiny_config(tmp_path, checkpoint, **overrides):
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    prompts = tmp_path / "prompts.txt"
-    prompts.write_text("\n".join(PROMPTS) + "\n")
-    values = {
-        "policy": {"checkpoint": str(checkpoint), "lora": {"rank": 4}},
-        "prompts": {"train": f"file:{prompts}", "eval": {"tiny": f"file:{prompts}"}, "eval_samples_per_prompt": 1},
-        "rewards": {"functions": [{"name": "rewards.examples:saturation"}], "eval": []},
-        "grpo": {"group_size": 4, "prefix_steps": 2, "inner_iterations": 2},
-        "train": {"steps": 3, "prompts_per_step": 2, "micro_batch_size": 4, "learning_rate": 0.05},
-        "logging": {"wandb_mode": "disabled", "progress_bar": False},
-        "output_dir": str(tmp_path / "run"),
-    }
-    return load_config(values, [f"{k}={v}" for k, v in overrides.items()])
-
-
-TWO_WORKERS = {"rollout.num_workers": 2, "rollout.torch_threads": THREADS}
+    return tiny_training_config(tmp_path, checkpoint, eval_samples=1, steps=3, **overrides)
 
 
 def test_a_worker_failing_beyond_max_retries_saves_a_checkpoint_and_stops(tmp_path, tiny_checkpoint, shared,
