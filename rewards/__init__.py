@@ -23,8 +23,24 @@ def _shapes_eval_factory(spec: Any) -> RewardFn:
     return functools.partial(_shapes_eval, **spec.args)
 
 
+# The CLIP-based rewards import open_clip (and torchvision) when first built, not when `rewards` is
+# imported: that import takes seconds and most users of this package never build them.
+def _clip_score_factory(spec: Any) -> RewardFn:
+    from rewards.clip import clip_score_factory
+
+    return clip_score_factory(spec)
+
+
+def _aesthetic_factory(spec: Any) -> RewardFn:
+    from rewards.aesthetic import aesthetic_factory
+
+    return aesthetic_factory(spec)
+
+
 REGISTRY: dict[str, Callable[[Any], RewardFn]] = {
     "shapes_eval": _shapes_eval_factory,
+    "clip_score": _clip_score_factory,
+    "aesthetic": _aesthetic_factory,
 }
 """name -> factory(spec) -> reward function."""
 

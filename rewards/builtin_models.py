@@ -1,0 +1,221 @@
+"""The built-in reward models of the Shapes world (DESIGN §8): `shapes-clip` and `shapes-aesthetic`.
+
+`shapes-clip` is an ordinary open_clip model, only small: this module registers its architecture
+with open_clip's config registry under the name `shapes-clip`, after which
+`open_clip.create_model("shapes-clip", pretrained=<file>)` and `open_clip.get_tokenizer("shapes-clip")`
+work exactly as for `ViT-B-32`, and the `clip_score` reward loads it through the same code path as
+any real checkpoint.
+
+Its tokenizer is open_clip's own `SimpleTokenizer` reading a *subset* of CLIP's BPE merges: only
+the merges that CLIP's tokenizer applies to the words of the Shapes grammar, in CLIP's rank order.
+Those words therefore split into exactly the pieces CLIP's tokenizer produces, any other word
+falls back to byte-level pieces (still a valid input), and the vocabulary shrinks from 49408 to
+about 600 ids, which keeps the text embedding (and the shipped file) small. Because the special
+tokens come last, `<end_of_text>` is still the largest id, which open_clip's argmax pooling needs.
+
+The aesthetic model's training data are the degradations defined at the end of this module
+(noise, blur, blotches, colour bleeding), graded by a severity in [0, 1].
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import itertools
+import json
+import math
+import os
+import tempfile
+from copy import deepcopy
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from rlalign.policies.next_scale.model import ASSETS_DIR
+from rlalign.shapes import COLOURS, SHAPES
+
+SHAPES_CLIP = "shapes-clip"
+"""open_clip architecture name of the built-in CLIP (use with `weights: builtin:shapes-clip`)."""
+SHAPES_CLIP_REPORT = ASSETS_DIR / f"{SHAPES_CLIP}.json"
+"""The shipped CLIP's JSON: its open_clip config, tokenizer merges and training report."""
+
+GRAMMAR_WORDS: tuple[str, ...] = (
+    "a", "an", "in", "the", "center", "centre", "on", "left", "right", "at", "top", "bottom", "to", "of",
+    "above", "below", *COLOURS, *SHAPES,
+)
+"""Every word the Shapes grammar writes or parses (scene.py), the words the BPE subset covers."""
+
+SHAPES_CLIP_MODEL_CFG: dict = {
+    "embed_dim": 128,
+    "vision_cfg": {"image_size": 32, "patch_size": 4, "width": 128, "layers": 4, "head_width": 32},
+    # vocab_size is filled in from the BPE subset by shapes_clip_open_clip_config().
+    "text_cfg": {"context_length": 16, "width": 128, "heads": 4, "layers": 3},
+}
+"""A ViT on 8×8 patches of 4×4 pixels and a 3-layer text transformer; ~1.4M parameters."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The tokenizer: a subset of CLIP's BPE merges
+# ---------------------------------------------------------------------------------------------
+
+
+def _merges_applied(word: str, ranks: dict[tuple[str, str], int]) -> list[tuple[str, str]]:
+    """The merges CLIP's BPE applies to one word, in order (the same loop as open_clip's `bpe`)."""
+    pieces = [*word[:-1], word[-1] + "</w>"]
+    applied = []
+    while len(pieces) > 1:
+        pairs = set(itertools.pairwise(pieces))
+        best = min(pairs, key=lambda pair: ranks.get(pair, math.inf))
+        if best not in ranks:
+            break
+        applied.append(best)
+        merged, index = [], 0
+        while index < len(pieces):
+            if index + 1 < len(pieces) and (pieces[index], pieces[index + 1]) == best:
+                merged.append(pieces[index] + pieces[index + 1])
+                index += 2
+            else:
+                merged.append(pieces[index])
+                index += 1
+        pieces = merged
+    return applied
+
+
+def grammar_bpe_merges(words: tuple[str, ...] = GRAMMAR_WORDS) -> list[str]:
+    """CLIP's merges needed by `words`, kept in CLIP's rank order, as "first second" lines.
+
+    Keeping the rank order makes BPE on these words take the same steps as with all 48894
+    merges: at every step the lowest-ranked pair present is one of the kept merges.
+    """
+    from open_clip.tokenizer import default_bpe
+
+    with gzip.open(default_bpe()) as handle:  # the slice is SimpleTokenizer's own
+        lines = handle.read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
+    ranks = {tuple(line.split()): rank for rank, line in enumerate(lines)}
+    needed = {merge for word in words for merge in _merges_applied(word, ranks)}
+    return [" ".join(merge) for merge in sorted(needed, key=ranks.__getitem__)]
+
+
+def _materialise_bpe(merges: list[str]) -> Path:
+    """A gzip BPE file for open_clip's SimpleTokenizer (it reads a path), cached by content hash.
+
+    The merges travel inside the asset's JSON (package data holds only .json/.safetensors); the
+    file is written once per content into the temporary directory, atomically.
+    """
+    # No final newline: SimpleTokenizer would read the empty last line as one more (empty) merge.
+    text = "\n".join(["#version: rlalign shapes-clip subset of CLIP's BPE", *merges])
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"rlalign-shapes-clip-bpe-{digest}.txt.gz"
+    if not path.is_file():
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        with gzip.open(partial, "wb") as handle:
+            handle.write(text.encode("utf-8"))
+        partial.replace(path)
+    return path
+
+
+def shapes_clip_open_clip_config(merges: list[str] | None = None) -> dict:
+    """The `open_clip_config.json`-style dict of shapes-clip: model_cfg (with tokenizer) and preprocess_cfg.
+
+    Preprocessing is open_clip's default (OpenAI mean/std, bicubic, shortest-side resize), so the
+    model is used exactly as any open_clip model; Shapes renders are already 32×32.
+    """
+    merges = grammar_bpe_merges() if merges is None else merges
+    model_cfg = deepcopy(SHAPES_CLIP_MODEL_CFG)
+    model_cfg["text_cfg"]["vocab_size"] = 2 * 256 + len(merges) + 2  # bytes, bytes+</w>, merges, sot/eot
+    return {"model_cfg": model_cfg, "preprocess_cfg": {}, "bpe_merges": merges}
+
+
+def register_shapes_clip(config: dict | None = None) -> None:
+    """Register `shapes-clip` with open_clip (from the shipped JSON unless `config` is given).
+
+    The tokenizer's BPE path is filled in here because it is only known at run time.
+    """
+    from open_clip import factory
+
+    if config is None:
+        if not SHAPES_CLIP_REPORT.is_file():
+            raise FileNotFoundError(
+                f"{SHAPES_CLIP_REPORT} is missing, so architecture {SHAPES_CLIP!r} is unknown; "
+                "rebuild the built-in reward models with `python scripts/train_shapes_rewards.py`")
+        config = json.loads(SHAPES_CLIP_REPORT.read_text())["open_clip_config"]
+    model_cfg = deepcopy(config["model_cfg"])
+    model_cfg["text_cfg"]["tokenizer_kwargs"] = {"bpe_path": str(_materialise_bpe(config["bpe_merges"]))}
+    factory._MODEL_CONFIGS[SHAPES_CLIP] = model_cfg  # open_clip's registry (add_model_config needs a file)
+
+
+def ensure_registered(architecture: str) -> None:
+    """Register a built-in architecture on first use; other names are open_clip's business."""
+    from open_clip import factory
+
+    if architecture == SHAPES_CLIP and SHAPES_CLIP not in factory._MODEL_CONFIGS:
+        register_shapes_clip()
+
+
+# ---------------------------------------------------------------------------------------------
+# Degradations: what the built-in aesthetic model learns to score down
+# ---------------------------------------------------------------------------------------------
+
+DEGRADATIONS = ("noise", "blur", "blotches", "bleeding")
+"""Kinds of damage, each graded by a severity in [0, 1] (0 leaves the image unchanged)."""
+
+
+def _gaussian_blur(images_B3HW: torch.Tensor, sigma: float, horizontal_only: bool = False) -> torch.Tensor:
+    radius = max(1, math.ceil(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=images_B3HW.dtype)
+    kernel_K = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel_K = kernel_K / kernel_K.sum()
+    channels = images_B3HW.shape[1]
+    padded = F.pad(images_B3HW, (radius, radius, 0, 0), mode="replicate")
+    out = F.conv2d(padded, kernel_K.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
+    if horizontal_only:
+        return out
+    padded = F.pad(out, (0, 0, radius, radius), mode="replicate")
+    return F.conv2d(padded, kernel_K.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
+
+
+def _blotches(images_B3HW: torch.Tensor, severity: float, generator: torch.Generator) -> torch.Tensor:
+    """Soft discs of random colours pasted at random places: 1 to 6 of them, larger when severe."""
+    batch, _, height, width = images_B3HW.shape
+    count = 1 + round(5 * severity)
+    rows_HW, cols_HW = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
+    out = images_B3HW.clone()
+    for _ in range(count):
+        centre_B2 = torch.rand(batch, 2, generator=generator) * torch.tensor([height, width])
+        radius_B = 1.0 + (1.0 + 2.5 * severity) * torch.rand(batch, generator=generator)
+        colour_B3 = torch.rand(batch, 3, generator=generator)
+        distance_BHW = torch.sqrt((rows_HW - centre_B2[:, 0, None, None]) ** 2 + (cols_HW - centre_B2[:, 1, None, None]) ** 2)
+        alpha_B1HW = (radius_B[:, None, None] - distance_BHW + 0.5).clamp(0, 1)[:, None] * (0.5 + 0.5 * severity)
+        out = out * (1 - alpha_B1HW) + colour_B3[:, :, None, None] * alpha_B1HW
+    return out
+
+
+def _bleeding(images_B3HW: torch.Tensor, severity: float) -> torch.Tensor:
+    """Colour bleeding: red and blue shifted apart sideways and smeared, as in a bad analogue signal."""
+    shift = 1 + round(3 * severity)
+    red, green, blue = images_B3HW.unbind(1)
+    shifted_B3HW = torch.stack([torch.roll(red, shift, dims=-1), green, torch.roll(blue, -shift, dims=-1)], dim=1)
+    smeared = _gaussian_blur(shifted_B3HW, 0.5 + 1.5 * severity, horizontal_only=True)
+    weight = 0.4 + 0.6 * severity
+    return (1 - weight) * images_B3HW + weight * smeared
+
+
+def degrade(images_B3HW: torch.Tensor, kind: str, severity: float, generator: torch.Generator) -> torch.Tensor:
+    """A damaged copy of images [B, 3, H, W] in [0, 1]; `severity` 0 is harmless, 1 is heavy."""
+    if kind not in DEGRADATIONS:
+        raise ValueError(f"unknown degradation {kind!r}; choose one of {', '.join(DEGRADATIONS)}")
+    if not 0.0 <= severity <= 1.0:
+        raise ValueError(f"severity must be in [0, 1], got {severity}")
+    if severity == 0.0:
+        return images_B3HW.clone()
+    if kind == "noise":
+        noise_B3HW = torch.randn(images_B3HW.shape, generator=generator)
+        out = images_B3HW + (0.03 + 0.27 * severity) * noise_B3HW
+    elif kind == "blur":
+        out = _gaussian_blur(images_B3HW, 0.4 + 1.2 * severity)
+    elif kind == "blotches":
+        out = _blotches(images_B3HW, severity, generator)
+    else:
+        out = _bleeding(images_B3HW, severity)
+    return out.clamp(0.0, 1.0)
