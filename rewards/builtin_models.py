@@ -13,8 +13,9 @@ falls back to byte-level pieces (still a valid input), and the vocabulary shrink
 about 600 ids, which keeps the text embedding (and the shipped file) small. Because the special
 tokens come last, `<end_of_text>` is still the largest id, which open_clip's argmax pooling needs.
 
-The aesthetic model's training data are the degradations defined at the end of this module
-(noise, blur, blotches, colour bleeding), graded by a severity in [0, 1].
+The CLIP's hard negative captions and mirrored scenes, and the aesthetic model's degradations
+(noise, blur, blotches, colour bleeding, graded by a severity in [0, 1]) are defined here too, so
+tests and evaluations use exactly what training used.
 """
 
 from __future__ import annotations
@@ -33,7 +34,17 @@ import torch
 import torch.nn.functional as F
 
 from rlalign.policies.next_scale.model import ASSETS_DIR
-from rlalign.shapes import COLOURS, SHAPES
+from rlalign.shapes import (
+    CANVAS,
+    COLOURS,
+    POSITIONS,
+    RELATIONS,
+    SHAPES,
+    ObjectSpec,
+    Placement,
+    Scene,
+    SceneSpec,
+)
 
 SHAPES_CLIP = "shapes-clip"
 """open_clip architecture name of the built-in CLIP (use with `weights: builtin:shapes-clip`)."""
@@ -151,6 +162,51 @@ def ensure_registered(architecture: str) -> None:
 
     if architecture == SHAPES_CLIP and SHAPES_CLIP not in factory._MODEL_CONFIGS:
         register_shapes_clip()
+
+
+# ---------------------------------------------------------------------------------------------
+# Captions: mirrored scenes and one-step edits (CLIP's hard negatives and hard retrieval candidates)
+# ---------------------------------------------------------------------------------------------
+
+
+def mirrored(scene: Scene) -> Scene:
+    """The scene flipped left–right: exactly what rendering the mirrored placements draws."""
+    spec = scene.spec
+    if len(spec.objects) == 1:
+        layout = {"left": "right", "right": "left"}.get(spec.layout, spec.layout)
+        new_spec, placements = SceneSpec(spec.objects, layout), scene.placements
+    elif spec.layout == "left_of":  # the first object is now on the right: swap to stay canonical
+        new_spec, placements = SceneSpec(spec.objects[::-1], "left_of"), scene.placements[::-1]
+    else:
+        new_spec, placements = spec, scene.placements
+    return Scene(new_spec, tuple(Placement(CANVAS - p.cx, p.cy, p.size) for p in placements))
+
+
+def caption_edits(spec: SceneSpec) -> list[tuple[str, SceneSpec]]:
+    """Every spec one step from `spec`: one colour, shape, position or relation word, or the objects swapped.
+
+    Two-object edits keep the colours distinct, as the grammar's scenes do.
+    """
+    edits: list[tuple[str, SceneSpec]] = []
+    objects = spec.objects
+    for index, obj in enumerate(objects):
+        others = {o.colour for i, o in enumerate(objects) if i != index}
+        for colour in COLOURS:
+            if colour != obj.colour and colour not in others:
+                edits.append(("colour", _replace(spec, index, ObjectSpec(colour, obj.shape))))
+        for shape in SHAPES:
+            if shape != obj.shape:
+                edits.append(("shape", _replace(spec, index, ObjectSpec(obj.colour, shape))))
+    if len(objects) == 1:
+        edits += [("position", SceneSpec(objects, p)) for p in POSITIONS if p != spec.layout]
+    else:
+        edits += [("relation", SceneSpec(objects, r)) for r in RELATIONS if r != spec.layout]
+        edits.append(("swap", SceneSpec(objects[::-1], spec.layout)))
+    return edits
+
+
+def _replace(spec: SceneSpec, index: int, obj: ObjectSpec) -> SceneSpec:
+    return SceneSpec(tuple(obj if i == index else o for i, o in enumerate(spec.objects)), spec.layout)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -249,8 +249,8 @@ class ClipScore:
 
     def __call__(self, prompts: list, completions: Any, images: Any = None, scenes: list[Scene] | None = None,
                  **_) -> list[float]:
-        if isinstance(completions, torch.Tensor):
-            texts, pixels = list(prompts), completions
+        if isinstance(completions, torch.Tensor) or (len(completions) and isinstance(completions[0], torch.Tensor)):
+            texts, pixels = list(prompts), as_image_batch(completions)
         else:
             texts, pixels = list(completions), caption_images(prompts, images, scenes)
         if not all(isinstance(text, str) for text in texts):

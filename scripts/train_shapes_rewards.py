@@ -38,7 +38,9 @@ from rewards.aesthetic import AestheticMLP, AestheticScore, save_aesthetic_mlp
 from rewards.builtin_models import (
     DEGRADATIONS,
     SHAPES_CLIP,
+    caption_edits,
     degrade,
+    mirrored,
     register_shapes_clip,
     shapes_clip_open_clip_config,
 )
@@ -46,19 +48,7 @@ from rewards.clip import ClipModel, load_clip, preprocess_images
 from rlalign.benchmarking import format_table, write_json
 from rlalign.policies.next_scale.model import ASSETS_DIR
 from rlalign.policies.next_scale.pretraining import warmup_cosine
-from rlalign.shapes import (
-    CANVAS,
-    COLOURS,
-    POSITIONS,
-    RELATIONS,
-    SHAPES,
-    ObjectSpec,
-    Placement,
-    Scene,
-    SceneSpec,
-    render_batch,
-    sample_scenes,
-)
+from rlalign.shapes import Scene, render_batch, sample_scenes
 
 # Seed streams (seed = 1000·stream + --seed), so no two purposes ever draw the same scenes.
 CLIP_DATA, AESTHETIC_DATA, RETRIEVAL_EVAL, DISTRACTORS, AESTHETIC_EVAL = 11, 12, 13, 14, 15
@@ -95,51 +85,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.out_dir is None:
         args.out_dir = Path("outputs/shapes-rewards-quick") if args.quick else ASSETS_DIR
     return args
-
-
-# ---------------------------------------------------------------------------------------------
-# Captions: mirrored scenes and one-word edits (hard negatives and hard retrieval candidates)
-# ---------------------------------------------------------------------------------------------
-
-
-def mirrored(scene: Scene) -> Scene:
-    """The scene flipped left–right: exactly what rendering the mirrored placements draws."""
-    spec = scene.spec
-    if len(spec.objects) == 1:
-        layout = {"left": "right", "right": "left"}.get(spec.layout, spec.layout)
-        new_spec, placements = SceneSpec(spec.objects, layout), scene.placements
-    elif spec.layout == "left_of":  # the first object is now on the right: swap to stay canonical
-        new_spec, placements = SceneSpec(spec.objects[::-1], "left_of"), scene.placements[::-1]
-    else:
-        new_spec, placements = spec, scene.placements
-    return Scene(new_spec, tuple(Placement(CANVAS - p.cx, p.cy, p.size) for p in placements))
-
-
-def caption_edits(spec: SceneSpec) -> list[tuple[str, SceneSpec]]:
-    """Every spec one step from `spec`: one colour, shape, position or relation word, or the objects swapped.
-
-    Two-object edits keep the colours distinct, as the grammar's scenes do.
-    """
-    edits: list[tuple[str, SceneSpec]] = []
-    objects = spec.objects
-    for index, obj in enumerate(objects):
-        others = {o.colour for i, o in enumerate(objects) if i != index}
-        for colour in COLOURS:
-            if colour != obj.colour and colour not in others:
-                edits.append(("colour", _replace(spec, index, ObjectSpec(colour, obj.shape))))
-        for shape in SHAPES:
-            if shape != obj.shape:
-                edits.append(("shape", _replace(spec, index, ObjectSpec(obj.colour, shape))))
-    if len(objects) == 1:
-        edits += [("position", SceneSpec(objects, p)) for p in POSITIONS if p != spec.layout]
-    else:
-        edits += [("relation", SceneSpec(objects, r)) for r in RELATIONS if r != spec.layout]
-        edits.append(("swap", SceneSpec(objects[::-1], spec.layout)))
-    return edits
-
-
-def _replace(spec: SceneSpec, index: int, obj: ObjectSpec) -> SceneSpec:
-    return SceneSpec(tuple(obj if i == index else o for i, o in enumerate(spec.objects)), spec.layout)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,6 +159,7 @@ def save_clip(model: torch.nn.Module, path: Path) -> None:
     partial = path.with_name(path.name + ".partial")
     save_file(state, str(partial), metadata={"format": "open_clip", "architecture": SHAPES_CLIP})
     partial.replace(path)
+    path.chmod(0o644)  # safetensors writes 0600; assets are package data, readable by all
 
 
 def evaluate_retrieval(clip: ClipModel, split: str, count: int, seed: int) -> dict:
@@ -372,6 +318,7 @@ def train_both(args: argparse.Namespace, header: dict, clip_path: Path, aestheti
     write_json(clip_report, clip_path.with_suffix(".json"))
     mlp, aesthetic_training = train_aesthetic(args, load_clip(SHAPES_CLIP, str(clip_path)))
     save_aesthetic_mlp(mlp, str(aesthetic_path), {"clip": SHAPES_CLIP})
+    aesthetic_path.chmod(0o644)
     total = round(time.perf_counter() - start, 1)  # training only, both models, evaluations excluded
     write_json({**header, "clip": "builtin:shapes-clip", "training": aesthetic_training,
                 "total_training_seconds_both_models": total}, aesthetic_path.with_suffix(".json"))

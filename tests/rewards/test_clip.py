@@ -1,6 +1,8 @@
 """clip_score with real open_clip: the built-in model's preferences, caption mode, tensor preprocessing
 against open_clip's own PIL transform, loading through local files, and the errors users meet."""
 
+import json
+import shutil
 from dataclasses import asdict
 
 import numpy as np
@@ -12,7 +14,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from rewards import build_reward
-from rewards.builtin_models import GRAMMAR_WORDS, SHAPES_CLIP, grammar_bpe_merges
+from rewards.builtin_models import GRAMMAR_WORDS, SHAPES_CLIP, caption_edits, grammar_bpe_merges, mirrored
 from rewards.clip import ClipScore, load_clip, preprocess_images, resolve_weights
 from rlalign.config import RewardSpec
 from rlalign.shapes import render_batch, sample_scenes
@@ -140,3 +142,25 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
     save_file(state, str(tmp_path / "broken.safetensors"))
     with pytest.raises(ValueError, match=r"(?s)does not fit args\.architecture = 'shapes-clip'.*text_projection"):
         ClipScore(weights=str(tmp_path / "broken.safetensors"))
+
+
+def test_local_dir_folder_in_hugging_face_layout_loads(tmp_path, reward):
+    # What `huggingface-cli download laion/CLIP-...` leaves on disk: open_clip_config.json + weights.
+    from open_clip.factory import get_model_config
+
+    config = {"model_cfg": get_model_config(SHAPES_CLIP), "preprocess_cfg": reward.clip.preprocess_cfg}
+    (tmp_path / "open_clip_config.json").write_text(json.dumps(config))
+    shutil.copy(resolve_weights("builtin:shapes-clip"), tmp_path / "open_clip_model.safetensors")
+    local = ClipScore(architecture=f"local-dir:{tmp_path}")
+    assert local(PROMPTS, IMAGES) == pytest.approx(reward(PROMPTS, IMAGES), abs=1e-5)
+    with pytest.raises(ValueError, match="holds its own weights"):
+        ClipScore(architecture=f"local-dir:{tmp_path}", weights="builtin:shapes-clip")
+
+
+def test_training_captions_mirroring_is_exact_and_edits_change_the_meaning():
+    scenes = sample_scenes("all", 12, seed=9)
+    assert torch.equal(render_batch([mirrored(s) for s in scenes]), render_batch(scenes).flip(-1))
+    for scene in scenes:
+        edits = caption_edits(scene.spec)
+        assert {kind for kind, _ in edits} >= {"colour", "shape"}
+        assert all(spec != scene.spec and spec.prompt != scene.prompt for _, spec in edits)
