@@ -10,12 +10,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 
 from rewards.shapes_eval import verify_image
 from rlalign.policies.base import StepPolicy
 from rlalign.seeding import grouped_generators
+from rlalign.viz import save_grid
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
@@ -129,10 +131,6 @@ def evaluate_sets(policy: StepPolicy, eval_sets: dict[str, list], worker, *, sam
     is sampled once per run). Base and adapter samples share their seeds, so the comparison is paired.
     Returns eval/<set>/... and eval/<set>/base/... metrics.
     """
-    from pathlib import Path
-
-    from rlalign.viz import save_grid
-
     metrics: dict[str, float] = {}
     for name, prompts in eval_sets.items():
         images, repeated = generate(policy, prompts, samples_per_prompt=samples_per_prompt, seed=seed,
