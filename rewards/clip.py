@@ -30,7 +30,7 @@ from rewards.builtin_models import SHAPES_CLIP, ensure_registered
 from rlalign.policies.next_scale.model import resolve_checkpoint
 from rlalign.shapes import Scene, render_batch
 
-CLIP_ARGS = ("architecture", "weights", "device", "batch_size", "use_logit_scale")
+CLIP_ARGS = ("architecture", "weights", "device", "batch_size", "use_logit_scale", "class_names", "prompt_template")
 """Keys accepted in a clip_score spec's `args`."""
 
 
@@ -232,13 +232,44 @@ def caption_images(prompts: list, images: Any = None, scenes: list[Scene] | None
                      "(or image prompts, or scenes=[Scene, ...])")
 
 
+def read_class_names(class_names: str | list[str]) -> list[str]:
+    """Class names by id: a list, or a text file with one name per line (line i names class i)."""
+    if isinstance(class_names, (list, tuple)):
+        names = [str(name) for name in class_names]
+    else:
+        path = Path(str(class_names)).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"clip_score: args.class_names = {class_names!r} is not a file; give a text "
+                                    "file with one class name per line (line i names class i), or a list")
+        names = [line.strip() for line in path.read_text().splitlines()]
+    if not names or any(not name for name in names):
+        raise ValueError(f"clip_score: args.class_names ({class_names!r}) must name every class, one per line, "
+                         "with no blank lines")
+    return names
+
+
+def is_class_id(prompt: Any) -> bool:
+    """Class-conditional prompts are ints or digit strings (`classes:A-B`)."""
+    return (isinstance(prompt, int) and not isinstance(prompt, bool)) or (isinstance(prompt, str) and prompt.isdigit())
+
+
 class ClipScore:
-    """TRL-style reward: CLIP similarity of each image to its prompt, or of each caption to its image."""
+    """TRL-style reward: CLIP similarity of each image to its prompt, or of each caption to its image.
+
+    Class-id prompts (a class-conditional VAR) are turned into text as
+    `prompt_template.format(class_names[id])`, e.g. "a photo of a goldfish.".
+    """
 
     __name__ = "clip_score"
 
     def __init__(self, architecture: str = SHAPES_CLIP, weights: str | None = None, device: str = "cpu",
-                 batch_size: int = 32, use_logit_scale: bool = False):
+                 batch_size: int = 32, use_logit_scale: bool = False, class_names: str | list[str] | None = None,
+                 prompt_template: str = "a photo of a {}."):
+        if "{}" not in prompt_template:
+            raise ValueError(f"clip_score: args.prompt_template must contain '{{}}' for the class name, "
+                             f"got {prompt_template!r}")
+        self.class_names = read_class_names(class_names) if class_names is not None else None
+        self.prompt_template = prompt_template
         if weights is None and architecture == SHAPES_CLIP:
             weights = f"builtin:{SHAPES_CLIP}"
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -250,7 +281,7 @@ class ClipScore:
     def __call__(self, prompts: list, completions: Any, images: Any = None, scenes: list[Scene] | None = None,
                  **_) -> list[float]:
         if isinstance(completions, torch.Tensor) or (len(completions) and isinstance(completions[0], torch.Tensor)):
-            texts, pixels = list(prompts), as_image_batch(completions)
+            texts, pixels = self.prompt_texts(list(prompts)), as_image_batch(completions)
         else:
             texts, pixels = list(completions), caption_images(prompts, images, scenes)
         if not all(isinstance(text, str) for text in texts):
@@ -263,6 +294,24 @@ class ClipScore:
         if self.use_logit_scale:
             scores_B = scores_B * self.clip.logit_scale
         return scores_B.tolist()
+
+    def prompt_texts(self, prompts: list) -> list:
+        """Prompts as CLIP texts: class ids through the class names and template, strings unchanged."""
+        if not any(is_class_id(p) for p in prompts):
+            return prompts
+        if self.class_names is None:
+            raise ValueError("clip_score got class-id prompts (a class-conditional model): set args.class_names "
+                             "to a file with one class name per line (and optionally args.prompt_template)")
+        texts = []
+        for prompt in prompts:
+            if not is_class_id(prompt):
+                texts.append(prompt)
+            elif int(prompt) >= len(self.class_names):
+                raise ValueError(f"clip_score: class id {prompt} has no name: args.class_names lists "
+                                 f"{len(self.class_names)} classes")
+            else:
+                texts.append(self.prompt_template.format(self.class_names[int(prompt)]))
+        return texts
 
 
 def check_args(args: dict, allowed: tuple[str, ...], reward: str) -> None:
