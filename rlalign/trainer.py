@@ -23,7 +23,7 @@ from rlalign.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from rlalign.config import Config, derived_sizes, to_dict
 from rlalign.evaluation import evaluate_sets
 from rlalign.grpo.advantages import group_advantages
-from rlalign.grpo.update import grpo_update
+from rlalign.grpo.update import grpo_update, rescore_old_logp
 from rlalign.metrics import MetricsLogger
 from rlalign.policies.base import load_policy, resolve_prefix_steps
 from rlalign.prompts import parse_prompt_source
@@ -111,6 +111,9 @@ class Trainer:
         sync_bytes = self.backend.sync(step, None if self.backend.shares_policy else self.policy.adapter_state())
         synced = time.perf_counter()
         rollout = self.backend.generate(prompts, cfg.grpo.group_size, self.prefix_steps, step)
+        # Workers in other processes score old_logp with other float reduction orders: score it here.
+        worker_gap = (0.0 if self.backend.shares_policy
+                      else rescore_old_logp(self.policy, rollout, cfg.train.micro_batch_size))
         sampled = time.perf_counter()
         # ---- REWARD: every trained reward → one combined scalar per sample ------------------------
         result = self.rewards.score(rollout.prompts, rollout.outputs)
@@ -127,6 +130,7 @@ class Trainer:
             "debug/skipped_updates_total": self.skipped_updates,
             "debug/advantage_abs_mean": float(advantages_B.abs().mean()),
             "debug/sampler_logp_gap": float(rollout.state.get("sampler_logp_gap", torch.zeros(1)).max()),
+            "debug/worker_logp_gap": worker_gap,
             "debug/sync_bytes": sync_bytes,
             "time/sync": synced - started, "time/rollout": sampled - synced, "time/reward": rewarded - sampled,
             "time/update": updated - rewarded, "time/step": updated - started,

@@ -28,6 +28,25 @@ def reference_log_probs(policy: StepPolicy, rollout: Rollout, micro_batches: lis
         return [torch.cat(policy.log_prob(rollout.select(index)), dim=1) for index in micro_batches]
 
 
+@torch.no_grad()
+def rescore_old_logp(policy: StepPolicy, rollout: Rollout, micro_batch_size: int) -> float:
+    """Replace rollout.old_logp by log-probs scored here, micro-batch by micro-batch as the update
+    scores them; return max |worker − here| over real actions.
+
+    A worker in another process (a Ray actor, or a replica with another thread count) computes the
+    same log-probs with another float reduction order: ~1e-5 apart for a trained model. Scoring
+    old_logp where the update runs (as verl recomputes old log-probs in the actor) keeps the
+    on-policy check exact; the returned gap shows the worker agreed up to rounding.
+    """
+    micro_batches = torch.arange(len(rollout)).split(micro_batch_size)
+    scored = [policy.log_prob(rollout.select(index)) for index in micro_batches]
+    rescored = [torch.cat([chunk[t] for chunk in scored]).cpu() for t in range(len(rollout.old_logp))]
+    gap = max(float(((new - old).abs() * mask).max()) for new, old, mask
+              in zip(rescored, rollout.old_logp, rollout.action_mask))
+    rollout.old_logp = rescored
+    return gap
+
+
 def grpo_update(policy: StepPolicy, optimizer: torch.optim.Optimizer, scheduler: Any, rollout: Rollout,
                 advantages_B: Tensor, grpo: Any, train: Any) -> dict[str, float]:
     """Run grpo.inner_iterations optimizer steps over `rollout`; return the step's metrics."""
