@@ -48,14 +48,18 @@ SAMPLING_SETTINGS = ((1.0, 0, 1.0), (2.0, 0, 1.0), (3.0, 0, 1.0), (2.0, 10, 1.0)
 TOKENIZER_DATA, TRANSFORMER_DATA, VALIDATION_DATA, RECON_EVAL_DATA = 1, 2, 3, 4
 
 
-def shapes_architecture(depth: int = 4, embed_dim: int = 128) -> dict:
-    """The generator's sizes: ~0.8M tokenizer, ~1.3M transformer (depth 4, width 128), ~0.4M text encoder."""
+def shapes_architecture(depth: int = 4, embed_dim: int = 128, pooling: str = "flatten") -> dict:
+    """The generator's sizes: ~0.8M tokenizer, ~1.3M transformer (depth 4, width 128), ~0.7M text encoder.
+
+    The text encoder pools by `flatten` (word order kept), not `mean`: with mean pooling the first
+    built-in generator could not bind colours to shapes nor order a relation (docs/next_scale.md).
+    """
     return {
         "tokenizer": {"vocab_size": 256, "latent_channels": 16, "patch_nums": [1, 2, 3, 4, 6, 8], "ch": 32,
                       "ch_mult": [1, 1, 2], "num_res_blocks": 1},
         "transformer": {"depth": depth, "embed_dim": embed_dim, "num_heads": embed_dim // 32, "attn_l2_norm": True},
         "text_encoder": {"vocabulary": PROMPT_WORDS + list(COLOURS) + list(SHAPES), "width": 128, "depth": 2,
-                         "num_heads": 4},
+                         "num_heads": 4, "max_words": 16, "pooling": pooling},
     }
 
 
@@ -68,6 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="torch device; the shipped asset is trained on cpu")
     parser.add_argument("--depth", type=int, default=4, help="transformer blocks")
     parser.add_argument("--embed-dim", type=int, default=128, help="transformer width (heads = width / 32)")
+    parser.add_argument("--pooling", choices=("flatten", "mean"), default="flatten", help="text encoder pooling")
+    parser.add_argument("--tokenizer-from", type=Path, default=None,
+                        help="skip stage 1: copy the tokenizer of this next-scale checkpoint (same tokenizer sizes)")
     parser.add_argument("--tokenizer-steps", type=int, default=1500)
     parser.add_argument("--tokenizer-batch", type=int, default=32)
     parser.add_argument("--tokenizer-lr", type=float, default=3e-3)
@@ -234,11 +241,20 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     clock = Clock()
-    model = build_model(shapes_architecture(args.depth, args.embed_dim)).to(args.device)
+    model = build_model(shapes_architecture(args.depth, args.embed_dim, args.pooling)).to(args.device)
     sizes = {name: sum(p.numel() for p in getattr(model, name).parameters())
              for name in ("tokenizer", "transformer", "conditioner")}
     clock.log(f"parameters: {sizes}")
-    tokenizer_final = train_tokenizer(model, args, clock)
+    if args.tokenizer_from is not None:  # stage 1 reused: the tokenizer does not depend on stage 2
+        source = load_model(args.tokenizer_from)
+        if source.architecture["tokenizer"] != model.architecture["tokenizer"]:
+            raise SystemExit(f"--tokenizer-from {args.tokenizer_from}: its tokenizer sizes "
+                             f"{source.architecture['tokenizer']} differ from {model.architecture['tokenizer']}")
+        model.tokenizer.load_state_dict(source.tokenizer.state_dict())
+        tokenizer_final = {"copied_from": str(args.tokenizer_from)}
+        clock.log(f"tokenizer copied from {args.tokenizer_from} (stage 1 skipped)")
+    else:
+        tokenizer_final = train_tokenizer(model, args, clock)
     tokenizer_minutes = clock() / 60
     recon_count = 64 if args.quick else 512
     recon = {split: reconstruction_exact(model, split, recon_count, args.seed) for split in ("train", "heldout")}
@@ -251,7 +267,8 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "command": " ".join(["python scripts/pretrain_shapes.py", *(sys.argv[1:] if argv is None else argv)]),
         "seed": args.seed, "threads": args.threads, "torch": torch.__version__,
-        "hyperparameters": {key: value for key, value in vars(args).items() if key not in ("out",)},
+        "hyperparameters": {key: str(value) if isinstance(value, Path) else value
+                            for key, value in vars(args).items() if key not in ("out",)},
         "architecture": model.architecture, "parameters": sizes,
         "minutes": {"tokenizer": tokenizer_minutes, "transformer": transformer_minutes, "total": clock() / 60},
         "final_losses": {"tokenizer": tokenizer_final, "transformer": transformer_final},
