@@ -61,6 +61,22 @@ class Rollout:
         )
 
 
+def keep_rescored_old_logp(rollout: Rollout, rescored: list[Tensor]) -> Rollout:
+    """Make `rescored` (log_prob's own scoring of the sampled prefix) the rollout's old_logp.
+
+    A sampler and the teacher-style scoring pass compute the same distribution with different
+    reduction orders (KV cache vs one block pass, per-step vs batched), so they differ by float
+    rounding. Recording old_logp from log_prob's path makes the GRPO ratio exactly 1 before the
+    first update; the sampler's own values survive as state["sampler_logp_gap"] ([B], the max
+    |sampler − re-score| per sample over real actions) to show the two agree up to rounding.
+    """
+    gaps = torch.stack([((new - old).abs() * mask).amax(dim=1) for new, old, mask
+                        in zip(rescored, rollout.old_logp, rollout.action_mask)])
+    rollout.state["sampler_logp_gap"] = gaps.amax(dim=0)
+    rollout.old_logp = rescored
+    return rollout
+
+
 def concat_rollouts(rollouts: Sequence[Rollout]) -> Rollout:
     """One Rollout from shards of the same step (e.g. from several workers), in the given order."""
     if not rollouts:
@@ -145,4 +161,8 @@ def load_policy(cfg: Any) -> StepPolicy:
         from rlalign.policies.next_scale.policy import NextScalePolicy
 
         return NextScalePolicy.from_config(cfg)
-    raise ValueError(f"policy.kind={cfg.kind!r} is not available in this version of rlalign (next_scale is)")
+    if cfg.kind == "insertion":
+        from rlalign.policies.insertion.policy import InsertionPolicy
+
+        return InsertionPolicy.from_config(cfg)
+    raise ValueError(f"policy.kind={cfg.kind!r} is not available in this version of rlalign (next_scale, insertion are)")

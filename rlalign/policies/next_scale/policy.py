@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
-from safetensors.torch import load_file
 from torch import Tensor
 
-from rlalign.policies.base import Generators, Rollout, resolve_prefix_steps
+from rlalign.policies.base import Generators, Rollout, keep_rescored_old_logp, resolve_prefix_steps
+from rlalign.policies.lora import LoraAdapter
 from rlalign.policies.next_scale.conditioning import ClassConditioner
 from rlalign.policies.next_scale.model import NextScaleModel, load_model
 from rlalign.policies.next_scale.sampler import draw, guided_logits, kept_set, scale_log_probs, uniforms
@@ -35,13 +34,8 @@ class NextScalePolicy:
         self.sampling = {"cfg_scale": float(cfg_scale), "temperature": float(temperature),
                          "top_k": int(top_k), "top_p": float(top_p)}
         model.requires_grad_(False)
-        lora = LoraConfig(r=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                          target_modules=list(target_modules))
-        try:
-            self.peft_model = get_peft_model(model.transformer, lora)
-        except ValueError as error:
-            raise ValueError(f"policy.lora.target_modules={list(target_modules)} matches no Linear layer of the "
-                             f"transformer (e.g. mat_qkv, proj, fc1, fc2): {error}") from None
+        self.lora = LoraAdapter(model.transformer, rank=lora_rank, alpha=lora_alpha, dropout=lora_dropout,
+                                target_modules=target_modules, family="transformer")
         self.transformer = model.transformer  # the same module, now holding the LoRA layers
         self.tokenizer = model.tokenizer
         self.num_steps = len(self.transformer.patch_nums)
@@ -70,35 +64,25 @@ class NextScalePolicy:
     # ---------------------------------------------------------------------------------------------
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
-        return [p for p in self.transformer.parameters() if p.requires_grad]
+        return self.lora.parameters()
 
     def adapter_disabled(self) -> AbstractContextManager:
         """Inside the block the policy is the base model (the KL reference, the frozen suffix)."""
-        return self.peft_model.disable_adapter()
+        return self.lora.disabled()
 
     def adapter_state(self) -> dict[str, Tensor]:
         """LoRA weights only, as CPU copies (what rollout workers receive)."""
-        return {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(self.peft_model).items()}
+        return self.lora.state()
 
     def load_adapter_state(self, state: dict[str, Tensor]) -> None:
-        expected = set(get_peft_model_state_dict(self.peft_model))
-        if set(state) != expected:
-            missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
-            raise ValueError(f"adapter state does not fit this policy's LoRA layout: missing {missing[:3]}, "
-                             f"unexpected {extra[:3]} (were rank/target_modules the same?)")
-        set_peft_model_state_dict(self.peft_model, {k: v.to(self.device) for k, v in state.items()})
+        self.lora.load_state(state, self.device)
 
     def save_adapter(self, directory: str | Path) -> None:
         """Write the adapter in peft's format (adapter_config.json + adapter_model.safetensors)."""
-        self.peft_model.save_pretrained(str(directory))
+        self.lora.save(directory)
 
     def load_adapter(self, directory: str | Path) -> None:
-        path = Path(directory) / "adapter_model.safetensors"
-        if not path.is_file():
-            raise FileNotFoundError(f"{directory} holds no peft adapter (adapter_model.safetensors); "
-                                    "pass a directory written by save_adapter / rlalign train")
-        prefixed = {f"base_model.model.{k.removeprefix('base_model.model.')}": v for k, v in load_file(str(path)).items()}
-        self.load_adapter_state(prefixed)
+        self.lora.load(directory, self.device)
 
     # ---------------------------------------------------------------------------------------------
     # Researcher API: tokens in and out, teacher-forced logits
@@ -229,20 +213,9 @@ class NextScalePolicy:
         return self.tokenizer.f_hat_to_images(f_hat).cpu(), prompts, [t.cpu() for t in tokens]
 
     def _rescored(self, rollout: Rollout) -> Rollout:
-        """Record old_logp from the same teacher-forced pass that `log_prob` runs.
-
-        The KV-cached sampler and the block-masked teacher pass compute the same logits with
-        different reduction orders, so they differ by float32 rounding (a few ulps of the largest
-        logits: ~1e-5 absolute for a trained model). Scoring the sampled prefix with log_prob's own
-        path makes the GRPO ratio exactly 1 before the first update; the sampler's own values are
-        kept as state["sampler_logp_gap"] ([B], max |sampler − teacher| per sample) to show the
-        two distributions agree to rounding.
-        """
-        rescored = [lp.cpu() for lp in self.log_prob(rollout)]
-        gaps = torch.stack([(new - old).abs().amax(dim=1) for new, old in zip(rescored, rollout.old_logp)])
-        rollout.state["sampler_logp_gap"] = gaps.amax(dim=0)
-        rollout.old_logp = rescored
-        return rollout
+        """old_logp from the teacher-forced pass `log_prob` runs, not the KV-cached sampler's (the two
+        differ by float32 rounding: ~1e-5 absolute for a trained model's largest logits)."""
+        return keep_rescored_old_logp(rollout, [lp.cpu() for lp in self.log_prob(rollout)])
 
     def log_prob(self, rollout: Rollout) -> list[Tensor]:
         """[B, p_k²] log-probs of the prefix tokens under the current adapter, with gradients."""

@@ -1,0 +1,65 @@
+"""The LoRA adapter every policy family carries (peft), in one place.
+
+A policy composes one `LoraAdapter` around the module it trains (the next-scale transformer, the
+insertion transformer) and forwards the StepPolicy adapter methods to it. Only the adapter's
+tensors ever change or travel: `state()` is what rollout workers receive, `save()` writes peft's
+own format (adapter_config.json + adapter_model.safetensors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+from safetensors.torch import load_file
+from torch import Tensor, nn
+
+
+class LoraAdapter:
+    """peft LoRA on the nn.Linear layers of `module` named by `target_modules` (base weights frozen)."""
+
+    def __init__(self, module: nn.Module, *, rank: int, alpha: float, dropout: float,
+                 target_modules: Sequence[str], family: str):
+        module.requires_grad_(False)
+        config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules))
+        try:
+            self.peft_model = get_peft_model(module, config)
+        except ValueError as error:
+            raise ValueError(f"policy.lora.target_modules={list(target_modules)} matches no Linear layer of the "
+                             f"{family} (e.g. mat_qkv, proj, fc1, fc2): {error}") from None
+        self.module = module  # the same module, now holding the LoRA layers
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """The trainable (LoRA) parameters."""
+        return [p for p in self.module.parameters() if p.requires_grad]
+
+    def disabled(self) -> AbstractContextManager:
+        """Inside the block the module is the base model (the KL reference, the frozen suffix)."""
+        return self.peft_model.disable_adapter()
+
+    def state(self) -> dict[str, Tensor]:
+        """LoRA weights only, as CPU copies."""
+        return {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(self.peft_model).items()}
+
+    def load_state(self, state: dict[str, Tensor], device: torch.device) -> None:
+        expected = set(get_peft_model_state_dict(self.peft_model))
+        if set(state) != expected:
+            missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+            raise ValueError(f"adapter state does not fit this policy's LoRA layout: missing {missing[:3]}, "
+                             f"unexpected {extra[:3]} (were rank/target_modules the same?)")
+        set_peft_model_state_dict(self.peft_model, {k: v.to(device) for k, v in state.items()})
+
+    def save(self, directory: str | Path) -> None:
+        """Write the adapter in peft's format (adapter_config.json + adapter_model.safetensors)."""
+        self.peft_model.save_pretrained(str(directory))
+
+    def load(self, directory: str | Path, device: torch.device) -> None:
+        path = Path(directory) / "adapter_model.safetensors"
+        if not path.is_file():
+            raise FileNotFoundError(f"{directory} holds no peft adapter (adapter_model.safetensors); "
+                                    "pass a directory written by save_adapter / rlalign train")
+        prefixed = {f"base_model.model.{k.removeprefix('base_model.model.')}": v for k, v in load_file(str(path)).items()}
+        self.load_state(prefixed, device)
