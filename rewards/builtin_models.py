@@ -37,6 +37,7 @@ from rlalign.policies.next_scale.model import ASSETS_DIR
 from rlalign.shapes import (
     CANVAS,
     COLOURS,
+    GRAMMAR_WORDS,
     POSITIONS,
     RELATIONS,
     SHAPES,
@@ -51,11 +52,6 @@ SHAPES_CLIP = "shapes-clip"
 SHAPES_CLIP_REPORT = ASSETS_DIR / f"{SHAPES_CLIP}.json"
 """The shipped CLIP's JSON: its open_clip config, tokenizer merges and training report."""
 
-GRAMMAR_WORDS: tuple[str, ...] = (
-    "a", "an", "in", "the", "center", "centre", "on", "left", "right", "at", "top", "bottom", "to", "of",
-    "above", "below", *COLOURS, *SHAPES,
-)
-"""Every word the Shapes grammar writes or parses (scene.py), the words the BPE subset covers."""
 
 SHAPES_CLIP_MODEL_CFG: dict = {
     "embed_dim": 128,

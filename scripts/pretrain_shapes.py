@@ -37,11 +37,10 @@ from rlalign.policies.next_scale.pretraining import (
     tokenizer_loss,
     warmup_cosine,
 )
-from rlalign.shapes import COLOURS, SHAPES, Scene, eval_prompts, render_batch, sample_scenes
+from rlalign.shapes import GRAMMAR_WORDS, Scene, eval_prompts, render_batch, sample_scenes
 
 DEFAULT_OUT = ASSETS_DIR / "shapes-nextscale.safetensors"
-PROMPT_WORDS = ["a", "an", "in", "the", "center", "on", "left", "right", "at", "top", "bottom", "to", "of",
-                "above", "below"]
+PROMPT_WORDS = [word for word in GRAMMAR_WORDS if word != "centre"]  # the shipped model's vocabulary order
 # (cfg, top_k, temperature) settings judged at the end; the best on the train prompts is recommended.
 SAMPLING_SETTINGS = ((1.0, 0, 1.0), (2.0, 0, 1.0), (3.0, 0, 1.0), (2.0, 10, 1.0), (1.0, 0, 0.8), (2.0, 0, 0.8))
 # Seed offsets of the independent data streams, so no two of them ever draw the same scenes.
@@ -58,7 +57,7 @@ def shapes_architecture(depth: int = 4, embed_dim: int = 128, pooling: str = "fl
         "tokenizer": {"vocab_size": 256, "latent_channels": 16, "patch_nums": [1, 2, 3, 4, 6, 8], "ch": 32,
                       "ch_mult": [1, 1, 2], "num_res_blocks": 1},
         "transformer": {"depth": depth, "embed_dim": embed_dim, "num_heads": embed_dim // 32, "attn_l2_norm": True},
-        "text_encoder": {"vocabulary": PROMPT_WORDS + list(COLOURS) + list(SHAPES), "width": 128, "depth": 2,
+        "text_encoder": {"vocabulary": PROMPT_WORDS, "width": 128, "depth": 2,
                          "num_heads": 4, "max_words": 16, "pooling": pooling},
     }
 

@@ -4,6 +4,7 @@ from rlalign.shapes.render import render, render_batch
 from rlalign.shapes.scene import (
     CANVAS,
     COLOURS,
+    GRAMMAR_WORDS,
     PALETTE,
     POSITIONS,
     RELATIONS,
@@ -30,6 +31,7 @@ __all__ = [
     "ALL_PAIRS",
     "CANVAS",
     "COLOURS",
+    "GRAMMAR_WORDS",
     "HELDOUT_PAIRS",
     "PALETTE",
     "POSITIONS",

@@ -35,6 +35,12 @@ POSITIONS: tuple[str, ...] = ("center", "left", "right", "top", "bottom")
 RELATIONS: tuple[str, ...] = ("left_of", "above")
 """Layouts of a two-object scene: objects[0] is left of / above objects[1]."""
 
+GRAMMAR_WORDS: tuple[str, ...] = (
+    "a", "an", "in", "the", "center", "centre", "on", "left", "right", "at", "top", "bottom", "to", "of",
+    "above", "below", *COLOURS, *SHAPES,
+)
+"""Every word the grammar below writes or parses (the vocabulary of the built-in text models)."""
+
 _POSITION_PHRASES = {
     "center": "in the center",
     "left": "on the left",
