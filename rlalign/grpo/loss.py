@@ -12,7 +12,7 @@ Step weights k_t ∝ 1 / A_t^α, scaled so Σ_t k_t A_t = 1 per sample (NextFlow
 1-token scale and a 256-token scale count equally (α = 1) or every action count equally (α = 0).
 
 Loss types differ only in how the terms are summed and normalised over a batch:
-    grpo     (1/B) Σ_i Σ_a w_ia term_ia, with w normalised per sample over its valid actions
+    grpo     (1/B) Σ_i Σ_a w_ia term_ia, with k_t from sample i's own valid-action counts
     dr_grpo  (1/B) Σ_i Σ_a k_t(a) term_ia, k from the full (unpadded) action counts: a constant
              normaliser, so padded samples are not up-weighted (Dr. GRPO)
     dapo     Σ_i Σ_a k_t(a) term_ia / Σ_i Σ_a k_t(a) m_ia: one normaliser for the whole batch (DAPO)
@@ -42,14 +42,18 @@ def step_weights(actions_per_step: list[int], alpha: float) -> Tensor:
 def action_weights(mask_per_step: list[Tensor], alpha: float, *, per_sample: bool) -> Tensor:
     """Weights [B, A] of every prefix action (0 where masked).
 
-    `per_sample=True` renormalises each sample's weights over its valid actions to sum to 1 (grpo,
-    gspo); otherwise k_t comes from the full step sizes and masked actions just drop out (dr_grpo, dapo).
+    `per_sample=True` (grpo, gspo): k_t from each sample's own valid-action counts A_t (an insertion
+    step has fewer real gaps than its padded width), so that Σ_t k_t·A_t = 1 per sample. Otherwise
+    (dr_grpo, dapo) k_t comes from the full step widths, one constant for every sample, and masked
+    actions just drop out.
     """
-    k_T = step_weights([mask.shape[1] for mask in mask_per_step], alpha)
-    weights_BA = torch.cat([mask.float() * k_T[t] for t, mask in enumerate(mask_per_step)], dim=1)
-    if per_sample:
-        weights_BA = weights_BA / weights_BA.sum(dim=1, keepdim=True).clamp_min(1e-12)
-    return weights_BA
+    if not per_sample:
+        k_T = step_weights([mask.shape[1] for mask in mask_per_step], alpha)
+        return torch.cat([mask.float() * k_T[t] for t, mask in enumerate(mask_per_step)], dim=1)
+    counts_BT = torch.stack([mask.sum(dim=1) for mask in mask_per_step], dim=1).double()  # [B, m]
+    raw_BT = torch.where(counts_BT > 0, counts_BT.clamp_min(1).pow(-alpha), torch.zeros_like(counts_BT))
+    k_BT = raw_BT / (raw_BT * counts_BT).sum(dim=1, keepdim=True).clamp_min(1e-12)
+    return torch.cat([mask.float() * k_BT[:, t:t + 1].float() for t, mask in enumerate(mask_per_step)], dim=1)
 
 
 def kl_k3(logp_BA: Tensor, ref_logp_BA: Tensor) -> Tensor:

@@ -17,6 +17,17 @@ def test_step_weights_balance_steps_or_actions():
     assert step_weights([1, 4], alpha=0.0).tolist() == pytest.approx([0.2, 0.2])
 
 
+def test_per_sample_step_weights_count_only_valid_actions():
+    # An insertion-like sample: step 1 has 1 real gap (width 1), step 2 has 2 real gaps of width 4.
+    # α = 1, real counts (1, 2): raw (1, 1/2), Σ raw·count = 1 + 1 = 2 → k = (0.5, 0.25): each step
+    # holds half of the weight. (Widths would give k ∝ (1, 1/4) → step 2 only 1/3 after renormalising.)
+    masks = [torch.tensor([[True]]), torch.tensor([[True, True, False, False]])]
+    weights = action_weights(masks, alpha=1.0, per_sample=True)
+    assert weights.tolist() == [pytest.approx([0.5, 0.25, 0.25, 0.0, 0.0])]
+    # α = 0: every valid action weighs 1/3.
+    assert action_weights(masks, alpha=0.0, per_sample=True).tolist() == [pytest.approx([1 / 3] * 3 + [0, 0])]
+
+
 def two_actions(log_ratios, advantage):
     """One sample, two one-action steps (k = 0.5 each), given log-ratios, with grad on logp."""
     logp = torch.tensor([log_ratios], requires_grad=True)
