@@ -123,6 +123,13 @@ def flat_eval_metrics(name: str, scores: dict, prefix: str = "eval") -> dict[str
     return metrics
 
 
+def grid_rows(num_prompts: int, count: int) -> torch.Tensor:
+    """Indices of `count` prompts spread evenly over a list of `num_prompts` (all of them if fewer)."""
+    if num_prompts <= count:
+        return torch.arange(num_prompts)
+    return torch.arange(count) * num_prompts // count
+
+
 def evaluate_sets(policy: StepPolicy, eval_sets: dict[str, list], worker, *, samples_per_prompt: int, seed: int,
                   prefix_steps, grid_dir, step: int, base_cache: dict, grid_prompts: int = 8) -> dict[str, float]:
     """Evaluate the adapter (prefix m) and the base on every eval set; save a base-over-current grid.
@@ -133,18 +140,22 @@ def evaluate_sets(policy: StepPolicy, eval_sets: dict[str, list], worker, *, sam
     """
     metrics: dict[str, float] = {}
     for name, prompts in eval_sets.items():
+        # Grid columns: prompts spread evenly over the list (the Shapes lists put one-object prompts
+        # first, two-object ones second), the first sample of each.
+        shown_P = grid_rows(len(prompts), grid_prompts)
+        first_samples_P = shown_P * samples_per_prompt
         images, repeated = generate(policy, prompts, samples_per_prompt=samples_per_prompt, seed=seed,
                                     prefix_steps=prefix_steps)
         current = score_samples(worker, repeated, images)
         if name not in base_cache:
             base_images, _ = generate(policy, prompts, samples_per_prompt=samples_per_prompt, seed=seed, adapter=False)
             base_cache[name] = {"scores": score_samples(worker, repeated, base_images),
-                                "images": base_images[::samples_per_prompt][:grid_prompts]}
+                                "images": base_images[first_samples_P]}
         metrics.update(flat_eval_metrics(name, current))
         metrics.update(flat_eval_metrics(f"{name}/base", base_cache[name]["scores"]))
         if isinstance(images, torch.Tensor):
-            shown = images[::samples_per_prompt][:grid_prompts]
-            labels = [f"base: {p}" for p in prompts[:grid_prompts]] + [f"step {step}: {p}" for p in prompts[:grid_prompts]]
+            shown = images[first_samples_P]
+            labels = [f"base: {prompts[i]}" for i in shown_P] + [f"step {step}: {prompts[i]}" for i in shown_P]
             save_grid(torch.cat([base_cache[name]["images"], shown]), labels,
                       Path(grid_dir) / f"step_{step:06d}_{name}.png", columns=len(shown))
     return metrics
