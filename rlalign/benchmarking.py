@@ -17,6 +17,19 @@ from pathlib import Path
 import torch
 
 
+class Clock:
+    """Wall time since start, for progress lines."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.start
+
+    def log(self, message: str) -> None:
+        print(f"[{self() / 60:6.2f} min] {message}", flush=True)
+
+
 def median_seconds(fn: Callable[[], object], *, repeats: int = 5, warmup: int = 1) -> float:
     """Median wall time of `fn()` over `repeats` calls, after `warmup` untimed calls."""
     for _ in range(warmup):

@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from rewards.shapes_eval import verify_image
+from rlalign.benchmarking import Clock
 from rlalign.evaluation import generate, verifier_report
 from rlalign.policies.next_scale.model import ASSETS_DIR, NextScaleModel, build_model, load_model, save_model
 from rlalign.policies.next_scale.policy import NextScalePolicy
@@ -37,7 +37,14 @@ from rlalign.policies.next_scale.pretraining import (
     tokenizer_loss,
     warmup_cosine,
 )
-from rlalign.shapes import GRAMMAR_WORDS, Scene, eval_prompts, render_batch, sample_scenes
+from rlalign.shapes import (
+    GRAMMAR_WORDS,
+    Scene,
+    eval_prompts,
+    render_batch,
+    sample_scenes,
+    sample_scenes_mixed,
+)
 
 DEFAULT_OUT = ASSETS_DIR / "shapes-nextscale.safetensors"
 PROMPT_WORDS = [word for word in GRAMMAR_WORDS if word != "centre"]  # the shipped model's vocabulary order
@@ -95,33 +102,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-class Clock:
-    """Wall time since start, for progress lines."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-
-    def __call__(self) -> float:
-        return time.perf_counter() - self.start
-
-    def log(self, message: str) -> None:
-        print(f"[{self() / 60:6.2f} min] {message}", flush=True)
-
-
-def train_scenes(count: int, seed: int, stream: int, two_object_share: float | None = None) -> list[Scene]:
-    """``count`` fresh `train` scenes of one data stream, optionally with a given share of two-object ones.
-
-    Raising the share of two-object scenes spends more of stage 2 on binding colours to shapes and
-    relations (one-object prompts are learned early and are only 90 distinct prompts in `train`).
-    """
-    if two_object_share is None:
-        return sample_scenes("train", count, seed=seed * 1000 + stream)
-    pool = sample_scenes("train", 2 * count + 64, seed=seed * 1000 + stream)  # about half are two-object
-    two = [scene for scene in pool if len(scene.spec.objects) == 2][: round(count * two_object_share)]
-    one = [scene for scene in pool if len(scene.spec.objects) == 1][: count - len(two)]
-    return two + one
-
-
 def train_tokenizer(model: NextScaleModel, args: argparse.Namespace, clock: Clock) -> dict:
     """Stage 1: reconstruction + VQ losses on fresh `train` renders every step."""
     tokenizer = model.tokenizer.requires_grad_(True).train()
@@ -134,7 +114,7 @@ def train_tokenizer(model: NextScaleModel, args: argparse.Namespace, clock: Cloc
     for step in range(args.tokenizer_steps):
         for group in optimizer.param_groups:
             group["lr"] = args.tokenizer_lr * warmup_cosine(step, args.tokenizer_steps, warmup)
-        images_B3HW = render_batch(train_scenes(args.tokenizer_batch, int(scene_rng.integers(2**31)), TOKENIZER_DATA))
+        images_B3HW = render_batch(sample_scenes_mixed("train", args.tokenizer_batch, int(scene_rng.integers(2**31)) * 1000 + TOKENIZER_DATA))
         images_B3HW = images_B3HW.to(args.device)
         loss, metrics, code_hits_V, queries_NC = tokenizer_loss(tokenizer, images_B3HW)
         optimizer.zero_grad(set_to_none=True)
@@ -172,9 +152,10 @@ def token_dataset(model: NextScaleModel, scenes: list[Scene]) -> tuple[list[str]
 def train_transformer(model: NextScaleModel, args: argparse.Namespace, clock: Clock) -> dict:
     """Stage 2: teacher-forced cross-entropy over all L tokens with condition dropout."""
     prompts, tokens_NL = token_dataset(
-        model, train_scenes(args.dataset_size, args.seed, TRANSFORMER_DATA, args.two_object_share))
+        model, sample_scenes_mixed("train", args.dataset_size, args.seed * 1000 + TRANSFORMER_DATA,
+                                   args.two_object_share))
     val_prompts, val_tokens_NL = token_dataset(  # the split's natural mix of one and two objects
-        model, train_scenes(min(1024, args.dataset_size), args.seed, VALIDATION_DATA))
+        model, sample_scenes_mixed("train", min(1024, args.dataset_size), args.seed * 1000 + VALIDATION_DATA))
     clock.log(f"tokenized {tokens_NL.shape[0]} train scenes (+{val_tokens_NL.shape[0]} for validation)")
     parameters = [p for name, p in model.named_parameters() if not name.startswith("tokenizer.")]
     optimizer = torch.optim.AdamW(adamw_param_groups(model, weight_decay=0.05), lr=args.transformer_lr,

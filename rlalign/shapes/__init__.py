@@ -24,6 +24,7 @@ from rlalign.shapes.splits import (
     eval_prompts,
     place,
     sample_scenes,
+    sample_scenes_mixed,
     sample_spec,
 )
 
@@ -50,5 +51,6 @@ __all__ = [
     "render",
     "render_batch",
     "sample_scenes",
+    "sample_scenes_mixed",
     "sample_spec",
 ]

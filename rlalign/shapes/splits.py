@@ -99,6 +99,24 @@ def sample_scenes(split: str, count: int, seed: int) -> list[Scene]:
     return [place(sample_spec(rng, split), rng) for _ in range(count)]
 
 
+def sample_scenes_mixed(split: str, count: int, seed: int, two_object_share: float | None = None) -> list[Scene]:
+    """`count` scenes of a split with `two_object_share` of them two-object (None: the split's own mix).
+
+    Pretraining spends more of its data on two-object scenes (binding colours to shapes, and a
+    relation): one-object prompts are few (90 in `train`) and learned early. Deterministic in
+    (split, count, seed, share): the two-object and one-object scenes are taken in order from one
+    seeded pool of the split.
+    """
+    if two_object_share is None:
+        return sample_scenes(split, count, seed=seed)
+    pool = sample_scenes(split, 2 * count + 64, seed=seed)  # about half are two-object
+    two = [scene for scene in pool if len(scene.spec.objects) == 2][: round(count * two_object_share)]
+    one = [scene for scene in pool if len(scene.spec.objects) == 1][: count - len(two)]
+    if len(two) + len(one) < count:
+        raise ValueError(f"two_object_share={two_object_share} asks for more scenes of one kind than the pool holds")
+    return two + one
+
+
 EVAL_PROMPTS_PER_KIND = 24
 """Each evaluation list has this many distinct one-object and as many distinct two-object prompts."""
 

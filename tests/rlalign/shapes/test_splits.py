@@ -76,3 +76,15 @@ def test_unknown_split_is_named():
 
 
 PINNED_DIGESTS = {"train": "6da78acc2e5ec63b", "heldout": "096ee7d15366c4ae"}
+
+
+def test_mixed_sampling_keeps_the_split_and_sets_the_two_object_share():
+    from rlalign.shapes import sample_scenes_mixed
+
+    scenes = sample_scenes_mixed("train", 200, seed=21000, two_object_share=0.7)
+    assert len(scenes) == 200 and sum(len(s.spec.objects) == 2 for s in scenes) == 140
+    assert not {(o.colour, o.shape) for s in scenes for o in s.spec.objects} & HELDOUT_PAIRS
+    assert [s.prompt for s in sample_scenes_mixed("train", 200, seed=21000, two_object_share=0.7)] == \
+        [s.prompt for s in scenes]
+    # No share: exactly the split's own sampler.
+    assert [s.prompt for s in sample_scenes_mixed("train", 5, seed=3)] == [s.prompt for s in sample_scenes("train", 5, 3)]
