@@ -24,20 +24,17 @@ A model is saved as one safetensors file with its architecture as JSON in the me
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, safe_open, save_file
 from torch import Tensor, nn
 
 from rlalign.policies.next_scale.conditioning import split_words
-from rlalign.policies.next_scale.model import resolve_checkpoint
+from rlalign.policies.weights import load_with_architecture, save_with_architecture
 from rlalign.shapes import GRAMMAR_WORDS, Scene, render
 
 PAD, UNK, BOS = 0, 1, 2
@@ -282,29 +279,10 @@ def build_model(architecture: dict[str, Any]) -> InsertionTransformer:
 
 def save_model(model: InsertionTransformer, path: str | Path, *, half: bool = True) -> Path:
     """Write the model atomically (temporary file, then rename); float weights as fp16 if `half`."""
-    path = Path(path)
-    state = {}
-    for name, tensor in model.state_dict().items():
-        tensor = tensor.detach().cpu().contiguous()
-        state[name] = tensor.half() if half and tensor.is_floating_point() else tensor
-    partial = path.with_name(path.name + ".partial")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(partial), metadata={"architecture": json.dumps(model.architecture), "format": FORMAT})
-    os.replace(partial, path)
-    return path
+    return save_with_architecture(model, model.architecture, path, file_format=FORMAT, half=half)
 
 
 def load_model(checkpoint: str | Path) -> InsertionTransformer:
     """Load a model written by `save_model` (`builtin:NAME` or a path; weights come back as float32)."""
-    path = resolve_checkpoint(str(checkpoint))
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
-    if metadata.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an rlalign insertion checkpoint (format {metadata.get('format')!r}, "
-                         f"expected {FORMAT!r}); policy.kind=insertion needs a file written by save_model")
-    model = build_model(json.loads(metadata["architecture"]))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path} does not match its architecture: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    return model
+    return load_with_architecture(checkpoint, file_format=FORMAT, build=build_model,
+                                  wrong_format_hint="policy.kind=insertion needs a file written by its save_model")

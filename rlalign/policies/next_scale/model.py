@@ -6,20 +6,21 @@ safetensors metadata, the architecture as JSON, so `load_model(path)` needs noth
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from rlalign.policies.next_scale.conditioning import ClassConditioner, PromptEncoder
 from rlalign.policies.next_scale.tokenizer import MultiScaleVQTokenizer
 from rlalign.policies.next_scale.transformer import NextScaleTransformer
-
-ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
+from rlalign.policies.weights import (  # noqa: F401  (ASSETS_DIR, resolve_checkpoint: re-exported)
+    ASSETS_DIR,
+    load_with_architecture,
+    resolve_checkpoint,
+    save_with_architecture,
+)
 
 
 class NextScaleModel(nn.Module):
@@ -64,51 +65,15 @@ def build_model(architecture: dict[str, Any]) -> NextScaleModel:
     return NextScaleModel(tokenizer, transformer, conditioner, architecture)
 
 
+FORMAT = "rlalign-next-scale-v1"
+
+
 def save_model(model: NextScaleModel, path: str | Path, *, half: bool = True) -> Path:
     """Write the model atomically (temporary file, then rename); float weights as fp16 if `half`."""
-    path = Path(path)
-    state = {}
-    for name, tensor in model.state_dict().items():
-        tensor = tensor.detach().cpu().contiguous()
-        state[name] = tensor.half() if half and tensor.is_floating_point() else tensor
-    partial = path.with_name(path.name + ".partial")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(partial), metadata={"architecture": json.dumps(model.architecture), "format": "rlalign-next-scale-v1"})
-    os.replace(partial, path)
-    return path
-
-
-def resolve_checkpoint(checkpoint: str) -> Path:
-    """`builtin:NAME` → rlalign/assets/NAME.safetensors; anything else is a local path."""
-    if checkpoint.startswith("builtin:"):
-        name = checkpoint.split(":", 1)[1]
-        path = ASSETS_DIR / f"{name}.safetensors"
-        if not path.is_file():
-            shipped = sorted(p.stem for p in ASSETS_DIR.glob("*.safetensors"))
-            raise FileNotFoundError(
-                f"built-in checkpoint {checkpoint!r} is not in {ASSETS_DIR} (shipped: {shipped or 'none'}); "
-                "reproduce it with `python scripts/pretrain_shapes.py`"
-            )
-        return path
-    path = Path(checkpoint).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist; give a local file or builtin:NAME")
-    return path
+    return save_with_architecture(model, model.architecture, path, file_format=FORMAT, half=half)
 
 
 def load_model(checkpoint: str | Path) -> NextScaleModel:
     """Load a model written by `save_model` (weights come back as float32)."""
-    path = resolve_checkpoint(str(checkpoint))
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
-    if metadata.get("format") != "rlalign-next-scale-v1":
-        raise ValueError(
-            f"{path} is not an rlalign next-scale checkpoint (no architecture metadata); "
-            "official VAR weights load through from_var_checkpoint / policy.vae_checkpoint"
-        )
-    model = build_model(json.loads(metadata["architecture"]))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path} does not match its architecture: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    return model
+    return load_with_architecture(checkpoint, file_format=FORMAT, build=build_model, wrong_format_hint=(
+        "official VAR weights load through from_var_checkpoint / policy.vae_checkpoint"))

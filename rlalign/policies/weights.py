@@ -1,0 +1,74 @@
+"""Model files of every policy family: one safetensors file holding all weights and, in its metadata,
+the architecture as JSON and a format tag, so a file needs nothing else to load. Also where the
+built-in assets live and how `builtin:NAME` resolves."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+
+ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
+
+REBUILD_HINTS = {
+    "shapes-nextscale": "python scripts/pretrain_shapes.py",
+    "shapes-captioner": "python scripts/pretrain_shapes_captioner.py",
+    "shapes-clip": "python scripts/train_shapes_rewards.py",
+    "shapes-aesthetic": "python scripts/train_shapes_rewards.py",
+}
+"""The script that reproduces each built-in asset."""
+
+
+def resolve_checkpoint(checkpoint: str) -> Path:
+    """`builtin:NAME` → rlalign/assets/NAME.safetensors; anything else is a local path."""
+    if checkpoint.startswith("builtin:"):
+        name = checkpoint.split(":", 1)[1]
+        path = ASSETS_DIR / f"{name}.safetensors"
+        if not path.is_file():
+            shipped = sorted(p.stem for p in ASSETS_DIR.glob("*.safetensors"))
+            hint = REBUILD_HINTS.get(name, "one of the scripts/ that build the built-in assets")
+            raise FileNotFoundError(f"built-in checkpoint {checkpoint!r} is not in {ASSETS_DIR} (shipped: "
+                                    f"{shipped or 'none'}); reproduce it with `{hint}`")
+        return path
+    path = Path(checkpoint).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist; give a local file or builtin:NAME")
+    return path
+
+
+def save_with_architecture(module: nn.Module, architecture: dict[str, Any], path: str | Path, *, file_format: str,
+                           half: bool = True) -> Path:
+    """Write `module`'s weights atomically (temporary file, then rename); float weights as fp16 if `half`."""
+    path = Path(path)
+    state = {}
+    for name, tensor in module.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        state[name] = tensor.half() if half and tensor.is_floating_point() else tensor
+    partial = path.with_name(path.name + ".partial")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(partial), metadata={"architecture": json.dumps(architecture), "format": file_format})
+    os.replace(partial, path)
+    return path
+
+
+def load_with_architecture(checkpoint: str | Path, *, file_format: str, build: Callable[[dict], nn.Module],
+                           wrong_format_hint: str) -> nn.Module:
+    """Build the module from the file's architecture and load its weights (as float32)."""
+    path = resolve_checkpoint(str(checkpoint))
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    if metadata.get("format") != file_format:
+        raise ValueError(f"{path} is not an {file_format} checkpoint (format {metadata.get('format')!r}); "
+                         f"{wrong_format_hint}")
+    module = build(json.loads(metadata["architecture"]))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path} does not match its architecture: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return module
+
