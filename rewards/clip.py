@@ -228,8 +228,10 @@ def caption_images(prompts: list, images: Any = None, scenes: list[Scene] | None
         return as_image_batch(prompts)
     if scenes is not None:
         return render_batch(list(scenes))
+    if len(prompts) and all(isinstance(p, Scene) for p in prompts):
+        return render_batch(list(prompts))  # a captioner's prompts are the scenes it describes
     raise ValueError("clip_score on captions needs the images they describe: pass images=[B,3,H,W] "
-                     "(or image prompts, or scenes=[Scene, ...])")
+                     "(or image or Scene prompts, or scenes=[Scene, ...])")
 
 
 def read_class_names(class_names: str | list[str]) -> list[str]:

@@ -19,3 +19,18 @@ def saturation(prompts: list, completions: torch.Tensor, **_) -> list[float]:
     per_pixel = torch.where(lit, (high - low) / high.clamp_min(1e-6), torch.zeros_like(high))
     counts = lit.flatten(1).sum(dim=1).clamp_min(1)
     return (per_pixel.flatten(1).sum(dim=1) / counts).tolist()
+
+
+def caption_grammar(prompts: list, completions: list[str], **_) -> list[float]:
+    """1.0 for a caption the Shapes grammar can read, else 0.0: a text-only reward (it never looks
+    at the image), the kind a captioning run adds to keep its outputs well-formed."""
+    from rlalign.shapes import PromptParseError, parse_prompt
+
+    def parses(caption: str) -> bool:
+        try:
+            parse_prompt(caption)
+        except PromptParseError:
+            return False
+        return True
+
+    return [float(parses(caption)) for caption in completions]

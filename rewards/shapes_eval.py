@@ -223,7 +223,10 @@ def shapes_eval(prompts: list, completions, scenes: list[Scene] | None = None, m
             raise ValueError(f"shapes_eval got {len(prompts)} prompts for {completions.shape[0]} images")
         verdicts = [verify_image(p, img) for p, img in zip(prompts, completions)]
     else:
+        if scenes is None and all(isinstance(p, Scene) for p in prompts):
+            scenes = prompts  # a captioner's prompts are the scenes it describes
         if scenes is None or len(scenes) != len(completions):
-            raise ValueError("shapes_eval on captions needs the true scenes: pass scenes=[Scene, ...] (one per caption)")
+            raise ValueError("shapes_eval on captions needs the true scenes: pass scenes=[Scene, ...] (one per caption), "
+                             "or give Scene prompts")
         verdicts = [verify_caption(c, s) for c, s in zip(completions, scenes)]
     return [float(v.exact) if metric == "exact" else v.score for v in verdicts]

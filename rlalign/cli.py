@@ -2,7 +2,7 @@
 
 Commands available in this version:
   config     print a config fully resolved (defaults, file, overrides) with its derived sizes
-  showcase   render the built-in Shapes world with the verifier's report (the current demo)
+  showcase   render the built-in Shapes world with the verifier's report
   train      prefix-GRPO training of a config (the main job); --resume DIR continues a run
   eval       base vs adapter on the config's eval prompts: table + sample grid
   sample     sample a policy (optionally with an adapter) for some prompts into a labelled PNG grid

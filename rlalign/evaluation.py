@@ -14,9 +14,10 @@ from pathlib import Path
 
 import torch
 
-from rewards.shapes_eval import verify_image
+from rewards.shapes_eval import verify_caption, verify_image
 from rlalign.policies.base import StepPolicy
 from rlalign.seeding import grouped_generators
+from rlalign.shapes import Scene
 from rlalign.viz import save_grid
 
 
@@ -60,9 +61,19 @@ def generate(policy: StepPolicy, prompts: Sequence, *, samples_per_prompt: int, 
 def verifier_report(prompts: Sequence[str], images: torch.Tensor) -> dict:
     """Exact match (with a 95% Wilson interval) and mean partial score, overall and by object count."""
     verdicts = [verify_image(prompt, image) for prompt, image in zip(prompts, images)]
+    return _grouped_report(verdicts, [_is_pair(p) for p in prompts])
+
+
+def caption_report(scenes: Sequence, captions: Sequence[str]) -> dict:
+    """The same report for captions of known Shapes scenes (a captioner's prompts are its scenes)."""
+    verdicts = [verify_caption(caption, scene) for caption, scene in zip(captions, scenes)]
+    return _grouped_report(verdicts, [len(scene.spec.objects) == 2 for scene in scenes])
+
+
+def _grouped_report(verdicts: list, pairs: list[bool]) -> dict:
     report = {"overall": _summary(verdicts)}
     for kind, is_pair in (("one_object", False), ("two_objects", True)):
-        chosen = [v for p, v in zip(prompts, verdicts) if _is_pair(p) == is_pair]
+        chosen = [v for pair, v in zip(pairs, verdicts) if pair == is_pair]
         if chosen:
             report[kind] = _summary(chosen)
     return report
@@ -107,7 +118,10 @@ def score_samples(worker, prompts: list, outputs) -> dict:
     plus the verifier report when all prompts are Shapes prompts."""
     result = worker.score(prompts, outputs)
     scores = {label: stats["mean"] for label, stats in result.stats.items()}
-    report = verifier_report(prompts, outputs) if all(is_shapes_prompt(p) for p in prompts) else None
+    if isinstance(outputs, torch.Tensor):
+        report = verifier_report(prompts, outputs) if all(is_shapes_prompt(p) for p in prompts) else None
+    else:
+        report = caption_report(prompts, outputs) if all(isinstance(p, Scene) for p in prompts) else None
     return {"rewards": scores, "verifier": report}
 
 
@@ -121,6 +135,11 @@ def flat_eval_metrics(name: str, scores: dict, prefix: str = "eval") -> dict[str
             if group == "overall":
                 metrics[key + "_ci95_low"], metrics[key + "_ci95_high"] = row["exact_ci95"]
     return metrics
+
+
+def _rows(outputs, index: torch.Tensor):
+    """Rows `index` of an image batch or of a list of texts."""
+    return outputs[index] if isinstance(outputs, torch.Tensor) else [outputs[i] for i in index.tolist()]
 
 
 def grid_rows(num_prompts: int, count: int) -> torch.Tensor:
@@ -150,7 +169,7 @@ def evaluate_sets(policy: StepPolicy, eval_sets: dict[str, list], worker, *, sam
         if name not in base_cache:
             base_images, _ = generate(policy, prompts, samples_per_prompt=samples_per_prompt, seed=seed, adapter=False)
             base_cache[name] = {"scores": score_samples(worker, repeated, base_images),
-                                "images": base_images[first_samples_P]}
+                                "images": _rows(base_images, first_samples_P)}
         metrics.update(flat_eval_metrics(name, current))
         metrics.update(flat_eval_metrics(f"{name}/base", base_cache[name]["scores"]))
         if isinstance(images, torch.Tensor):

@@ -5,6 +5,9 @@
   file:PATH           one prompt per line (blank lines and lines starting with # are skipped)
   classes:A-B         class ids A..B inclusive, for class-conditional models such as VAR
   classes:A,B,C       an explicit list of class ids
+  shapes-scenes:SPLIT        Shapes scenes (objects with placements) of a split, endless: the
+                             prompts of an image-conditioned model such as the captioner
+  shapes-scenes-eval:SPLIT   48 fixed scenes, one per prompt of the split's evaluation list
 
 Fixed sources (all but `shapes:`) have a finite list; `draw(count, seed)` walks seeded permutations
 of it, so one draw holds no prompt twice before every prompt has appeared once. The trainer draws
@@ -18,9 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rlalign.shapes import SPLITS, eval_prompts, sample_scenes
+from rlalign.shapes import SPLITS, eval_prompts, parse_prompt, place, sample_scenes
 
-KINDS = ("shapes", "shapes-eval", "file", "classes")
+KINDS = ("shapes", "shapes-eval", "file", "classes", "shapes-scenes", "shapes-scenes-eval")
+EVAL_SCENE_SEED = 20261201
+"""Seed of the placements of `shapes-scenes-eval` (one fixed scene per evaluation prompt)."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,8 @@ class PromptSource:
     spec: str
     fixed: tuple | None = None
     split: str | None = None
+    scenes: bool = False
+    """Whether the prompts are Shapes scenes (images to caption) rather than texts."""
 
     def draw(self, count: int, seed: int) -> list:
         """`count` prompts, determined by (source, count, seed) alone.
@@ -38,7 +45,8 @@ class PromptSource:
         from prompt j of the same pass unless the list is shorter than `count`.
         """
         if self.fixed is None:
-            return [scene.spec.prompt for scene in sample_scenes(self.split, count, seed)]
+            scenes = sample_scenes(self.split, count, seed)
+            return scenes if self.scenes else [scene.spec.prompt for scene in scenes]
         rng = np.random.default_rng([seed, len(self.fixed)])
         order: list[int] = []
         while len(order) < count:
@@ -58,15 +66,19 @@ def parse_prompt_source(spec: str) -> PromptSource:
     kind, sep, rest = str(spec).partition(":")
     if not sep or kind not in KINDS:
         raise ValueError(f"prompt source {spec!r} is not one of: shapes:SPLIT, shapes-eval:SPLIT, file:PATH, "
-                         "classes:A-B, classes:A,B,...")
-    if kind == "shapes":
+                         "classes:A-B, classes:A,B,..., shapes-scenes:SPLIT, shapes-scenes-eval:SPLIT")
+    if kind in ("shapes", "shapes-scenes"):
         if rest not in SPLITS:
             raise ValueError(f"prompt source {spec!r}: split must be one of {', '.join(SPLITS)}")
-        return PromptSource(spec, split=rest)
-    if kind == "shapes-eval":
+        return PromptSource(spec, split=rest, scenes=kind == "shapes-scenes")
+    if kind in ("shapes-eval", "shapes-scenes-eval"):
         if rest not in ("train", "heldout"):
             raise ValueError(f"prompt source {spec!r}: fixed evaluation lists exist for train and heldout")
-        return PromptSource(spec, fixed=eval_prompts(rest))
+        if kind == "shapes-eval":
+            return PromptSource(spec, fixed=eval_prompts(rest))
+        rng = np.random.default_rng([EVAL_SCENE_SEED, SPLITS.index(rest)])
+        scenes = tuple(place(parse_prompt(prompt), rng) for prompt in eval_prompts(rest))
+        return PromptSource(spec, fixed=scenes, scenes=True)
     if kind == "file":
         return PromptSource(spec, fixed=tuple(_read_prompt_file(rest)))
     return PromptSource(spec, fixed=tuple(_class_ids(spec, rest)))
