@@ -30,6 +30,11 @@ class Clock:
         print(f"[{self() / 60:6.2f} min] {message}", flush=True)
 
 
+def format_metrics(metrics: dict[str, float]) -> str:
+    """`key value` pairs of a progress line, 4 decimals."""
+    return " ".join(f"{key} {value:.4f}" for key, value in metrics.items())
+
+
 def median_seconds(fn: Callable[[], object], *, repeats: int = 5, warmup: int = 1) -> float:
     """Median wall time of `fn()` over `repeats` calls, after `warmup` untimed calls."""
     for _ in range(warmup):

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from rewards.shapes_eval import verify_image
-from rlalign.benchmarking import Clock
+from rlalign.benchmarking import Clock, format_metrics
 from rlalign.evaluation import generate, verifier_report
 from rlalign.policies.next_scale.model import ASSETS_DIR, NextScaleModel, build_model, load_model, save_model
 from rlalign.policies.next_scale.policy import NextScalePolicy
@@ -127,7 +127,7 @@ def train_tokenizer(model: NextScaleModel, args: argparse.Namespace, clock: Cloc
         revived = reviver.revive(queries_NC, generator) if step % 100 == 0 and step < 0.9 * args.tokenizer_steps else 0
         recent = (recent + [metrics])[-50:]
         if step % 100 == 0 or step == args.tokenizer_steps - 1:
-            clock.log(f"tokenizer step {step}/{args.tokenizer_steps} " + _fmt(metrics) + f" revived {revived}")
+            clock.log(f"tokenizer step {step}/{args.tokenizer_steps} " + format_metrics(metrics) + f" revived {revived}")
     tokenizer.requires_grad_(False).eval()
     return {key: float(np.mean([m[key] for m in recent])) for key in recent[-1]}
 
@@ -178,7 +178,7 @@ def train_transformer(model: NextScaleModel, args: argparse.Namespace, clock: Cl
         optimizer.step()
         recent = (recent + [metrics])[-50:]
         if step % 100 == 0 or step == args.transformer_steps - 1:
-            clock.log(f"transformer step {step}/{args.transformer_steps} " + _fmt(metrics))
+            clock.log(f"transformer step {step}/{args.transformer_steps} " + format_metrics(metrics))
     model.eval()
     final = {key: float(np.mean([m[key] for m in recent])) for key in recent[-1]}
     with torch.no_grad():  # validation: unseen train-split scenes, no condition dropout
@@ -210,10 +210,6 @@ def evaluate_sampling(path: Path, args: argparse.Namespace, clock: Clock) -> tup
     best = max(results, key=lambda r: (r["train"]["overall"]["exact"], r["heldout"]["overall"]["exact"]))
     recommended = {"cfg_scale": best["cfg"], "top_k": best["top_k"], "top_p": 1.0, "temperature": best["temperature"]}
     return results, recommended
-
-
-def _fmt(metrics: dict[str, float]) -> str:
-    return " ".join(f"{key} {value:.4f}" for key, value in metrics.items())
 
 
 def main(argv: list[str] | None = None) -> dict:

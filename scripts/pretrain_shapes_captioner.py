@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from rewards.shapes_eval import verify_caption
-from rlalign.benchmarking import Clock
+from rlalign.benchmarking import Clock, format_metrics
 from rlalign.evaluation import generate, wilson_interval
 from rlalign.policies.base import load_policy
 from rlalign.policies.insertion.loss import corrupt, edit_flow_loss
@@ -167,7 +167,7 @@ def train(model: InsertionTransformer, args: argparse.Namespace, clock: Clock) -
         if timed_from is not None and step > timed_from[0]:
             step_seconds = (time.perf_counter() - timed_from[1]) / (step - timed_from[0])
         if step % 100 == 0 or last:
-            clock.log(f"step {step}/{args.steps} " + _fmt(_mean(recent)) + f" lr {optimizer.param_groups[0]['lr']:.2e}"
+            clock.log(f"step {step}/{args.steps} " + format_metrics(_mean(recent)) + f" lr {optimizer.param_groups[0]['lr']:.2e}"
                       + (f" ({1 / step_seconds:.2f} steps/s)" if step_seconds else ""))
         if (step + 1) % args.val_every == 0 or last:
             val = validation(model)
@@ -243,10 +243,6 @@ def format_table(results: list[dict]) -> str:
 
 def _mean(metrics: list[dict[str, float]]) -> dict[str, float]:
     return {key: float(np.mean([m[key] for m in metrics])) for key in metrics[-1]}
-
-
-def _fmt(metrics: dict[str, float]) -> str:
-    return " ".join(f"{key} {value:.4f}" for key, value in metrics.items())
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -27,9 +27,10 @@ def randomize_like_trained(model, seed=0):
 
 
 def perturb_adapter(policy, std=0.2, seed=0):
-    """Random LoRA B matrices, so the adapter really changes the model (B = 0 at init)."""
+    """Random LoRA B matrices, so the adapter really changes the model (B = 0 at init); any policy
+    family (it walks the module its LoraAdapter wraps)."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, parameter in policy.transformer.named_parameters():
+        for name, parameter in policy.lora.module.named_parameters():
             if "lora_B" in name:
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from support.next_scale import perturb_adapter
 
 from rlalign.policies.insertion.model import build_model, shapes_vocabulary
 from rlalign.policies.insertion.policy import InsertionPolicy
@@ -21,15 +22,6 @@ def randomize_like_trained(model, seed=0):
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) / parameter.shape[1] ** 0.5)
         model.zero_head.bias.fill_(-1.0)
         model.rate_head.bias.fill_(1.5)
-
-
-def perturb_adapter(policy, std=0.3, seed=0):
-    """Random LoRA B matrices, so the adapter really changes the model (B = 0 at init)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in policy.model.named_parameters():
-            if "lora_B" in name:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
 
 
 @pytest.fixture(autouse=True)
@@ -62,7 +54,7 @@ def make_insertion_policy(make_insertion_model):
     def make(perturb=True, num_steps=NUM_STEPS, model=None, **sampling):
         policy = InsertionPolicy(model or make_insertion_model(), num_steps=num_steps, lora_rank=4, **sampling)
         if perturb:
-            perturb_adapter(policy)
+            perturb_adapter(policy, std=0.3)
         return policy
 
     return make
