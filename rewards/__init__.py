@@ -4,7 +4,9 @@ Every reward follows TRL's convention, `fn(prompts, completions, **kwargs) -> li
 so TRL's own reward functions plug in unchanged. `REGISTRY` maps a name to a factory that takes the
 reward's config spec (rlalign.config.RewardSpec) and returns such a function; a spec may instead
 name any importable `module:function`, which is used as the reward function itself with the spec's
-`args` bound as keyword arguments.
+`args` bound as keyword arguments, or `module:function()`, a factory called once with the spec's
+`args` whose result is the reward function (TRL's `get_repetition_penalty_reward(ngram_size=...)`,
+`get_soft_overlong_punishment(...)`, `get_cosine_scaled_reward(...)` are such factories).
 """
 
 from __future__ import annotations
@@ -54,9 +56,20 @@ def build_reward(spec: Any) -> RewardFn:
         return REGISTRY[spec.name](spec)
     module_name, _, attribute = spec.name.partition(":")
     if not attribute:
-        raise KeyError(f"unknown reward {spec.name!r}; registered: {', '.join(sorted(REGISTRY))}, or module:function")
+        raise KeyError(f"unknown reward {spec.name!r}; registered: {', '.join(sorted(REGISTRY))}, "
+                       "module:function or module:factory()")
+    is_factory = attribute.endswith("()")
     try:
-        fn = getattr(importlib.import_module(module_name), attribute)
+        fn = getattr(importlib.import_module(module_name), attribute.removesuffix("()"))
     except (ImportError, AttributeError) as error:
         raise KeyError(f"reward {spec.name!r} cannot be imported: {error}") from None
-    return functools.partial(fn, **spec.args) if spec.args else fn
+    if not is_factory:
+        return functools.partial(fn, **spec.args) if spec.args else fn
+    try:
+        reward = fn(**spec.args)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"reward factory {spec.name!r} refused args {spec.args}: {error}") from error
+    if not callable(reward):
+        raise TypeError(f"reward factory {spec.name!r} returned a {type(reward).__name__}, not a reward function; "
+                        f"name a plain function without '()' to bind args to it instead")
+    return reward

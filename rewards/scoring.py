@@ -175,6 +175,15 @@ def format_items(names: list[str], prompts: list[str], per_reward: dict[str, tor
     return "\n".join(rows)
 
 
+def _caption_tokenizer(policy_cfg):
+    """An insertion checkpoint's word ids (rewards' `completion_ids`), read without building a policy."""
+    if policy_cfg.kind != "insertion":
+        return None
+    from rlalign.policies.insertion.model import WordIds, load_model
+
+    return WordIds(load_model(policy_cfg.checkpoint).vocabulary)
+
+
 def run_score(config: str, path: str, overrides: list[str], *, eval_rewards: bool = False,
               per_item: bool = False, batch_size: int = 32) -> str:
     """Score the images or captions at `path` with the config's rewards; returns the printed report."""
@@ -199,7 +208,7 @@ def run_score(config: str, path: str, overrides: list[str], *, eval_rewards: boo
         def load_batch(start: int, stop: int) -> torch.Tensor:  # [b, 3, H, W], loaded lazily per batch
             return torch.stack([load_image(p) for p in paths[start:stop]])
     # Rewards are combined here over all items, not per batch, so the total never depends on batch size.
-    worker = RewardWorker(specs, combine=None)
+    worker = RewardWorker(specs, combine=None, tokenizer=_caption_tokenizer(cfg.policy) if kind == "captions" else None)
     per_reward, seconds, skipped = _score_all(worker, prompts, load_batch, len(prompts), batch_size)
     weights = total = None
     if not eval_rewards:

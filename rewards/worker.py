@@ -20,7 +20,7 @@ import logging
 import math
 import numbers
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,8 +153,9 @@ class RewardWorker:
     """
 
     def __init__(self, specs: Sequence[RewardSpec | Mapping], combine: str | None = "sum_then_normalize",
-                 eps: float = DEFAULT_EPS):
+                 eps: float = DEFAULT_EPS, tokenizer: Callable[[list[str]], list[list[int]]] | None = None):
         self.specs = [_as_spec(spec) for spec in specs]
+        self.tokenizer = tokenizer
         self.combine_mode = combine
         self.eps = eps
         if combine is not None and combine not in COMBINE_MODES:
@@ -175,7 +176,7 @@ class RewardWorker:
         self.functions = {label: build_reward(spec) for label, spec in zip(labels, self.specs)}
 
     def __getstate__(self) -> dict:
-        return {"specs": self.specs, "combine": self.combine_mode, "eps": self.eps}
+        return {"specs": self.specs, "combine": self.combine_mode, "eps": self.eps, "tokenizer": self.tokenizer}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(**state)
@@ -185,15 +186,19 @@ class RewardWorker:
         """Score B completions (images [B,3,H,W] in [0,1] or texts) with every reward.
 
         `metadata` entries (scenes=..., solution=...) are passed to every reward as keywords, as
-        TRL passes its dataset columns.
+        TRL passes its dataset columns. Text completions also get `completion_ids` (the policy's
+        token ids of each text, as GRPOTrainer passes them) when the worker has a tokenizer.
         """
         batch = completions.shape[0] if isinstance(completions, torch.Tensor) else len(completions)
         if len(prompts) != batch:
             raise ValueError(f"got {len(prompts)} prompts for {batch} completions; pass one prompt per completion")
+        metadata = dict(metadata or {})
+        if self.tokenizer is not None and not isinstance(completions, torch.Tensor) and "completion_ids" not in metadata:
+            metadata["completion_ids"] = self.tokenizer(list(completions))
         per_reward, seconds, skipped = {}, {}, {}
         for label, spec in zip(self.labels, self.specs):
             start = time.perf_counter()
-            per_reward[label], skipped[label] = self._score_one(label, spec, prompts, completions, metadata or {})
+            per_reward[label], skipped[label] = self._score_one(label, spec, prompts, completions, metadata)
             seconds[label] = time.perf_counter() - start
         total = None
         if self.combine_mode is not None:

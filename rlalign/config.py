@@ -62,7 +62,8 @@ class PromptsConfig:
     eval: dict[str, str] = field(
         default_factory=lambda: {"heldout": "shapes-eval:heldout", "train": "shapes-eval:train"}
     )
-    """Named evaluation prompt sources (same forms as `train`); metrics appear as eval/<name>/..."""
+    """Named evaluation prompt sources (same forms as `train`); metrics appear as eval/<name>/... A config's
+    mapping replaces the default one whole."""
     eval_samples_per_prompt: int = bounded(8, ge=1)
     """Samples drawn per evaluation prompt."""
 
@@ -70,7 +71,8 @@ class PromptsConfig:
 @dataclass
 class RewardSpec:
     name: str = "shapes_eval"
-    """A registered reward name (see rewards/__init__.py) or an importable `module:function`."""
+    """A registered reward name (see rewards/__init__.py), an importable `module:function` (args bound to it),
+    or `module:factory()` (called once with args; it returns the reward, as TRL's `get_*_reward` do)."""
     weight: float = 1.0
     """Weight of this reward in the combined reward (0 logs it without training on it)."""
     on_error: Literal["raise", "skip"] = "raise"

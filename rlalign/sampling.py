@@ -48,14 +48,14 @@ def run_eval(config: str, overrides: list[str], *, adapter: str, out: str) -> st
     cfg = load_config(config, overrides)
     policy = load_policy(cfg.policy)
     policy.load_adapter(adapter)
-    worker = RewardWorker(cfg.rewards.functions + cfg.rewards.eval, combine=None)
+    worker = RewardWorker(cfg.rewards.functions + cfg.rewards.eval, combine=None, tokenizer=policy.completion_tokenizer())
     sets = {name: parse_prompt_source(source).all() for name, source in cfg.prompts.eval.items()}
     metrics = evaluate_sets(policy, sets, worker, samples_per_prompt=cfg.prompts.eval_samples_per_prompt,
                             seed=cfg.seed, prefix_steps=cfg.grpo.prefix_steps, grid_dir=out, step=0, base_cache={})
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
     rows = ["| metric | base | adapter |", "|---|---|---|"]
-    for key in sorted(k for k in metrics if "/base/" not in k and not k.endswith(("_low", "_high"))):
+    for key in sorted(k for k in metrics if "/base/" not in k and not k.endswith(("_low", "_high", "/samples"))):
         name, metric = key.split("/", 2)[1:]
         base = metrics.get(f"eval/{name}/base/{metric}")
         rows.append(f"| {name}/{metric} | {base:.4f} | {metrics[key]:.4f} |")

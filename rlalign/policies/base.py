@@ -8,7 +8,7 @@ the loss, so a Rollout keeps, per prefix step, the log-probs the sampler actuall
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Union, runtime_checkable
@@ -129,6 +129,14 @@ class StepPolicy(Protocol):
 
     def log_prob(self, rollout: Rollout) -> list[Tensor]:
         """One [B, A_t] float32 tensor per prefix step, with gradients through the adapter."""
+        ...
+
+    def complete(self, rollout: Rollout, samples: int, *, generator: Generators) -> tuple[Any, list, Any]:
+        """Finish each rollout's prefix `samples` times with the frozen suffix: (outputs, prompts, tokens)."""
+        ...
+
+    def completion_tokenizer(self) -> Callable[[list[str]], list[list[int]]] | None:
+        """Text outputs -> the policy's token ids (rewards' `completion_ids`); None for image outputs."""
         ...
 
     def adapter_disabled(self) -> AbstractContextManager: ...

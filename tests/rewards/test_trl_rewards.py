@@ -88,3 +88,57 @@ def test_images_pass_through_untouched():
     images = torch.rand(2, 3, 8, 8)
     worker.score(["x", "y"], images)
     assert seen["completions"] is images
+
+
+# ---- TRL's reward factories (`module:factory()`) and the completion_ids they read ----------------
+
+VOCABULARY = ["<pad>", "<unk>", "<bos>", "a", "red", "circle", "above", "blue", "square"]
+
+
+def test_trl_repetition_penalty_factory_scores_word_ids_as_trl_does():
+    from trl.rewards import get_repetition_penalty_reward
+
+    from rlalign.policies.insertion.model import WordIds
+
+    captions = ["a red circle", "a red a red a red", "a red circle above a blue square"]
+    spec = RewardSpec(name="trl.rewards:get_repetition_penalty_reward()", label="repetition",
+                      args={"ngram_size": 2, "max_penalty": -1.0})
+    result = RewardWorker([spec], combine=None, tokenizer=WordIds(VOCABULARY)).score(["p"] * 3, captions)
+    # "a red a red a red" has 5 bigrams, 2 distinct: penalty (1 − 2/5)·(−1) = −0.6; the others repeat none.
+    assert result.per_reward["repetition"].tolist() == pytest.approx([0.0, -0.6, 0.0])
+    ids = WordIds(VOCABULARY)(captions)
+    assert ids[1] == [3, 4, 3, 4, 3, 4]
+    assert get_repetition_penalty_reward(ngram_size=2)(ids) == pytest.approx(result.per_reward["repetition"].tolist())
+
+
+def test_trl_soft_overlong_factory_reads_lengths_and_pickles():
+    from rlalign.policies.insertion.model import WordIds
+
+    spec = RewardSpec(name="trl.rewards:get_soft_overlong_punishment()",
+                      args={"max_completion_len": 7, "soft_punish_cache": 2})
+    worker = pickle.loads(pickle.dumps(RewardWorker([spec], combine=None, tokenizer=WordIds(VOCABULARY))))
+    # lengths 5, 6, 8 words: ≤ 7 − 2 → 0; 6 → (5 − 6)/2 = −0.5; > 7 → −1. Unknown words still count.
+    captions = ["a red circle above a", "a red circle above a zebra", "a red circle above a blue square a"]
+    assert worker.score(["p"] * 3, captions).per_reward[spec.name].tolist() == [0.0, -0.5, -1.0]
+
+
+def test_factory_errors_name_the_reward_and_the_fix():
+    with pytest.raises(ValueError, match="get_repetition_penalty_reward.*refused args"):
+        build_reward(RewardSpec(name="trl.rewards:get_repetition_penalty_reward()", args={"max_penalty": 1.0}))
+    with pytest.raises(TypeError, match="not a reward function"):
+        build_reward(RewardSpec(name="builtins:dict()"))  # dict() returns {}, which is no function
+
+
+def test_rlalign_score_hands_caption_ids_to_a_trl_factory(tmp_path):
+    from rewards.scoring import run_score
+
+    config = tmp_path / "c.yaml"
+    config.write_text("policy: {kind: insertion, checkpoint: 'builtin:shapes-captioner'}\n"
+                      "rewards:\n  functions:\n    - {name: 'trl.rewards:get_repetition_penalty_reward()', "
+                      "label: repetition, args: {ngram_size: 2}}\n")
+    captions = tmp_path / "captions.txt"
+    captions.write_text("p\ta red circle\np\ta red a red a red\n")
+    table = run_score(str(config), str(captions), [], per_item=True)
+    # The vocabulary comes from policy.checkpoint; bigram repeats as in the test above: 0 and −0.6.
+    rows = [line.split() for line in table.splitlines() if line.startswith("line ")]
+    assert [float(row[3]) for row in rows] == pytest.approx([0.0, -0.6]), table

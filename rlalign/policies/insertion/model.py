@@ -51,6 +51,17 @@ def shapes_vocabulary() -> list[str]:
     return list(GRAMMAR_WORDS)
 
 
+class WordIds:
+    """Texts -> ids in a word-level vocabulary (unknown words -> UNK): the policy's own tokenisation,
+    given to rewards as TRL's `completion_ids`. A plain class, so reward workers pickle it (Ray)."""
+
+    def __init__(self, vocabulary: Sequence[str]):
+        self.word_index = {word: i for i, word in enumerate(vocabulary)}
+
+    def __call__(self, texts: Sequence[str]) -> list[list[int]]:
+        return [[self.word_index.get(word, UNK) for word in split_words(text)] for text in texts]
+
+
 class GapOutputs(NamedTuple):
     """The three per-gap heads; G = n + 1 gaps per row (rows past a sequence's length are padding)."""
 

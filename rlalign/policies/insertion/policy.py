@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rlalign.policies.base import Generators, Rollout, keep_rescored_old_logp, resolve_prefix_steps
-from rlalign.policies.insertion.model import InsertionTransformer, load_model
+from rlalign.policies.insertion.model import InsertionTransformer, WordIds, load_model
 from rlalign.policies.insertion.sampler import (
     FIRE_EPS,
     StepDistribution,
@@ -85,6 +85,10 @@ class InsertionPolicy:
     @property
     def device(self) -> torch.device:
         return self.model.device
+
+    def completion_tokenizer(self) -> WordIds:
+        """Captions -> this model's word ids, handed to rewards as TRL's `completion_ids`."""
+        return WordIds(self.model.vocabulary)
 
     # ---------------------------------------------------------------------------------------------
     # LoRA

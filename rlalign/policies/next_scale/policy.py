@@ -59,6 +59,10 @@ class NextScalePolicy:
     def device(self) -> torch.device:
         return self.transformer.pos_start.device
 
+    def completion_tokenizer(self) -> None:
+        """Images have no text tokens: rewards get no `completion_ids` from this family."""
+        return None
+
     # ---------------------------------------------------------------------------------------------
     # LoRA
     # ---------------------------------------------------------------------------------------------
