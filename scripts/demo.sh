@@ -3,8 +3,15 @@
 # Shapes generator (configs/shapes_nextscale.yaml, about 8 minutes on 2 CPU cores) into a fresh run
 # directory runs/demo-<time>/, and ends with the summary table (base vs final on the held-out and
 # train eval prompts with 95% intervals, trained reward, KL, time split) and before_after.png.
+# `bash scripts/demo.sh captions` runs the caption demo instead (configs/shapes_insertion.yaml, the
+# built-in captioner, about 14 minutes) into runs/captions-<time>/.
 # Extra arguments are config overrides (section.key=value), e.g. train.steps=100 for a quick look.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 cd "$RLALIGN_ROOT"
-exec "$RLALIGN_VENV/bin/rlalign" train configs/shapes_nextscale.yaml "output_dir=runs/demo-$(date +%Y%m%d-%H%M%S)" "$@"
+config=configs/shapes_nextscale.yaml name=demo
+if [[ "${1:-}" == "captions" ]]; then
+  config=configs/shapes_insertion.yaml name=captions
+  shift
+fi
+exec "$RLALIGN_VENV/bin/rlalign" train "$config" "output_dir=runs/$name-$(date +%Y%m%d-%H%M%S)" "$@"
