@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-PURPOSES = {"train": 0, "eval": 1, "sample": 2, "bench": 3, "probe": 4}
+PURPOSES = {"train": 0, "eval": 1, "sample": 2, "bench": 3, "probe": 4, "suffix": 5}
 """Distinct streams, so evaluation samples never reuse training samples' randomness."""
 
 

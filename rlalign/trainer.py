@@ -18,16 +18,18 @@ from typing import Any
 
 import torch
 
-from rewards.worker import RewardWorker
+from rewards.worker import RewardResult, RewardWorker
 from rlalign.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from rlalign.config import Config, derived_sizes, to_dict
 from rlalign.evaluation import evaluate_sets
-from rlalign.grpo.advantages import group_advantages
+from rlalign.grpo.advantages import group_advantages, middle_value
 from rlalign.grpo.update import grpo_update, rescore_old_logp
 from rlalign.metrics import MetricsLogger
-from rlalign.policies.base import load_policy, resolve_prefix_steps
+from rlalign.policies.base import Rollout, load_policy, resolve_prefix_steps
 from rlalign.prompts import parse_prompt_source
+from rlalign.seeding import grouped_generators
 from rollouts import RolloutFailure, make_backend
+
 
 def learning_rate_factor(train: Any, inner_iterations: int):
     """LambdaLR factor per optimizer step: linear warm-up, then constant / cosine / linear decay to 0."""
@@ -57,8 +59,10 @@ class Trainer:
             raise ValueError("grpo.kl_estimator=exact is not implemented yet for this policy family; use k3 "
                              "(the default), or set grpo.beta=0")
         self.backend = make_backend(cfg.rollout, cfg.policy, self.policy, cfg.seed)
-        self.rewards = RewardWorker(cfg.rewards.functions, cfg.rewards.combine, eps=cfg.grpo.advantage_eps)
-        self.eval_rewards = RewardWorker(cfg.rewards.functions + cfg.rewards.eval, combine=None)
+        tokenizer = self.policy.completion_tokenizer()  # text families: rewards get TRL's completion_ids
+        self.rewards = RewardWorker(cfg.rewards.functions, cfg.rewards.combine, eps=cfg.grpo.advantage_eps,
+                                    tokenizer=tokenizer)
+        self.eval_rewards = RewardWorker(cfg.rewards.functions + cfg.rewards.eval, combine=None, tokenizer=tokenizer)
         self.train_prompts = parse_prompt_source(cfg.prompts.train)
         self.eval_prompts = {name: parse_prompt_source(src).all() for name, src in cfg.prompts.eval.items()}
         self.optimizer = torch.optim.AdamW(self.policy.trainable_parameters(), lr=cfg.train.learning_rate,
@@ -116,17 +120,18 @@ class Trainer:
                       else rescore_old_logp(self.policy, rollout, cfg.train.micro_batch_size))
         sampled = time.perf_counter()
         # ---- REWARD: every trained reward → one combined scalar per sample ------------------------
-        result = self.rewards.score(rollout.prompts, rollout.outputs)
+        result, rewards_B = self.score_rollout(rollout, step)
         rewarded = time.perf_counter()
         # ---- ADVANTAGE: relative within each prompt's group ----------------------------------------
-        advantages_B = group_advantages(result.total, rollout.group_ids, scale=cfg.grpo.scale_rewards,
+        advantages_B = group_advantages(rewards_B, rollout.group_ids, scale=cfg.grpo.scale_rewards,
                                         eps=cfg.grpo.advantage_eps)
         # ---- TRAIN: clipped loss on prefix actions, AdamW on the LoRA parameters -------------------
         update = grpo_update(self.policy, self.optimizer, self.scheduler, rollout, advantages_B, cfg.grpo, cfg.train)
         self.skipped_updates += int(update["debug/skipped_updates"])
         updated = time.perf_counter()
+        middle = {"rewards/middle_value/mean": float(rewards_B.nanmean())} if cfg.grpo.suffix_samples > 1 else {}
         return {
-            **result.metrics(), **update,
+            **result.metrics(), **middle, **update,
             "debug/skipped_updates_total": self.skipped_updates,
             "debug/advantage_abs_mean": float(advantages_B.abs().mean()),
             "debug/sampler_logp_gap": float(rollout.state.get("sampler_logp_gap", torch.zeros(1)).max()),
@@ -135,6 +140,23 @@ class Trainer:
             "time/sync": synced - started, "time/rollout": sampled - synced, "time/reward": rewarded - sampled,
             "time/update": updated - rewarded, "time/step": updated - started,
         }
+
+    def score_rollout(self, rollout: Rollout, step: int) -> tuple[RewardResult, torch.Tensor]:
+        """The trained rewards and each sample's reward [B] for its advantage.
+
+        With grpo.suffix_samples K > 1 (the middle value, DESIGN §7) each prefix is finished K more
+        times by the frozen suffix here on the driver, all B·K samples are scored, and a prefix's
+        reward is η·log mean_k exp(R_k/η) of its K combined rewards; the rollout's own ending only
+        served to sample the prefix. The logged reward statistics are then over the B·K samples.
+        """
+        k = self.cfg.grpo.suffix_samples
+        if k == 1:
+            result = self.rewards.score(rollout.prompts, rollout.outputs)
+            return result, result.total
+        generators = grouped_generators(self.cfg.seed, "suffix", step, len(rollout), k)
+        outputs, prompts, _ = self.policy.complete(rollout, k, generator=generators)
+        result = self.rewards.score(prompts, outputs)
+        return result, middle_value(result.total.view(len(rollout), k), self.cfg.grpo.middle_value_eta)
 
     # ---------------------------------------------------------------------------------------------
     # Evaluation, checkpoints, progress

@@ -44,3 +44,21 @@ def group_reward_std(rewards_B: Tensor, group_ids_B: Tensor) -> Tensor:
         values = rewards_B[(group_ids_B == group) & ~torch.isnan(rewards_B)]
         stds.append(values.std(unbiased=False) if values.numel() > 1 else torch.tensor(float("nan")))
     return torch.stack(stds).float()
+
+
+def middle_value(rewards_BK: Tensor, eta: float) -> Tensor:
+    """Each prefix's reward [B] from the rewards [B, K] of its K frozen-suffix completions (DESIGN §7).
+
+    V = η · log( (1/K) Σ_k exp(R_k / η) ), VAR-RL's middle value: a soft maximum that runs from the
+    mean (η → ∞) to the best completion (η → 0), so a prefix is credited with what the frozen suffix
+    can make of it rather than with one lucky or unlucky draw. NaN rewards are left out of the mean;
+    a prefix whose K rewards are all NaN stays NaN (its advantage is then 0).
+    """
+    if eta <= 0:
+        raise ValueError(f"middle_value_eta must be > 0, got {eta}")
+    scaled_BK = rewards_BK.double() / eta
+    valid_BK = ~torch.isnan(scaled_BK)
+    count_B = valid_BK.sum(dim=1)
+    lse_B = torch.logsumexp(scaled_BK.masked_fill(~valid_BK, -torch.inf), dim=1)
+    value_B = eta * (lse_B - count_B.clamp_min(1).double().log())
+    return torch.where(count_B > 0, value_B, torch.nan).float()

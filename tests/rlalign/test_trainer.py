@@ -74,3 +74,21 @@ def test_a_fresh_run_never_overwrites_an_existing_one(tmp_path, tiny_checkpoint)
     with pytest.raises(FileExistsError, match="--resume"):
         Trainer(tiny_config(tmp_path, tiny_checkpoint))
     assert (tmp_path / "run" / "metrics.jsonl").read_text() == written
+
+
+def test_middle_value_scores_k_frozen_completions_per_prefix(tmp_path, tiny_checkpoint):
+    cfg = tiny_config(tmp_path, tiny_checkpoint, **{"grpo.suffix_samples": 3, "grpo.middle_value_eta": 0.05,
+                                                    "train.steps": 1})
+    trainer = Trainer(cfg)
+    rollout = trainer.backend.generate(["a red circle", "a blue square"], 4, trainer.prefix_steps, 1)
+    result, rewards_B = trainer.score_rollout(rollout, step=1)
+    totals_BK = result.total.view(8, 3)
+    assert result.total.shape == (24,) and rewards_B.shape == (8,)
+    # The K endings differ (the suffix is sampled afresh), and the soft maximum lies between the
+    # mean (Jensen) and the max of its prefix's K rewards.
+    assert (totals_BK.std(dim=1) > 0).any()
+    assert (rewards_B >= totals_BK.mean(dim=1) - 1e-6).all() and (rewards_B <= totals_BK.amax(dim=1) + 1e-6).all()
+    # Same step, same seeds: the same completions and values (batching-independent generators).
+    assert torch.equal(trainer.score_rollout(rollout, step=1)[1], rewards_B)
+    metrics = trainer.train_step(1)
+    assert "rewards/middle_value/mean" in metrics and metrics["debug/max_abs_logratio_first_iter"] <= 1e-5

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from rlalign.grpo.advantages import group_advantages
+from rlalign.grpo.advantages import group_advantages, middle_value
 
 NAN = float("nan")
 
@@ -51,3 +51,22 @@ def test_batch_and_no_scaling():
 def test_unknown_scaling_is_an_error():
     with pytest.raises(ValueError, match="group, batch or none"):
         group_advantages(torch.zeros(2), torch.zeros(2, dtype=torch.long), scale="std")
+
+
+def test_middle_value_by_hand():
+    rewards_BK = torch.tensor([[0.0, 1.0], [2.0, 2.0], [0.0, 1.0], [0.0, 1.0]])
+    values = middle_value(rewards_BK, eta=1.0)
+    # η = 1: log((e⁰ + e¹)/2) = log(3.71828/2) = log 1.85914 = 0.62011; equal rewards give that reward.
+    assert values[:2].tolist() == pytest.approx([0.62011, 2.0], abs=1e-5)
+    # η = 100: ≈ the mean 0.5 (0.5 + 0.25/(2·100) = 0.50125 to first order); η = 0.01: ≈ the max,
+    # 1 + 0.01·log(½(1 + e^−100)) = 1 − 0.01·log 2 = 0.99307.
+    assert middle_value(rewards_BK, eta=100.0)[0].item() == pytest.approx(0.50125, abs=1e-5)
+    assert middle_value(rewards_BK, eta=0.01)[0].item() == pytest.approx(0.99307, abs=1e-5)
+
+
+def test_middle_value_skips_nan_and_keeps_all_nan_rows_nan():
+    values = middle_value(torch.tensor([[NAN, 3.0, NAN], [NAN, NAN, NAN]]), eta=0.5)
+    # one valid completion: 0.5·log(e^{3/0.5}/1) = 3 exactly; no valid completion: NaN (advantage 0)
+    assert values[0].item() == pytest.approx(3.0) and math.isnan(values[1].item())
+    with pytest.raises(ValueError, match="middle_value_eta"):
+        middle_value(torch.zeros(1, 2), eta=0.0)
