@@ -217,17 +217,21 @@ def build(cls: type, source: str | Path | dict | None, overrides: typing.Iterabl
     else:
         raw = _read_yaml(source)
     if overrides:
-        raw = _merge(_defaults_as_raw(cls), raw)
+        raw = _merge(_defaults_as_raw(cls), raw, cls)
         for override in overrides:
             apply_override(raw, override)
     return _build_dataclass(cls, raw, "")
 
 
-def _merge(base: dict, top: dict) -> dict:
+def _merge(base: dict, top: dict, cls: type) -> dict:
+    """`top` over `base`, recursing into config sections only: a dict-valued field (prompts.eval)
+    is a value, replaced whole, so the file's eval sets never gain the default ones."""
+    hints = typing.get_type_hints(cls)
     merged = dict(base)
     for name, value in top.items():
-        if isinstance(value, dict) and isinstance(merged.get(name), dict):
-            merged[name] = _merge(merged[name], value)
+        section = hints.get(name)
+        if dataclasses.is_dataclass(section) and isinstance(value, dict) and isinstance(merged.get(name), dict):
+            merged[name] = _merge(merged[name], value, section)
         else:
             merged[name] = value
     return merged

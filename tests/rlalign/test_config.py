@@ -145,3 +145,15 @@ def test_every_shipped_config_loads_and_has_a_header(path):
     text = "\n".join(header)
     assert "Purpose:" in text and "Launch:" in text, f"{path.name} needs a '# Purpose: / # Launch:' header"
 
+
+
+def test_a_dict_valued_field_is_replaced_whole_with_or_without_overrides(tmp_path):
+    # prompts.eval is a value, not a section: the file's eval sets must not gain the default
+    # heldout/train sets just because an override (here output_dir) made the loader merge defaults.
+    path = tmp_path / "c.yaml"
+    path.write_text("prompts:\n  eval: {tiny: 'shapes-eval:heldout'}\ngrpo: {group_size: 4}\n"
+                    "rewards:\n  functions: [{name: clip_score}]\n")
+    assert load_config(str(path)).prompts.eval == {"tiny": "shapes-eval:heldout"}
+    cfg = load_config(str(path), ["output_dir=runs/x"])
+    assert cfg.prompts.eval == {"tiny": "shapes-eval:heldout"} and cfg.grpo.group_size == 4
+    assert cfg.grpo.beta == Config().grpo.beta  # sections still merge over the defaults
