@@ -126,7 +126,8 @@ def score_samples(worker, prompts: list, outputs) -> dict:
 
 
 def flat_eval_metrics(name: str, scores: dict, prefix: str = "eval") -> dict[str, float]:
-    """eval/<set>/<reward> means and eval/<set>/exact[_ci95_low|high] (+ one_object/two_objects)."""
+    """eval/<set>/<reward> means, eval/<set>/exact[_ci95_low|high] (+ one_object/two_objects) and
+    eval/<set>/samples (how many samples the verifier judged)."""
     metrics = {f"{prefix}/{name}/{label}": value for label, value in scores["rewards"].items()}
     if scores["verifier"]:
         for group, row in scores["verifier"].items():
@@ -134,6 +135,7 @@ def flat_eval_metrics(name: str, scores: dict, prefix: str = "eval") -> dict[str
             metrics[key] = row["exact"]
             if group == "overall":
                 metrics[key + "_ci95_low"], metrics[key + "_ci95_high"] = row["exact_ci95"]
+                metrics[f"{prefix}/{name}/samples"] = row["samples"]  # n behind the interval
     return metrics
 
 

@@ -26,7 +26,7 @@ def summarize_run(output_dir: str | Path) -> tuple[str, dict]:
     numbers: dict = {"eval": {}}
     for name in sets:
         for key in sorted(k for k in final if k.startswith(f"eval/{name}/") and "/base/" not in k
-                          and not k.endswith(("_ci95_low", "_ci95_high"))):
+                          and not k.endswith(("_ci95_low", "_ci95_high", "/samples"))):
             metric = key.removeprefix(f"eval/{name}/")
             base = final.get(f"eval/{name}/base/{metric}")
             value = final[key]
