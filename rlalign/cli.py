@@ -96,6 +96,27 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from rlalign.sweep import run_sweep
+    from rlalign.sweep_report import write_report
+
+    if args.report_only:
+        print(write_report(args.out) + f"\n(wrote {args.out}/report.md and its plots)")
+        return 0
+    print(run_sweep(args.config, args.overrides, prefix_steps=args.prefix_steps, seeds=args.seeds, out=args.out,
+                    parallel=args.parallel))
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from rlalign.probe import ProbeSizes, run_probe
+
+    sizes = ProbeSizes(prefixes=args.prefixes, completions=args.completions, seed=args.seed)
+    print(run_probe(args.config, args.overrides, prompts=args.prompts, count=args.count, sizes=sizes,
+                    steps=args.steps, level=args.share, out=args.out))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlalign",
@@ -151,11 +172,43 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--per-item", action="store_true", help="also print one row per image or caption")
     score.add_argument("--batch-size", type=int, default=32, help="items per reward call (default: %(default)s)")
     score.set_defaults(handler=cmd_score)
+
+    sweep = commands.add_parser("sweep", help="one run per prefix length m and seed, then a report (docs/sweeps.md)")
+    sweep.add_argument("config", help="path of a YAML config (see configs/)")
+    sweep.add_argument("overrides", nargs="*", help="overrides applied to every run, such as train.steps=150")
+    sweep.add_argument("--prefix-steps", required=True, help="the m values, e.g. 1,2,3,all")
+    sweep.add_argument("--seeds", type=int, default=1, help="seeds per m: seed, seed+1, ... (default: %(default)s)")
+    sweep.add_argument("--out", default="runs/sweep", help="sweep directory; re-running resumes it (default: %(default)s)")
+    sweep.add_argument("--parallel", type=int, default=1,
+                       help="runs at a time, as Ray tasks sharing this machine's CPUs (default: %(default)s, in order)")
+    sweep.add_argument("--report-only", action="store_true", help="only rebuild report.md and the plots from --out")
+    sweep.set_defaults(handler=cmd_sweep)
+
+    probe = commands.add_parser("probe", help="how much of the reward each step decides: choose m (docs/sweeps.md)")
+    probe.add_argument("config", help="path of a YAML config (policy, prompts and rewards are used)")
+    probe.add_argument("overrides", nargs="*", help="overrides such as policy.insertion_steps=8")
+    probe.add_argument("--prompts", default=None, help="prompt source (default: the config's first eval set)")
+    probe.add_argument("--count", type=int, default=16, help="prompts, spread over the source (default: %(default)s)")
+    probe.add_argument("--prefixes", type=int, default=8, help="N prefixes per prompt and step (default: %(default)s)")
+    probe.add_argument("--completions", type=int, default=8,
+                       help="K frozen-suffix completions per prefix (default: %(default)s)")
+    probe.add_argument("--steps", default="all", help="steps t to probe, e.g. 1,2,3 (default: all of 1..T)")
+    probe.add_argument("--share", type=float, default=0.5, help="share level for the suggested m (default: %(default)s)")
+    probe.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
+    probe.add_argument("--out", default="outputs/probe", help="directory for probe.md/json/png (default: %(default)s)")
+    probe.set_defaults(handler=cmd_probe)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # `section.key=value` overrides may also follow the options (argparse stops a positional list
+    # at the first option); anything else left over is an error as usual.
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.handler(args)
     except (ConfigError, ValueError, FileNotFoundError, FileExistsError, KeyError) as error:

@@ -113,3 +113,12 @@ def test_score_input_errors_exit_2(tmp_path):
     (tmp_path / "captions.txt").write_text("a red circle without a tab\n")
     captions = rlalign("score", str(config), str(tmp_path / "captions.txt"))
     assert captions.returncode == 2 and "captions.txt:1 has no TAB" in captions.stderr
+
+
+def test_overrides_may_follow_the_options(capsys):
+    from rlalign.cli import main
+
+    assert main(["config", str(ROOT / "configs" / "shapes_nextscale.yaml"), "--explain", "train.steps=7"]) == 0
+    assert "train.steps = 7" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # a stray option is still an error
+        main(["config", str(ROOT / "configs" / "shapes_nextscale.yaml"), "--no-such-option"])

@@ -1,0 +1,131 @@
+"""`rlalign sweep`: one training run per (prefix length m, seed), then a report (docs/sweeps.md).
+
+Every run is the config with only `grpo.prefix_steps`, `seed` and `output_dir` changed, so runs of
+the same seed draw the same training prompts at every step and the same evaluation randomness
+(per-sample seeds, rlalign.seeding): differences between m are paired, not luck of the draw.
+Runs go one after another in this process, or `--parallel N` at a time as Ray tasks (local
+rollouts only: a run's own Ray actors would compete with its siblings for the same CPUs).
+
+A sweep directory is resumable: a run whose summary.json exists is kept as it is, a run that
+stopped part way continues from its latest checkpoint, so a re-launched sweep only does what is
+missing and never overwrites finished work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rlalign.config import Config, load_config, to_dict
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    prefix_steps: int | str  # m, or "all"
+    seed: int
+    output_dir: str
+
+    @property
+    def name(self) -> str:
+        return Path(self.output_dir).name
+
+
+def parse_prefix_steps(spec: str, num_steps: int) -> list[int | str]:
+    """`1,2,all` -> [1, 2, 'all']; every value must be in 1..T or `all` (T = num_steps), no repeats."""
+    values: list[int | str] = []
+    for item in (part.strip() for part in spec.split(",")):
+        value: int | str = item if item == "all" else int(item) if item.isdigit() else item
+        if value != "all" and not (isinstance(value, int) and 1 <= value <= num_steps):
+            raise ValueError(f"--prefix-steps: {item!r} is not a step count 1..{num_steps} or 'all' "
+                             f"(this policy has T = {num_steps} steps)")
+        if (num_steps if value == "all" else value) in [num_steps if v == "all" else v for v in values]:
+            raise ValueError(f"--prefix-steps lists m = {item} twice ({spec!r}); 'all' is m = {num_steps}")
+        values.append(value)
+    return values
+
+
+def plan(cfg: Config, prefix_steps: list[int | str], seeds: int, out: str | Path) -> list[SweepRun]:
+    """Runs in order m-major; seeds are cfg.seed, cfg.seed + 1, ..."""
+    if seeds < 1:
+        raise ValueError(f"--seeds must be ≥ 1, got {seeds}")
+    return [SweepRun(m, cfg.seed + i, str(Path(out) / f"m{m}-seed{cfg.seed + i}"))
+            for m in prefix_steps for i in range(seeds)]
+
+
+def run_config(config: str | dict, overrides: list[str], run: SweepRun) -> Config:
+    return load_config(config, [*overrides, f"grpo.prefix_steps={run.prefix_steps}", f"seed={run.seed}",
+                                f"output_dir={run.output_dir}"])
+
+
+def train_run(values: dict, torch_threads: int = 0) -> str:
+    """Train one run from its resolved config (a plain dict, so it travels to Ray) and summarise it;
+    finished runs are skipped and interrupted ones resumed. Returns what was done."""
+    import torch
+
+    from rlalign.report import write_summary
+    from rlalign.trainer import train
+
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
+    cfg = load_config(values, [])
+    directory = Path(cfg.output_dir)
+    if (directory / "summary.json").is_file():
+        return f"{directory.name}: finished earlier, kept"
+    resume = str(directory) if (directory / "checkpoints").is_dir() and any((directory / "checkpoints").iterdir()) else None
+    if resume is None and (directory / "metrics.jsonl").is_file():
+        raise FileExistsError(f"sweep run {directory} stopped before its first checkpoint, so it cannot be resumed; "
+                              "delete that directory to redo the run (a sweep never deletes runs)")
+    started = time.perf_counter()
+    train(cfg, resume=resume)
+    write_summary(directory)
+    return f"{directory.name}: {'resumed and ' if resume else ''}trained in {time.perf_counter() - started:.0f} s"
+
+
+def run_sweep(config: str, overrides: list[str], *, prefix_steps: str, seeds: int, out: str,
+              parallel: int = 1) -> str:
+    """Train every (m, seed) run of the sweep under `out`, then write out/report.md; returns a summary."""
+    from rlalign.policies.base import load_policy
+    from rlalign.sweep_report import write_report
+
+    base = load_config(config, overrides)
+    num_steps = load_policy(base.policy).num_steps
+    runs = plan(base, parse_prefix_steps(prefix_steps, num_steps), seeds, out)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    manifest = {"config": config, "overrides": overrides, "num_steps": num_steps,
+                "reward_weights": {spec.label or spec.name: spec.weight for spec in base.rewards.functions},
+                "runs": [dataclasses.asdict(run) for run in runs]}
+    (Path(out) / "sweep.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    resolved = [to_dict(run_config(config, overrides, run)) for run in runs]
+    if parallel > 1:
+        done = _train_on_ray(resolved, parallel, base)
+    else:
+        done = []
+        for run, values in zip(runs, resolved):
+            print(f"[rlalign sweep] run {run.name} ({len(done) + 1}/{len(runs)})", flush=True)
+            done.append(train_run(values))
+    report = write_report(out)
+    return "\n".join(done) + "\n\n" + report + f"\n(wrote {out}/report.md and its plots)"
+
+
+def _train_on_ray(resolved: list[dict], parallel: int, base: Config) -> list[str]:
+    """`parallel` runs at a time as Ray tasks, each with an equal share of this machine's CPUs."""
+    import os
+
+    import ray
+
+    if base.rollout.backend != "local":
+        raise ValueError("rlalign sweep --parallel runs each training run as a Ray task; set rollout.backend=local "
+                         "(a run's own rollout actors would compete with its siblings), or sweep sequentially")
+    cpus = max(1, (os.cpu_count() or 1) // parallel)
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        ray.init(num_cpus=cpus * parallel, include_dashboard=False)
+    try:
+        task = ray.remote(num_cpus=cpus)(train_run)
+        return ray.get([task.remote(values, cpus) for values in resolved])
+    finally:
+        if started_ray:
+            ray.shutdown()
