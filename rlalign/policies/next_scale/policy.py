@@ -61,7 +61,6 @@ class NextScalePolicy:
 
     def completion_tokenizer(self) -> None:
         """Images have no text tokens: rewards get no `completion_ids` from this family."""
-        return None
 
     # ---------------------------------------------------------------------------------------------
     # LoRA
