@@ -135,7 +135,7 @@ def run_probe(config: str, overrides: list[str], *, prompts: str | None, count: 
     from rlalign.config import load_config
     from rlalign.evaluation import grid_rows
     from rlalign.plots import line_plot
-    from rlalign.policies.base import load_policy, resolve_prefix_steps
+    from rlalign.policies.base import load_policy, parse_prefix_steps, resolve_prefix_steps
     from rlalign.prompts import parse_prompt_source
 
     cfg = load_config(config, overrides)
@@ -145,8 +145,8 @@ def run_probe(config: str, overrides: list[str], *, prompts: str | None, count: 
         raise ValueError(f"--count must be ≥ 1, got {count}")
     listed = parse_prompt_source(source).all()
     chosen = [listed[i] for i in grid_rows(len(listed), count).tolist()]  # spread over the list
-    probed = [resolve_prefix_steps(int(v) if v != "all" else v, policy.num_steps) for v in steps.split(",")] \
-        if steps != "all" else list(range(1, policy.num_steps + 1))
+    probed = (list(range(1, policy.num_steps + 1)) if steps == "all"
+              else [resolve_prefix_steps(v, policy.num_steps) for v in parse_prefix_steps(steps, policy.num_steps)])
     rows = probe_steps(policy, chosen, config_scores(cfg, policy.completion_tokenizer()), probed, sizes,
                        log=print)
     metrics = list(dict.fromkeys(r["metric"] for r in rows))

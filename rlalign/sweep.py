@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlalign.config import Config, load_config, to_dict
+from rlalign.policies.base import load_policy, parse_prefix_steps
 
 
 @dataclass(frozen=True)
@@ -31,20 +32,6 @@ class SweepRun:
     @property
     def name(self) -> str:
         return Path(self.output_dir).name
-
-
-def parse_prefix_steps(spec: str, num_steps: int) -> list[int | str]:
-    """`1,2,all` -> [1, 2, 'all']; every value must be in 1..T or `all` (T = num_steps), no repeats."""
-    values: list[int | str] = []
-    for item in (part.strip() for part in spec.split(",")):
-        value: int | str = item if item == "all" else int(item) if item.isdigit() else item
-        if value != "all" and not (isinstance(value, int) and 1 <= value <= num_steps):
-            raise ValueError(f"--prefix-steps: {item!r} is not a step count 1..{num_steps} or 'all' "
-                             f"(this policy has T = {num_steps} steps)")
-        if (num_steps if value == "all" else value) in [num_steps if v == "all" else v for v in values]:
-            raise ValueError(f"--prefix-steps lists m = {item} twice ({spec!r}); 'all' is m = {num_steps}")
-        values.append(value)
-    return values
 
 
 def plan(cfg: Config, prefix_steps: list[int | str], seeds: int, out: str | Path) -> list[SweepRun]:
@@ -87,7 +74,6 @@ def train_run(values: dict, torch_threads: int = 0) -> str:
 def run_sweep(config: str, overrides: list[str], *, prefix_steps: str, seeds: int, out: str,
               parallel: int = 1) -> str:
     """Train every (m, seed) run of the sweep under `out`, then write out/report.md; returns a summary."""
-    from rlalign.policies.base import load_policy
     from rlalign.sweep_report import write_report
 
     base = load_config(config, overrides)

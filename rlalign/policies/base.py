@@ -156,6 +156,24 @@ def resolve_prefix_steps(prefix_steps: int | str, num_steps: int) -> int:
     return prefix_steps
 
 
+def parse_prefix_steps(spec: str, num_steps: int) -> list[int | str]:
+    """A comma list of m values, `1,2,all` -> [1, 2, 'all'], each checked by resolve_prefix_steps;
+    the same m twice (`6,all` when T = 6) is an error."""
+    values: list[int | str] = []
+    seen: set[int] = set()
+    for item in (part.strip() for part in spec.split(",")):
+        value: int | str = int(item) if item.isdigit() else item
+        try:
+            m = resolve_prefix_steps(value, num_steps)
+        except ValueError as error:
+            raise ValueError(f"--prefix-steps: {error}") from None
+        if m in seen:
+            raise ValueError(f"--prefix-steps lists m = {item} twice ({spec!r}); 'all' is m = {num_steps}")
+        seen.add(m)
+        values.append(value)
+    return values
+
+
 def load_policy(cfg: Any) -> StepPolicy:
     """Build a policy from a PolicyConfig (or a dict of its fields)."""
     from rlalign.config import PolicyConfig
