@@ -37,6 +37,8 @@ from rlalign.policies.next_scale.model import ASSETS_DIR
 from rlalign.shapes import (
     CANVAS,
     COLOURS,
+    COUNTS,
+    FREE,
     GRAMMAR_WORDS,
     POSITIONS,
     RELATIONS,
@@ -167,38 +169,65 @@ def ensure_registered(architecture: str) -> None:
 
 def mirrored(scene: Scene) -> Scene:
     """The scene flipped left–right: exactly what rendering the mirrored placements draws."""
-    spec = scene.spec
-    if len(spec.objects) == 1:
-        layout = {"left": "right", "right": "left"}.get(spec.layout, spec.layout)
-        new_spec, placements = SceneSpec(spec.objects, layout), scene.placements
+    spec, placements, colours = scene.spec, scene.placements, scene.colours
+    if spec.layout in POSITIONS:
+        new_spec = SceneSpec(spec.objects, {"left": "right", "right": "left"}.get(spec.layout, spec.layout))
     elif spec.layout == "left_of":  # the first object is now on the right: swap to stay canonical
-        new_spec, placements = SceneSpec(spec.objects[::-1], "left_of"), scene.placements[::-1]
+        new_spec, placements, colours = SceneSpec(spec.objects[::-1], "left_of"), placements[::-1], colours[::-1]
     else:
-        new_spec, placements = spec, scene.placements
-    return Scene(new_spec, tuple(Placement(CANVAS - p.cx, p.cy, p.size) for p in placements))
+        new_spec = spec
+    return Scene(new_spec, tuple(Placement(CANVAS - p.cx, p.cy, p.size) for p in placements), colours)
 
 
 def caption_edits(spec: SceneSpec) -> list[tuple[str, SceneSpec]]:
-    """Every spec one step from `spec`: one colour, shape, position or relation word, or the objects swapped.
+    """Specs one step from `spec`, by kind: a colour, shape, position, relation or count word changed,
+    the two objects' order swapped (which swaps colour bindings or the relation), an object dropped
+    or one added. Coloured pairs keep their colours distinct, as the grammar's scenes do.
 
-    Two-object edits keep the colours distinct, as the grammar's scenes do.
+    An edit may still describe a particular scene (an uncoloured prompt leaves colours open):
+    `scene_edits` keeps only the edits a scene does not satisfy.
     """
+    objects, layout = spec.objects, spec.layout
+    if spec.counted:
+        first = objects[0]
+        edits = [("count", SceneSpec((first,) * n)) for n in COUNTS if n != len(objects)]
+        edits += [("shape", SceneSpec((ObjectSpec(first.colour, shape),) * len(objects)))
+                  for shape in SHAPES if shape != first.shape]
+        return edits
     edits: list[tuple[str, SceneSpec]] = []
-    objects = spec.objects
     for index, obj in enumerate(objects):
         others = {o.colour for i, o in enumerate(objects) if i != index}
-        for colour in COLOURS:
-            if colour != obj.colour and colour not in others:
-                edits.append(("colour", _replace(spec, index, ObjectSpec(colour, obj.shape))))
-        for shape in SHAPES:
-            if shape != obj.shape:
-                edits.append(("shape", _replace(spec, index, ObjectSpec(obj.colour, shape))))
+        if obj.colour is not None:
+            edits += [("colour", _replace(spec, index, ObjectSpec(colour, obj.shape)))
+                      for colour in COLOURS if colour != obj.colour and colour not in others]
+        edits += [("shape", _replace(spec, index, ObjectSpec(obj.colour, shape))) for shape in SHAPES
+                  if shape != obj.shape and _valid(spec, index, ObjectSpec(obj.colour, shape))]
     if len(objects) == 1:
-        edits += [("position", SceneSpec(objects, p)) for p in POSITIONS if p != spec.layout]
+        edits += [("position", SceneSpec(objects, p)) for p in POSITIONS if p != layout and layout != FREE]
+        edits.append(("count", SceneSpec(objects * 2, FREE) if layout == FREE else SceneSpec(objects * 2, "left_of")))
     else:
-        edits += [("relation", SceneSpec(objects, r)) for r in RELATIONS if r != spec.layout]
-        edits.append(("swap", SceneSpec(objects[::-1], spec.layout)))
-    return edits
+        edits += [("relation", SceneSpec(objects, r)) for r in RELATIONS if r != layout and layout != FREE]
+        if objects[0].colour is not None and objects[1].colour is not None and objects[0].shape != objects[1].shape:
+            # the binding edit: each shape gets the other's colour ("a blue circle and a red square")
+            edits.append(("swap", SceneSpec((ObjectSpec(objects[1].colour, objects[0].shape),
+                                             ObjectSpec(objects[0].colour, objects[1].shape)), layout)))
+        if layout != FREE:
+            edits.append(("swap", SceneSpec(objects[::-1], layout)))
+        edits += [("drop", SceneSpec((obj,), FREE)) for obj in objects]
+    return [(kind, edit) for kind, edit in edits if edit != spec]
+
+
+def _valid(spec: SceneSpec, index: int, obj: ObjectSpec) -> bool:
+    """Whether replacing object `index` by `obj` keeps an "and" pair of two different objects."""
+    return not (len(spec.objects) == 2 and spec.layout == FREE and obj == spec.objects[1 - index])
+
+
+def scene_edits(scene: Scene) -> list[tuple[str, SceneSpec]]:
+    """The caption edits of a scene's spec that the scene itself does not satisfy (true negatives)."""
+    from rewards.shapes_eval import check_objects, scene_objects
+
+    seen = scene_objects(scene)
+    return [(kind, edit) for kind, edit in caption_edits(scene.spec) if not check_objects(edit, seen).exact]
 
 
 def _replace(spec: SceneSpec, index: int, obj: ObjectSpec) -> SceneSpec:

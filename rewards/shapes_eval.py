@@ -11,6 +11,7 @@ The verifier is evaluation ground truth: no training objective may see it.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +19,17 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from rlalign.shapes import CANVAS, PALETTE, Placement, PromptParseError, Scene, SceneSpec, parse_prompt
+from rlalign.shapes import (
+    CANVAS,
+    PALETTE,
+    POSITIONS,
+    RELATIONS,
+    Placement,
+    PromptParseError,
+    Scene,
+    SceneSpec,
+    parse_prompt,
+)
 from rlalign.shapes.render import coverage
 
 FOREGROUND_THRESHOLD = 0.3
@@ -134,8 +145,8 @@ def detect_objects(image: torch.Tensor | np.ndarray) -> list[SeenObject]:
 def scene_objects(scene: Scene) -> list[SeenObject]:
     """The objects of a known scene, exactly as drawn."""
     return [
-        SeenObject(o.colour, o.shape, p.cx, p.cy, p.size * p.size)
-        for o, p in zip(scene.spec.objects, scene.placements)
+        SeenObject(colour, o.shape, p.cx, p.cy, p.size * p.size)
+        for o, colour, p in zip(scene.spec.objects, scene.colours, scene.placements)
     ]
 
 
@@ -162,28 +173,47 @@ def relation_holds(first: SeenObject, second: SeenObject, relation: str) -> bool
     return dy >= RELATION_MARGIN and abs(dy) >= abs(dx)
 
 
-def check_objects(spec: SceneSpec, objects: list[SeenObject]) -> Verdict:
-    """Judge seen objects against a spec; the score is the fraction of checks met."""
+MAX_CANDIDATES = 6
+"""Only the largest this many seen objects are tried in the assignment (bounds the search on noise)."""
+
+
+def _checks_for(spec: SceneSpec, chosen: tuple[SeenObject | None, ...]) -> dict[str, bool]:
+    """The named checks of one assignment of seen objects (or None) to the spec's objects."""
     checks: dict[str, bool] = {}
-    chosen: list[SeenObject | None] = []
-    for wanted in spec.objects:
-        name = f"{wanted.colour} {wanted.shape}"
-        candidates = [o for o in objects if o.colour == wanted.colour]
-        # Prefer a candidate of the right shape, then the largest one.
-        candidates.sort(key=lambda o: (o.shape != wanted.shape, -o.area))
-        best = candidates[0] if candidates else None
-        chosen.append(best)
-        checks[f"{name}: colour present"] = best is not None
-        checks[f"{name}: shape"] = best is not None and best.shape == wanted.shape
-    if len(spec.objects) == 1:
-        only = chosen[0]
-        checks[f"position: {spec.layout}"] = only is not None and position_of(only) == spec.layout
-    else:
+    numbered = len(set(spec.objects)) < len(spec.objects)  # identical objects get a number each
+    for index, (wanted, seen) in enumerate(zip(spec.objects, chosen)):
+        name = f"{wanted.label} {index + 1}" if numbered else wanted.label
+        checks[f"{name}: shape"] = seen is not None and seen.shape == wanted.shape
+        if wanted.colour is not None:
+            checks[f"{name}: colour"] = seen is not None and seen.colour == wanted.colour
+    if spec.layout in POSITIONS:
+        checks[f"position: {spec.layout}"] = chosen[0] is not None and position_of(chosen[0]) == spec.layout
+    elif spec.layout in RELATIONS:
         first, second = chosen
         checks[f"relation: {spec.layout}"] = (
-            first is not None and second is not None and relation_holds(first, second, spec.layout)
-        )
-    checks["no extra objects"] = len(objects) == len(spec.objects)
+            first is not None and second is not None and relation_holds(first, second, spec.layout))
+    return checks
+
+
+def check_objects(spec: SceneSpec, objects: list[SeenObject]) -> Verdict:
+    """Judge seen objects against a spec; the score is the fraction of checks met.
+
+    Each named object is matched to a distinct seen object (or to none when too few are seen);
+    the assignment meeting the most checks is judged, ties going to larger objects. Besides the
+    per-object and layout checks, "no extra objects" asks for exactly as many objects as named
+    (for a counting prompt: exactly that many).
+    """
+    candidates = sorted(objects, key=lambda o: -o.area)[:MAX_CANDIDATES]
+    # Leaving a named object unmatched never beats matching it, so None fills only missing objects.
+    slots: list[SeenObject | None] = [*candidates, *([None] * max(0, len(spec.objects) - len(candidates)))]
+    best: dict[str, bool] | None = None
+    for chosen in itertools.permutations(range(len(slots)), len(spec.objects)):
+        checks = _checks_for(spec, tuple(slots[i] for i in chosen))
+        if best is None or sum(checks.values()) > sum(best.values()):
+            best = checks
+            if all(checks.values()):
+                break
+    checks = {**best, "no extra objects": len(objects) == len(spec.objects)}
     met = sum(checks.values())
     return Verdict(met / len(checks), met == len(checks), checks)
 

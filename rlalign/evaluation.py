@@ -17,7 +17,7 @@ import torch
 from rewards.shapes_eval import verify_caption, verify_image
 from rlalign.policies.base import StepPolicy
 from rlalign.seeding import grouped_generators
-from rlalign.shapes import Scene
+from rlalign.shapes import CATEGORIES, Scene, category_of
 from rlalign.viz import save_grid
 
 
@@ -59,30 +59,38 @@ def generate(policy: StepPolicy, prompts: Sequence, *, samples_per_prompt: int, 
 
 
 def verifier_report(prompts: Sequence[str], images: torch.Tensor) -> dict:
-    """Exact match (with a 95% Wilson interval) and mean partial score, overall and by object count."""
+    """GenEval-style report: exact match per category and overall (see `category_report`)."""
     verdicts = [verify_image(prompt, image) for prompt, image in zip(prompts, images)]
-    return _grouped_report(verdicts, [_is_pair(p) for p in prompts])
+    return category_report(verdicts, [category_of(p) for p in prompts])
 
 
 def caption_report(scenes: Sequence, captions: Sequence[str]) -> dict:
-    """The same report for captions of known Shapes scenes (a captioner's prompts are its scenes)."""
+    """The same report for captions of known Shapes scenes (a captioner's prompts are its scenes),
+    each caption judged in the category of its scene's true prompt."""
     verdicts = [verify_caption(caption, scene) for caption, scene in zip(captions, scenes)]
-    return _grouped_report(verdicts, [len(scene.spec.objects) == 2 for scene in scenes])
+    return category_report(verdicts, [scene.spec.category for scene in scenes])
 
 
-def _grouped_report(verdicts: list, pairs: list[bool]) -> dict:
-    report = {"overall": _summary(verdicts)}
-    for kind, is_pair in (("one_object", False), ("two_objects", True)):
-        chosen = [v for pair, v in zip(pairs, verdicts) if pair == is_pair]
+def category_report(verdicts: list, categories: list[str]) -> dict:
+    """`overall` first, then one row per category present, in GenEval's order.
+
+    As in GenEval, `overall` is the unweighted mean of the categories present, not of the samples;
+    its interval is the normal interval of that mean of independent proportions (each category's
+    binomial variance p(1-p)/n, divided by the squared number of categories). `samples` counts
+    every judged sample, and `sample_mean` is the plain mean over them.
+    """
+    rows = {}
+    for category in CATEGORIES:
+        chosen = [v for c, v in zip(categories, verdicts) if c == category]
         if chosen:
-            report[kind] = _summary(chosen)
-    return report
-
-
-def _is_pair(prompt: str) -> bool:
-    from rlalign.shapes import parse_prompt
-
-    return len(parse_prompt(prompt).objects) == 2
+            rows[category] = _summary(chosen)
+    count = len(rows)
+    exact = sum(row["exact"] for row in rows.values()) / count
+    half = 1.96 * math.sqrt(sum(r["exact"] * (1 - r["exact"]) / r["samples"] for r in rows.values())) / count
+    overall = {"exact": exact, "exact_ci95": [max(0.0, exact - half), min(1.0, exact + half)],
+               "score": sum(row["score"] for row in rows.values()) / count, "samples": len(verdicts),
+               "sample_mean": sum(v.exact for v in verdicts) / len(verdicts)}
+    return {"overall": overall, **rows}
 
 
 def _summary(verdicts: list) -> dict:
@@ -126,16 +134,17 @@ def score_samples(worker, prompts: list, outputs) -> dict:
 
 
 def flat_eval_metrics(name: str, scores: dict, prefix: str = "eval") -> dict[str, float]:
-    """eval/<set>/<reward> means, eval/<set>/exact[_ci95_low|high] (+ one_object/two_objects) and
+    """eval/<set>/<reward> means, eval/<set>/exact[_ci95_low|high] (GenEval overall), the same per
+    category (eval/<set>/<category>/exact[_ci95_low|high]) and
     eval/<set>/samples (how many samples the verifier judged)."""
     metrics = {f"{prefix}/{name}/{label}": value for label, value in scores["rewards"].items()}
     if scores["verifier"]:
         for group, row in scores["verifier"].items():
             key = f"{prefix}/{name}/exact" if group == "overall" else f"{prefix}/{name}/{group}/exact"
             metrics[key] = row["exact"]
-            if group == "overall":
-                metrics[key + "_ci95_low"], metrics[key + "_ci95_high"] = row["exact_ci95"]
-                metrics[f"{prefix}/{name}/samples"] = row["samples"]  # n behind the interval
+            metrics[key + "_ci95_low"], metrics[key + "_ci95_high"] = row["exact_ci95"]
+            base = f"{prefix}/{name}" if group == "overall" else f"{prefix}/{name}/{group}"
+            metrics[f"{base}/samples"] = row["samples"]  # n behind the interval
     return metrics
 
 

@@ -1,13 +1,17 @@
 """Prompt sources: the strings configs and the CLI use to name where prompts come from.
 
-  shapes:SPLIT        prompts sampled from the Shapes grammar (train | heldout | all), endless
-  shapes-eval:SPLIT   the fixed evaluation list of a split (48 prompts, DESIGN §8)
+  shapes:SPLIT        prompts of the six GenEval categories (equal shares) of a split (train | heldout
+                      | all), endless; never an evaluation-list string where the category has others
+                      (rlalign.shapes.categories.training_pool)
+  shapes-eval:SPLIT   the fixed per-category evaluation lists of a split (147 entries, docs/shapes.md)
+  shapes-eval:SPLIT:CATEGORY   one category's list (e.g. shapes-eval:heldout:counting)
   file:PATH           one prompt per line (blank lines and lines starting with # are skipped)
   classes:A-B         class ids A..B inclusive, for class-conditional models such as VAR
   classes:A,B,C       an explicit list of class ids
-  shapes-scenes:SPLIT        Shapes scenes (objects with placements) of a split, endless: the
-                             prompts of an image-conditioned model such as the captioner
-  shapes-scenes-eval:SPLIT   48 fixed scenes, one per prompt of the split's evaluation list
+  shapes-scenes:SPLIT        described Shapes scenes (one or two objects, everything named) of a
+                             split, endless: the prompts of an image-conditioned model such as the
+                             captioner
+  shapes-scenes-eval:SPLIT   48 fixed described scenes, one per prompt of described_eval_prompts
 
 Fixed sources (all but `shapes:`) have a finite list; `draw(count, seed)` walks seeded permutations
 of it, so one draw holds no prompt twice before every prompt has appeared once. The trainer draws
@@ -21,7 +25,17 @@ from pathlib import Path
 
 import numpy as np
 
-from rlalign.shapes import SPLITS, eval_prompts, parse_prompt, place, sample_scenes
+from rlalign.shapes import (
+    CATEGORIES,
+    SPLITS,
+    described_eval_prompts,
+    eval_prompts,
+    eval_prompts_by_category,
+    parse_prompt,
+    place,
+    sample_category_prompts,
+    sample_scenes,
+)
 
 KINDS = ("shapes", "shapes-eval", "file", "classes", "shapes-scenes", "shapes-scenes-eval")
 EVAL_SCENE_SEED = 20261201
@@ -45,8 +59,9 @@ class PromptSource:
         from prompt j of the same pass unless the list is shorter than `count`.
         """
         if self.fixed is None:
-            scenes = sample_scenes(self.split, count, seed)
-            return scenes if self.scenes else [scene.spec.prompt for scene in scenes]
+            if self.scenes:
+                return sample_scenes(self.split, count, seed)
+            return sample_category_prompts(self.split, count, seed)
         rng = np.random.default_rng([seed, len(self.fixed)])
         order: list[int] = []
         while len(order) < count:
@@ -65,19 +80,26 @@ def parse_prompt_source(spec: str) -> PromptSource:
     """Parse a source string; a bad one fails with the accepted forms."""
     kind, sep, rest = str(spec).partition(":")
     if not sep or kind not in KINDS:
-        raise ValueError(f"prompt source {spec!r} is not one of: shapes:SPLIT, shapes-eval:SPLIT, file:PATH, "
+        raise ValueError(f"prompt source {spec!r} is not one of: shapes:SPLIT, shapes-eval:SPLIT[:CATEGORY], file:PATH, "
                          "classes:A-B, classes:A,B,..., shapes-scenes:SPLIT, shapes-scenes-eval:SPLIT")
     if kind in ("shapes", "shapes-scenes"):
         if rest not in SPLITS:
             raise ValueError(f"prompt source {spec!r}: split must be one of {', '.join(SPLITS)}")
         return PromptSource(spec, split=rest, scenes=kind == "shapes-scenes")
     if kind in ("shapes-eval", "shapes-scenes-eval"):
-        if rest not in ("train", "heldout"):
+        split, _, category = rest.partition(":")
+        if split not in ("train", "heldout"):
             raise ValueError(f"prompt source {spec!r}: fixed evaluation lists exist for train and heldout")
+        if kind == "shapes-eval" and category:
+            if category not in CATEGORIES:
+                raise ValueError(f"prompt source {spec!r}: category must be one of {', '.join(CATEGORIES)}")
+            return PromptSource(spec, fixed=eval_prompts_by_category(split)[category])
         if kind == "shapes-eval":
-            return PromptSource(spec, fixed=eval_prompts(rest))
-        rng = np.random.default_rng([EVAL_SCENE_SEED, SPLITS.index(rest)])
-        scenes = tuple(place(parse_prompt(prompt), rng) for prompt in eval_prompts(rest))
+            return PromptSource(spec, fixed=eval_prompts(split))
+        if category:
+            raise ValueError(f"prompt source {spec!r}: shapes-scenes-eval takes a split only")
+        rng = np.random.default_rng([EVAL_SCENE_SEED, SPLITS.index(split)])
+        scenes = tuple(place(parse_prompt(prompt), rng) for prompt in described_eval_prompts(split))
         return PromptSource(spec, fixed=scenes, scenes=True)
     if kind == "file":
         return PromptSource(spec, fixed=tuple(_read_prompt_file(rest)))

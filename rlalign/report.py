@@ -8,6 +8,7 @@ import statistics
 from pathlib import Path
 
 from rlalign.metrics import read_metrics
+from rlalign.shapes import CATEGORIES
 
 
 def _final_eval(records: list[dict]) -> dict:
@@ -22,11 +23,16 @@ def summarize_run(output_dir: str | Path) -> tuple[str, dict]:
     steps = [r for r in records if "time/step" in r]
     final = _final_eval(records)
     sets = sorted({k.split("/")[1] for k in final if k.startswith("eval/") and k.count("/") >= 2} - {"base"})
-    lines = ["| eval set | metric | base | final | change |", "|---|---|---|---|---|"]
-    numbers: dict = {"eval": {}}
+    lines: list[str] = []
+    numbers: dict = {"eval": {}, "geneval": {}}
+    for name in sets:
+        table, numbers["geneval"][name] = geneval_table(final, name)
+        lines += table
+    lines += ["| eval set | metric | base | final | change |", "|---|---|---|---|---|"]
     for name in sets:
         for key in sorted(k for k in final if k.startswith(f"eval/{name}/") and "/base/" not in k
-                          and not k.endswith(("_ci95_low", "_ci95_high", "/samples"))):
+                          and not k.endswith(("_ci95_low", "_ci95_high", "/samples"))
+                          and not k.removeprefix(f"eval/{name}/").startswith(CATEGORIES)):
             metric = key.removeprefix(f"eval/{name}/")
             base = final.get(f"eval/{name}/base/{metric}")
             value = final[key]
@@ -60,6 +66,33 @@ def summarize_run(output_dir: str | Path) -> tuple[str, dict]:
               f"largest on-policy |logp − old_logp|: {_fmt(numbers['max_on_policy_logratio'], '.1e')}",
               "time split (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items())]
     return "\n".join(lines), numbers
+
+
+def geneval_table(record: dict, name: str) -> tuple[list[str], dict]:
+    """The GenEval-style table of one eval set: verifier exact match per category and overall,
+    base vs final with 95% intervals (Markdown lines, empty without verifier metrics) and its numbers."""
+    rows = [(c, f"eval/{name}/{c}/exact") for c in CATEGORIES] + [("overall", f"eval/{name}/exact")]
+    rows = [(label, key) for label, key in rows if key in record and record[key] is not None]
+    if not rows:
+        return [], {}
+    lines = [f"### {name}: verifier exact match (GenEval-style; overall = mean of the categories; 95% intervals)",
+             "", "| category | samples | base | final | change |", "|---|---|---|---|---|"]
+    numbers = {}
+    for label, key in rows:
+        base_key = key.replace(f"eval/{name}/", f"eval/{name}/base/", 1)
+        base, value = record.get(base_key), record[key]
+        samples = record.get(key.removesuffix("/exact") + "/samples" if label != "overall" else f"eval/{name}/samples")
+        bold = "**" if label == "overall" else ""
+        lines.append(f"| {bold}{label}{bold} | {samples} | {base:.3f}{_ci(record, base_key)} | "
+                     f"{bold}{value:.3f}{bold}{_ci(record, key)} | {value - base:+.3f} |")
+        numbers[label] = {"base": base, "base_ci95": _bounds(record, base_key), "final": value,
+                          "final_ci95": _bounds(record, key), "samples": samples}
+    return lines + [""], numbers
+
+
+def _bounds(record: dict, key: str) -> list | None:
+    low, high = record.get(key + "_ci95_low"), record.get(key + "_ci95_high")
+    return None if low is None or high is None else [low, high]
 
 
 def _ci(record: dict, key: str) -> str:

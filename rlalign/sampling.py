@@ -54,9 +54,16 @@ def run_eval(config: str, overrides: list[str], *, adapter: str, out: str) -> st
                             seed=cfg.seed, prefix_steps=cfg.grpo.prefix_steps, grid_dir=out, step=0, base_cache={})
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    from rlalign.report import geneval_table
+    from rlalign.shapes import CATEGORIES
+
+    tables = [line for name in sets for line in geneval_table(metrics, name)[0]]
     rows = ["| metric | base | adapter |", "|---|---|---|"]
     for key in sorted(k for k in metrics if "/base/" not in k and not k.endswith(("_low", "_high", "/samples"))):
         name, metric = key.split("/", 2)[1:]
+        if metric.startswith(CATEGORIES) or metric == "exact":
+            continue  # in the GenEval-style tables above
         base = metrics.get(f"eval/{name}/base/{metric}")
         rows.append(f"| {name}/{metric} | {base:.4f} | {metrics[key]:.4f} |")
-    return "\n".join(rows) + f"\n(wrote {out}/eval.json and sample grids; adapter on steps 1..{cfg.grpo.prefix_steps})"
+    return "\n".join(tables + rows) + (f"\n(wrote {out}/eval.json and sample grids; adapter on steps "
+                                        f"1..{cfg.grpo.prefix_steps}; the tables' final column is the adapter)")

@@ -1,12 +1,13 @@
 """Measure the `shapes_eval` verifier on ground truth it must accept and pairs it must reject.
 
-Prints a table and writes JSON (default: outputs/verifier_accuracy.json). Cases, each over
-`--samples` scenes drawn from every colour-shape pair (split `all`):
-  true renders                 image of the scene, its own prompt              (want ≥ 0.99 exact)
-  other prompt                 image of the scene, another scene's prompt      (want ≤ 0.05 exact)
-  noise σ                      true render + Gaussian noise σ, clamped to [0,1] (want ≥ 0.95 exact)
-  true caption                 the scene's prompt as a caption of the scene    (want ≥ 0.99 exact)
-  other caption                another scene's prompt as the caption           (want ≤ 0.05 exact)
+Prints a table per GenEval category and writes JSON (default: outputs/verifier_accuracy.json).
+Cases, each over `--samples` scenes of the six categories (split `all`, every colour–shape pair):
+  true renders     image of the scene, its own prompt                         (want ≥ 0.99 exact)
+  other prompt     image of the scene, another prompt of the same category
+                   that the scene does not satisfy (by its exact objects)      (want ≤ 0.05 exact)
+  noise σ          true render + Gaussian noise σ, clamped to [0, 1]          (want ≥ 0.95 exact)
+  true caption     the scene's prompt as a caption of the scene               (want ≥ 0.99 exact)
+  other caption    the other prompt as the caption                            (want ≤ 0.05 exact)
 
     python scripts/verifier_accuracy.py --samples 2000 --seed 0
 """
@@ -14,52 +15,65 @@ Prints a table and writes JSON (default: outputs/verifier_accuracy.json). Cases,
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from rewards.shapes_eval import verify_caption, verify_image
-from rlalign.shapes import render_batch, sample_scenes
+from rewards.shapes_eval import check_objects, scene_objects, verify_caption, verify_image
+from rlalign.benchmarking import format_table, write_json
+from rlalign.shapes import CATEGORIES, Scene, render_batch, sample_category_scenes
+
+TARGETS = {"true renders": (">=", 0.99), "other prompt": ("<=", 0.05), "noise": (">=", 0.95),
+           "true caption": (">=", 0.99), "other caption": ("<=", 0.05)}
 
 
-def _other_indices(prompts: list[str], rng: np.random.Generator) -> list[int]:
+def other_prompts(scenes: list[Scene], rng: np.random.Generator) -> list[str]:
+    """For each scene, a prompt of another scene of its category that it does not satisfy."""
+    by_category: dict[str, list[Scene]] = {}
+    for scene in scenes:
+        by_category.setdefault(scene.spec.category, []).append(scene)
     others = []
-    for index, prompt in enumerate(prompts):
-        other = index
-        while prompts[other] == prompt:
-            other = int(rng.integers(len(prompts)))
-        others.append(other)
+    for scene in scenes:
+        seen = scene_objects(scene)
+        pool = by_category[scene.spec.category]
+        while check_objects((other := pool[int(rng.integers(len(pool)))]).spec, seen).exact:
+            pass
+        others.append(other.prompt)
     return others
 
 
-def measure(samples: int, seed: int, noise_std: float) -> dict[str, dict[str, float]]:
-    scenes = sample_scenes("all", samples, seed)
+def measure(samples: int, seed: int, noise_std: float) -> dict:
+    scenes = sample_category_scenes("all", samples, seed)
     prompts = [scene.prompt for scene in scenes]
     images = render_batch(scenes)
     noisy = (images + noise_std * torch.randn(images.shape, generator=torch.Generator().manual_seed(seed))).clamp(0, 1)
-    others = _other_indices(prompts, np.random.default_rng(seed))
+    others = other_prompts(scenes, np.random.default_rng(seed))
     cases = {
         "true renders": lambda i: verify_image(prompts[i], images[i]),
-        "other prompt": lambda i: verify_image(prompts[others[i]], images[i]),
-        f"noise σ={noise_std}": lambda i: verify_image(prompts[i], noisy[i]),
+        "other prompt": lambda i: verify_image(others[i], images[i]),
+        "noise": lambda i: verify_image(prompts[i], noisy[i]),
         "true caption": lambda i: verify_caption(prompts[i], scenes[i]),
-        "other caption": lambda i: verify_caption(prompts[others[i]], scenes[i]),
+        "other caption": lambda i: verify_caption(others[i], scenes[i]),
     }
-    results = {}
+    categories = [scene.spec.category for scene in scenes]
+    rows = []
     for name, judge in cases.items():
         start = time.perf_counter()
-        verdicts = [judge(i) for i in tqdm(range(samples), desc=name, leave=False, disable=None)]
-        results[name] = {
-            "samples": samples,
-            "exact_match": float(np.mean([v.exact for v in verdicts])),
-            "mean_score": float(np.mean([v.score for v in verdicts])),
-            "ms_per_sample": 1000 * (time.perf_counter() - start) / samples,
-        }
-    return results
+        exact = np.array([judge(i).exact for i in tqdm(range(samples), desc=name, leave=False, disable=None)])
+        ms = 1000 * (time.perf_counter() - start) / samples
+        row = {"case": name if name != "noise" else f"noise σ={noise_std}", "samples": samples, "ms_per_sample": round(ms, 2)}
+        for category in CATEGORIES:
+            chosen = exact[[c == category for c in categories]]
+            row[category] = round(float(chosen.mean()), 4)
+        row["overall"] = round(float(np.mean([row[c] for c in CATEGORIES])), 4)
+        sign, bound = TARGETS[name]
+        worst = min(row[c] for c in CATEGORIES) if sign == ">=" else max(row[c] for c in CATEGORIES)
+        row["target"] = f"{sign} {bound}"
+        row["met"] = bool(worst >= bound if sign == ">=" else worst <= bound)
+        rows.append(row)
+    return {"samples_per_category": {c: categories.count(c) for c in CATEGORIES}, "rows": rows}
 
 
 def main() -> None:
@@ -70,13 +84,9 @@ def main() -> None:
     parser.add_argument("--out", default="outputs/verifier_accuracy.json")
     args = parser.parse_args()
     results = measure(args.samples, args.seed, args.noise_std)
-    print(f"{'case':<16} {'samples':>7} {'exact match':>12} {'mean score':>11} {'ms/sample':>10}")
-    for name, row in results.items():
-        print(f"{name:<16} {row['samples']:>7} {row['exact_match']:>12.4f} {row['mean_score']:>11.4f} {row['ms_per_sample']:>10.2f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"seed": args.seed, "results": results}, indent=2))
-    print(f"wrote {out}")
+    print(format_table(results["rows"], ["case", *CATEGORIES, "overall", "target", "met", "ms_per_sample"]))
+    print("scenes per category:", results["samples_per_category"])
+    print(f"wrote {write_json({'seed': args.seed, **results}, args.out)}")
 
 
 if __name__ == "__main__":

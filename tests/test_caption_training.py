@@ -10,7 +10,7 @@ from rewards.shapes_eval import shapes_eval
 from rlalign.config import RewardSpec, load_config
 from rlalign.metrics import read_metrics
 from rlalign.prompts import parse_prompt_source
-from rlalign.shapes import Scene, eval_prompts, render_batch
+from rlalign.shapes import Scene, described_eval_prompts, render_batch
 from rlalign.trainer import Trainer
 
 
@@ -18,7 +18,7 @@ def test_scene_sources_give_scenes_and_fixed_eval_scenes_follow_the_eval_prompts
     drawn = parse_prompt_source("shapes-scenes:heldout").draw(4, seed=1)
     assert all(isinstance(scene, Scene) for scene in drawn)
     fixed = parse_prompt_source("shapes-scenes-eval:heldout").all()
-    assert [scene.prompt for scene in fixed] == list(eval_prompts("heldout"))
+    assert [scene.prompt for scene in fixed] == list(described_eval_prompts("heldout"))
     assert fixed == parse_prompt_source("shapes-scenes-eval:heldout").all()  # the same placements every time
 
 
@@ -45,5 +45,5 @@ def test_the_caption_config_trains_one_step(tmp_path):
     step = next(r for r in records if "time/step" in r)
     assert step["debug/max_abs_logratio_first_iter"] <= 1e-5 and "rewards/clip/mean" in step
     final = [r for r in records if "eval/heldout/exact" in r][-1]
-    assert 0.0 <= final["eval/heldout/base/exact"] <= 1.0 and "eval/heldout/two_objects/exact" in final
+    assert 0.0 <= final["eval/heldout/base/exact"] <= 1.0 and "eval/heldout/position/exact" in final
     assert any(not torch.equal(before[k], v) for k, v in trainer.policy.adapter_state().items())

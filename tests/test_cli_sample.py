@@ -35,7 +35,7 @@ def test_sample_with_an_adapter_and_a_prompt_source(tmp_path, capsys):
     code = main(["sample", str(CONFIG), "--prompts", "shapes-eval:heldout", "--prefix-steps", "2",
                  "--adapter", str(tmp_path / "adapter"), "--out", str(out)])
     assert code == 0 and out.is_file()
-    assert "48 samples of 48 prompts, adapter" in capsys.readouterr().out
+    assert "147 samples of 147 prompts, adapter" in capsys.readouterr().out
 
 
 def test_sample_reports_bad_input_in_one_line(tmp_path, capsys):

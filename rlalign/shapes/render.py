@@ -49,8 +49,8 @@ def coverage(shape: str, place: Placement) -> np.ndarray:
 def render(scene: Scene) -> torch.Tensor:
     """One scene as a float32 image [3, 32, 32] in [0, 1]."""
     image_HW3 = np.zeros((CANVAS, CANVAS, 3), dtype=np.float32)
-    for obj, place in zip(scene.spec.objects, scene.placements):
-        image_HW3 += coverage(obj.shape, place)[..., None] * np.asarray(PALETTE[obj.colour], np.float32)
+    for obj, colour, place in zip(scene.spec.objects, scene.colours, scene.placements):
+        image_HW3 += coverage(obj.shape, place)[..., None] * np.asarray(PALETTE[colour], np.float32)
     return torch.from_numpy(np.clip(image_HW3, 0.0, 1.0)).permute(2, 0, 1).contiguous()
 
 

@@ -13,7 +13,9 @@ import functools
 import numpy as np
 
 from rlalign.shapes.scene import (
+    CANVAS,
     COLOURS,
+    FREE,
     POSITIONS,
     RELATIONS,
     SHAPES,
@@ -51,6 +53,10 @@ _SINGLE_SIZE = (9.0, 13.0)
 # free in the cross band. Sizes ≤ 10 keep a gap of at least 2 px between the objects.
 _PAIR_SIZE = (7.0, 10.0)
 _NEAR_BAND, _FAR_BAND, _CROSS_BAND = (5.5, 10.0), (22.0, 26.5), (12.0, 20.0)
+# Free layouts (prompts without a position): sides of crowded scenes (3–4 objects) and the gap
+# between any two objects' bounding boxes.
+_CROWD_SIZE = (7.0, 9.0)
+FREE_GAP = 2.0
 
 
 def _check_split(split: str) -> None:
@@ -76,12 +82,19 @@ def sample_spec(rng: np.random.Generator, split: str) -> SceneSpec:
             return SceneSpec((first, second), RELATIONS[rng.integers(len(RELATIONS))])
 
 
-def place(spec: SceneSpec, rng: np.random.Generator) -> Scene:
-    """Concrete jittered placements for a spec: any image drawn this way satisfies its prompt."""
+def place(spec: SceneSpec, rng: np.random.Generator, split: str = "all") -> Scene:
+    """Concrete jittered placements for a spec: any image drawn this way satisfies its prompt.
+
+    Objects the prompt leaves uncoloured get a colour drawn so that the scene stays in `split`
+    (a `train` scene never draws a held-out colour–shape pair).
+    """
+    colours = tuple(obj.colour or _free_colour(obj.shape, rng, split) for obj in spec.objects)
+    if spec.layout == FREE:
+        return Scene(spec, _free_placements(len(spec.objects), rng), colours)
     if len(spec.objects) == 1:
         ax, ay = _ANCHORS[spec.layout]
         jitter = rng.uniform(-_SINGLE_JITTER, _SINGLE_JITTER, size=2)
-        return Scene(spec, (Placement(ax + jitter[0], ay + jitter[1], rng.uniform(*_SINGLE_SIZE)),))
+        return Scene(spec, (Placement(ax + jitter[0], ay + jitter[1], rng.uniform(*_SINGLE_SIZE)),), colours)
     near, far = rng.uniform(*_NEAR_BAND), rng.uniform(*_FAR_BAND)
     cross = rng.uniform(*_CROSS_BAND, size=2)
     sizes = rng.uniform(*_PAIR_SIZE, size=2)
@@ -89,11 +102,39 @@ def place(spec: SceneSpec, rng: np.random.Generator) -> Scene:
         centres = [(near, cross[0]), (far, cross[1])]
     else:  # above: the first object has the smaller y
         centres = [(cross[0], near), (cross[1], far)]
-    return Scene(spec, tuple(Placement(cx, cy, s) for (cx, cy), s in zip(centres, sizes)))
+    return Scene(spec, tuple(Placement(cx, cy, s) for (cx, cy), s in zip(centres, sizes)), colours)
+
+
+def _free_colour(shape: str, rng: np.random.Generator, split: str) -> str:
+    allowed = [c for c in COLOURS if split != "train" or (c, shape) not in HELDOUT_PAIRS]
+    return allowed[rng.integers(len(allowed))]
+
+
+def _free_placements(count: int, rng: np.random.Generator) -> tuple[Placement, ...]:
+    """`count` objects anywhere on the canvas, at least FREE_GAP px apart and 1 px inside the border.
+
+    Rejection sampling of the whole layout; with sides ≤ 10 px on a 32 px canvas a valid layout is
+    found within a few tries even for four objects.
+    """
+    low, high = _SINGLE_SIZE if count == 1 else _PAIR_SIZE if count == 2 else _CROWD_SIZE
+    for _ in range(10_000):
+        sizes = rng.uniform(low, high, size=count)
+        centres = [rng.uniform(s / 2 + 1, CANVAS - s / 2 - 1, size=2) for s in sizes]
+        apart = all(
+            max(abs(centres[i][0] - centres[j][0]), abs(centres[i][1] - centres[j][1])) - (sizes[i] + sizes[j]) / 2
+            >= FREE_GAP
+            for i in range(count) for j in range(i)
+        )
+        if apart:
+            return tuple(Placement(float(c[0]), float(c[1]), float(s)) for c, s in zip(centres, sizes))
+    raise RuntimeError(f"no free layout of {count} objects found")  # not reached for count ≤ 4
 
 
 def sample_scenes(split: str, count: int, seed: int) -> list[Scene]:
-    """`count` scenes of a split; the same (split, count, seed) always gives the same scenes."""
+    """`count` *described* scenes of a split: one or two objects, every colour and the position or
+    relation named (the first Shapes world; the captioner's scenes, whose captions say everything).
+    The same (split, count, seed) always gives the same scenes. GenEval-category scenes:
+    `rlalign.shapes.categories.sample_category_scenes`."""
     _check_split(split)
     rng = np.random.default_rng([seed, SPLITS.index(split)])
     return [place(sample_spec(rng, split), rng) for _ in range(count)]
@@ -118,12 +159,14 @@ def sample_scenes_mixed(split: str, count: int, seed: int, two_object_share: flo
 
 
 EVAL_PROMPTS_PER_KIND = 24
-"""Each evaluation list has this many distinct one-object and as many distinct two-object prompts."""
+"""Each described-scene evaluation list has this many distinct one-object and two-object prompts."""
 
 
 @functools.cache
-def eval_prompts(split: str) -> tuple[str, ...]:
-    """The fixed evaluation prompt list of `train` or `heldout` (48 distinct prompts each).
+def described_eval_prompts(split: str) -> tuple[str, ...]:
+    """The fixed described-scene prompt list of `train` or `heldout` (48 distinct prompts each: 24
+    coloured objects at a position, 24 coloured pairs in a relation): the captioner's evaluation
+    scenes. The generator's GenEval lists are `rlalign.shapes.categories.eval_prompts`.
 
     Drawn once from a seed that nothing else uses; tests pin the lists so they never drift.
     """

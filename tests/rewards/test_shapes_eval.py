@@ -39,10 +39,11 @@ def test_one_wrong_attribute_costs_one_check_of_four(prompt, failed):
     assert [name for name, ok in verdict.checks.items() if not ok] == [failed]
 
 
-def test_wrong_colour_fails_colour_shape_and_position():
-    # No green object: colour, shape and position checks fail; "no extra objects" holds (1 == 1).
+def test_wrong_colour_fails_only_the_colour():
+    # The circle on the left is matched to the named object: shape, position and count hold, the
+    # colour does not -> 3 of 4.
     verdict = verify_image("a green circle on the left", render(RED_CIRCLE_LEFT))
-    assert verdict.score == 0.25
+    assert verdict.score == 0.75 and [n for n, ok in verdict.checks.items() if not ok] == ["green circle: colour"]
 
 
 def test_extra_object_is_caught():
@@ -81,8 +82,54 @@ def test_larger_images_are_area_resized():
 def test_caption_checks():
     assert verify_caption("a red circle to the left of a blue square", RED_LEFT_OF_BLUE).exact
     assert verify_caption("a blue square to the right of a red circle", RED_LEFT_OF_BLUE).exact
-    assert verify_caption("a red circle", RED_LEFT_OF_BLUE).score == 0.0  # outside the grammar
+    assert verify_caption("a red circle on the right of", RED_LEFT_OF_BLUE).score == 0.0  # outside the grammar
+    # "a red circle": shape and colour hold, but the scene has a second object -> 2 of 3
+    assert verify_caption("a red circle", RED_LEFT_OF_BLUE).score == pytest.approx(2 / 3)
     assert verify_caption("a red circle on the left", RED_LEFT_OF_BLUE).score == 0.75  # misses the square
+
+
+def free(objects, placements):
+    """A scene with a free layout: objects are (colour drawn, shape, named colour or None)."""
+    spec = SceneSpec(tuple(ObjectSpec(named, shape) for _, shape, named in objects))
+    return Scene(spec, tuple(Placement(*p) for p in placements), tuple(c for c, _, _ in objects))
+
+
+THREE_SQUARES = free([("red", "square", None), ("blue", "square", None), ("white", "square", None)],
+                     [(8, 8, 8), (24, 8, 8), (16, 24, 8)])
+RED_CIRCLE_AND_BLUE_TRIANGLE = free([("red", "circle", "red"), ("blue", "triangle", "blue")],
+                                    [(9, 22, 9), (23, 10, 9)])
+
+
+def test_counting_needs_exactly_that_many():
+    image = render(THREE_SQUARES)
+    assert verify_image("three squares", image).exact
+    # "two squares": two shape checks hold, "no extra objects" fails (3 seen) -> 2 of 3
+    two = verify_image("two squares", image)
+    assert two.score == pytest.approx(2 / 3) and not two.checks["no extra objects"]
+    # "four squares": three of four shape checks hold (one object is missing), count fails -> 3/5
+    assert verify_image("four squares", image).score == pytest.approx(3 / 5)
+    assert not verify_image("three circles", image).exact
+
+
+def test_uncoloured_prompts_accept_any_colour_and_layout():
+    image = render(RED_CIRCLE_AND_BLUE_TRIANGLE)
+    assert verify_image("a circle and a triangle", image).exact
+    assert verify_image("a triangle and a circle", image).exact
+    # The triangle is 14 px right of and 12 px above the circle: the horizontal axis dominates.
+    assert verify_image("a triangle to the right of a circle", image).exact
+    assert not verify_image("a triangle to the left of a circle", image).exact
+    assert not verify_image("a triangle above a circle", image).exact
+    # "a circle": the circle matches, but a second object is there -> 1 of 2
+    assert verify_image("a circle", image).score == 0.5
+
+
+def test_colour_attribution_is_bound_to_the_shape():
+    image = render(RED_CIRCLE_AND_BLUE_TRIANGLE)
+    assert verify_image("a red circle and a blue triangle", image).exact
+    # Swapped binding: shapes and count hold, both colour checks fail -> 3 of 5
+    swapped = verify_image("a blue circle and a red triangle", image)
+    assert swapped.score == pytest.approx(3 / 5)
+    assert sorted(n for n, ok in swapped.checks.items() if not ok) == ["blue circle: colour", "red triangle: colour"]
 
 
 def test_reward_function_follows_trl_convention():

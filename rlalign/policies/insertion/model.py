@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from rlalign.policies.next_scale.conditioning import split_words
 from rlalign.policies.weights import load_with_architecture, save_with_architecture
-from rlalign.shapes import GRAMMAR_WORDS, Scene, render
+from rlalign.shapes import DESCRIBED_WORDS, Scene, render
 
 PAD, UNK, BOS = 0, 1, 2
 NUM_SPECIAL = 3
@@ -47,8 +47,9 @@ TIME_FREQUENCIES = 8
 
 
 def shapes_vocabulary() -> list[str]:
-    """Every word of the Shapes caption grammar (canonical and mirrored phrases), without specials."""
-    return list(GRAMMAR_WORDS)
+    """Every word of a described scene's caption (canonical and mirrored phrases), without specials:
+    the captioner describes described scenes, so counting words are not in its vocabulary."""
+    return list(DESCRIBED_WORDS)
 
 
 class WordIds:

@@ -11,7 +11,7 @@ from rlalign.shapes import (
     HELDOUT_PAIRS,
     SHAPES,
     TRAIN_PAIRS,
-    eval_prompts,
+    described_eval_prompts,
     parse_prompt,
     sample_scenes,
 )
@@ -53,8 +53,8 @@ def test_placements_stay_inside_the_canvas_and_apart():
 
 
 @pytest.mark.parametrize("split", ["train", "heldout"])
-def test_eval_prompt_lists_are_fixed_distinct_and_respect_the_split(split):
-    prompts = eval_prompts(split)
+def test_described_eval_lists_are_fixed_distinct_and_respect_the_split(split):
+    prompts = described_eval_prompts(split)
     assert len(prompts) == 48 and len(set(prompts)) == 48
     specs = [parse_prompt(p) for p in prompts]
     assert sum(len(s.objects) == 1 for s in specs) == 24
@@ -63,10 +63,10 @@ def test_eval_prompt_lists_are_fixed_distinct_and_respect_the_split(split):
         assert bool(held) == (split == "heldout")
 
 
-def test_eval_prompt_lists_never_drift():
-    # Pinned: changing the grammar or the sampler must be a deliberate, visible decision,
-    # because every reported evaluation number refers to these exact lists.
-    digest = {s: hashlib.sha256("\n".join(eval_prompts(s)).encode()).hexdigest()[:16] for s in ("train", "heldout")}
+def test_described_eval_lists_never_drift():
+    # Pinned: the captioner's evaluation scenes; every reported caption number refers to them.
+    digest = {s: hashlib.sha256("\n".join(described_eval_prompts(s)).encode()).hexdigest()[:16]
+              for s in ("train", "heldout")}
     assert digest == PINNED_DIGESTS
 
 
