@@ -218,6 +218,23 @@ def check_objects(spec: SceneSpec, objects: list[SeenObject]) -> Verdict:
     return Verdict(met / len(checks), met == len(checks), checks)
 
 
+def mismatched_prompts(scenes: list[Scene], rng: np.random.Generator) -> list[str]:
+    """For each scene, the prompt of another scene that it does not satisfy (by its exact objects),
+    of the same category where the scenes hold one: the negatives the verifier must reject."""
+    by_category: dict[str, list[Scene]] = {}
+    for scene in scenes:
+        by_category.setdefault(scene.spec.category, []).append(scene)
+    others = []
+    for scene in scenes:
+        seen = scene_objects(scene)
+        pool = [s for s in by_category[scene.spec.category] if not check_objects(s.spec, seen).exact]
+        pool = pool or [s for s in scenes if not check_objects(s.spec, seen).exact]
+        if not pool:
+            raise ValueError(f"no prompt among the scenes contradicts {scene.prompt!r}")
+        others.append(pool[int(rng.integers(len(pool)))].prompt)
+    return others
+
+
 def verify_image(prompt: str, image: torch.Tensor | np.ndarray) -> Verdict:
     """Check one image [3, H, W] in [0, 1] against a Shapes prompt."""
     try:

@@ -57,13 +57,16 @@ class PolicyConfig:
 @dataclass
 class PromptsConfig:
     train: str = "shapes:heldout"
-    """Training prompts: `shapes:SPLIT` (sampled from the Shapes grammar), `shapes-eval:SPLIT` (a fixed
-    list), `file:PATH` (one prompt per line) or `classes:A-B` (class ids, for class-conditional VAR)."""
+    """Training prompts: `shapes:SPLIT` (the six GenEval categories of the Shapes grammar in equal shares,
+    never an evaluation-list string where the category has others), `shapes-eval:SPLIT[:CATEGORY]` (a
+    fixed list), `shapes-scenes:SPLIT` (described scenes, for the captioner), `file:PATH` (one prompt per
+    line) or `classes:A-B` (class ids, for class-conditional VAR)."""
     eval: dict[str, str] = field(
         default_factory=lambda: {"heldout": "shapes-eval:heldout", "train": "shapes-eval:train"}
     )
-    """Named evaluation prompt sources (same forms as `train`); metrics appear as eval/<name>/... A config's
-    mapping replaces the default one whole."""
+    """Named evaluation prompt sources (same forms as `train`); metrics appear as eval/<name>/... (on
+    Shapes prompts a GenEval-style verifier table: per category and overall). A config's mapping
+    replaces the default one whole."""
     eval_samples_per_prompt: int = bounded(8, ge=1)
     """Samples drawn per evaluation prompt."""
 

@@ -51,3 +51,36 @@ def stacked_bars(categories: Sequence[str], parts: dict[str, Sequence[float]], p
         bottom = [b + v for b, v in zip(bottom, values)]
     axes.grid(alpha=0.3, axis="y")
     return _finish(plt, figure, axes, path, title=title, ylabel=ylabel, legend=len(parts) > 1)
+
+
+def interval_panels(panels: dict[str, dict], path: str | Path, *, title: str, ylabel: str, columns: int = 4) -> Path:
+    """Small multiples: one panel per entry (label -> {"x": names, "y": values, "low": ..., "high": ...,
+    "base": value or None}), each value with its interval as an error bar and the base as a dashed line,
+    so overlapping intervals (no measurable difference) are visible at a glance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = -(-len(panels) // columns)
+    figure, grid = plt.subplots(rows, columns, figsize=(3.0 * columns, 2.6 * rows), dpi=110, squeeze=False,
+                                sharey=True)
+    for axes, (label, panel) in zip(grid.flat, panels.items()):
+        positions = list(range(len(panel["x"])))
+        errors = [[y - lo for y, lo in zip(panel["y"], panel["low"])], [hi - y for y, hi in zip(panel["y"], panel["high"])]]
+        axes.errorbar(positions, panel["y"], yerr=errors, fmt="o", capsize=3, markersize=4)
+        if panel.get("base") is not None:
+            axes.axhline(panel["base"], linestyle="--", color="grey", linewidth=1)
+        axes.set_xticks(positions, [str(x) for x in panel["x"]])
+        axes.set_title(label, fontsize=9)
+        axes.grid(alpha=0.3)
+    for axes in list(grid.flat)[len(panels):]:
+        axes.axis("off")
+    grid[0][0].set_ylabel(ylabel)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path

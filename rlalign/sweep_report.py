@@ -13,9 +13,12 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+import math
+
 from rlalign.evaluation import wilson_interval
 from rlalign.metrics import read_metrics
-from rlalign.plots import line_plot, stacked_bars
+from rlalign.plots import interval_panels, line_plot, stacked_bars
+from rlalign.shapes import CATEGORIES
 
 TIME_PARTS = ("rollout", "reward", "update", "sync", "eval")
 
@@ -100,6 +103,89 @@ def summarize(out: Path) -> dict:
     return {"manifest": manifest, "eval_key": key, "rows": rows, "runs": by_m}
 
 
+def _pooled(finals: list[dict], prefix: str) -> dict | None:
+    """One verifier group pooled over seeds: Σ exact / Σ n with its Wilson interval (None if not logged)."""
+    if not finals or not all(f"{prefix}/exact" in f and f"{prefix}/samples" in f for f in finals):
+        return None
+    n = sum(int(f[f"{prefix}/samples"]) for f in finals)
+    hits = round(sum(f[f"{prefix}/exact"] * f[f"{prefix}/samples"] for f in finals))
+    return {"exact": hits / n, "ci95": list(wilson_interval(hits, n)), "samples": n}
+
+
+def _pooled_overall(groups: dict[str, dict]) -> dict:
+    """GenEval's overall (mean of the categories) of pooled categories, with the stratified normal interval."""
+    exact = statistics.mean(g["exact"] for g in groups.values())
+    half = 1.96 * math.sqrt(sum(g["exact"] * (1 - g["exact"]) / g["samples"] for g in groups.values())) / len(groups)
+    return {"exact": exact, "ci95": [max(0.0, exact - half), min(1.0, exact + half)]}
+
+
+def category_results(summary: dict) -> dict[str, dict]:
+    """Per m: every GenEval category and overall, final and base, pooled over seeds (empty without them)."""
+    name = summary["eval_key"].split("/")[1]
+    results = {}
+    for m, runs in summary["runs"].items():
+        finals = [r["evals"][-1]["metrics"] for r in runs if r["evals"]]
+        final = {c: _pooled(finals, f"eval/{name}/{c}") for c in CATEGORIES}
+        base = {c: _pooled(finals, f"eval/{name}/base/{c}") for c in CATEGORIES}
+        final = {c: g for c, g in final.items() if g is not None}
+        base = {c: g for c, g in base.items() if g is not None}
+        if not final or set(final) != set(base):
+            continue
+        final["overall"], base["overall"] = _pooled_overall(final), _pooled_overall(base)
+        results[m] = {"final": final, "base": base}
+    return results
+
+
+def write_category_plot(results: dict[str, dict], out: Path) -> str:
+    """gain_by_category.png: final exact per category (and overall) for each m, 95% intervals, base dashed."""
+    order = sorted(results, key=_order)
+    groups = [c for c in (*CATEGORIES, "overall") if c in results[order[0]]["final"]]
+    panels = {group: {"x": [f"m={m}" if m != "all" else "all" for m in order],
+                      "y": [results[m]["final"][group]["exact"] for m in order],
+                      "low": [results[m]["final"][group]["ci95"][0] for m in order],
+                      "high": [results[m]["final"][group]["ci95"][1] for m in order],
+                      "base": statistics.mean(results[m]["base"][group]["exact"] for m in order)} for group in groups}
+    interval_panels(panels, out / "gain_by_category.png", ylabel="exact",
+                    title="final verifier exact match per category (95% intervals pooled over seeds; dashed: base)")
+    return "gain_by_category.png"
+
+
+def format_category_table(results: dict[str, dict]) -> str:
+    groups = [c for c in (*CATEGORIES, "overall") if c in next(iter(results.values()))["final"]]
+    lines = ["| m | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
+    base = next(iter(results.values()))["base"]
+    lines.append("| base | " + " | ".join(f"{base[g]['exact']:.3f}" for g in groups) + " |")
+    for m in sorted(results, key=_order):
+        final, start = results[m]["final"], results[m]["base"]
+        cells = [f"{final[g]['exact']:.3f} [{final[g]['ci95'][0]:.2f}, {final[g]['ci95'][1]:.2f}] "
+                 f"({final[g]['exact'] - start[g]['exact']:+.3f})" for g in groups]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def prefix_verdict(summary: dict, results: dict[str, dict]) -> str:
+    """Whether some m < T reaches the m = all result (within its interval) in ≤ 50% of its wall time."""
+    rows, full_key = summary["rows"], "all" if "all" in summary["rows"] else str(summary["manifest"]["num_steps"])
+    if full_key not in rows:
+        return "The sweep has no m = all run, so no m can be compared with it."
+    use_categories = full_key in results
+    def final(m):  # GenEval overall when logged, else the primary metric
+        return (results[m]["final"]["overall"]["exact"], results[m]["final"]["overall"]["ci95"]) if use_categories \
+            else (rows[m]["final"], rows[m].get("ci95", [rows[m]["final"]] * 2))
+    full_value, (low, high) = final(full_key)
+    full_minutes = rows[full_key]["wall_minutes"]
+    winners = [m for m in sorted(rows, key=_order) if m != full_key and _order(m) < summary["manifest"]["num_steps"]
+               and final(m)[0] >= low and rows[m]["wall_minutes"] <= 0.5 * full_minutes]
+    what = "overall" if use_categories else summary["eval_key"]
+    if not winners:
+        return (f"No m < T reaches the m = all result ({what} {full_value:.3f} [{low:.3f}, {high:.3f}]) within its "
+                f"interval in at most half of its {full_minutes:.1f} wall minutes.")
+    m = winners[0]
+    return (f"Yes: m = {m} reaches {what} {final(m)[0]:.3f}, within the m = all interval [{low:.3f}, {high:.3f}] "
+            f"(m = all: {full_value:.3f}), in {rows[m]['wall_minutes']:.1f} wall minutes, "
+            f"{rows[m]['wall_minutes'] / full_minutes:.0%} of m = all's {full_minutes:.1f}.")
+
+
 def _order(m: str) -> float:
     return float("inf") if m == "all" else float(m)
 
@@ -178,10 +264,16 @@ def write_report(out: str | Path) -> str:
     best = (f"Best gain per wall-clock minute: **m = {winner}** ({rows[winner]['gain_per_wall_minute']:+.4f} "
             f"{summary['eval_key'].rsplit('/', 1)[-1]} per minute; gain {rows[winner]['gain']:+.3f} in "
             f"{rows[winner]['wall_minutes']:.1f} min).")
+    results = category_results(summary)
+    verdict = prefix_verdict(summary, results)
     lines = [f"# Sweep of `{manifest['config']}` (T = {manifest['num_steps']})", "", about, "",
-             format_table(summary), "", best, ""]
+             format_table(summary), "", best, "", verdict, ""]
+    if results:
+        plots.append(write_category_plot(results, out))
+        lines += ["## Per category (final exact [95% CI pooled over seeds] (gain over base))", "",
+                  format_category_table(results), ""]
     lines += [f"![{name}]({name})" for name in plots]
     (out / "report.md").write_text("\n".join(lines) + "\n")
-    (out / "report.json").write_text(json.dumps({"eval_key": summary["eval_key"], "winner": winner, "rows": rows},
-                                                indent=2) + "\n")
+    (out / "report.json").write_text(json.dumps({"eval_key": summary["eval_key"], "winner": winner, "rows": rows,
+                                                 "categories": results, "verdict": verdict}, indent=2) + "\n")
     return "\n".join(lines[4:7])

@@ -21,27 +21,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rewards.shapes_eval import check_objects, scene_objects, verify_caption, verify_image
+from rewards.shapes_eval import mismatched_prompts, verify_caption, verify_image
 from rlalign.benchmarking import format_table, write_json
-from rlalign.shapes import CATEGORIES, Scene, render_batch, sample_category_scenes
+from rlalign.shapes import CATEGORIES, render_batch, sample_category_scenes
 
 TARGETS = {"true renders": (">=", 0.99), "other prompt": ("<=", 0.05), "noise": (">=", 0.95),
            "true caption": (">=", 0.99), "other caption": ("<=", 0.05)}
-
-
-def other_prompts(scenes: list[Scene], rng: np.random.Generator) -> list[str]:
-    """For each scene, a prompt of another scene of its category that it does not satisfy."""
-    by_category: dict[str, list[Scene]] = {}
-    for scene in scenes:
-        by_category.setdefault(scene.spec.category, []).append(scene)
-    others = []
-    for scene in scenes:
-        seen = scene_objects(scene)
-        pool = by_category[scene.spec.category]
-        while check_objects((other := pool[int(rng.integers(len(pool)))]).spec, seen).exact:
-            pass
-        others.append(other.prompt)
-    return others
 
 
 def measure(samples: int, seed: int, noise_std: float) -> dict:
@@ -49,7 +34,7 @@ def measure(samples: int, seed: int, noise_std: float) -> dict:
     prompts = [scene.prompt for scene in scenes]
     images = render_batch(scenes)
     noisy = (images + noise_std * torch.randn(images.shape, generator=torch.Generator().manual_seed(seed))).clamp(0, 1)
-    others = other_prompts(scenes, np.random.default_rng(seed))
+    others = mismatched_prompts(scenes, np.random.default_rng(seed))
     cases = {
         "true renders": lambda i: verify_image(prompts[i], images[i]),
         "other prompt": lambda i: verify_image(others[i], images[i]),

@@ -1,8 +1,8 @@
 """The Shapes showcase: a labelled grid of scenes and the verifier's report on them.
 
-It shows, in one picture and one table, what the built-in world is: scenes of the `train` and
-`heldout` splits with their prompts, and how the `shapes_eval` verifier judges true renders,
-noisy renders and renders paired with another scene's prompt.
+It shows, in one picture and one table, what the built-in world is: scenes of the six GenEval
+categories in the `train` and `heldout` splits with their prompts, and how the `shapes_eval`
+verifier judges true renders, noisy renders and renders paired with another scene's prompt.
 """
 
 from __future__ import annotations
@@ -13,19 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rewards.shapes_eval import verify_image
+from rewards.shapes_eval import mismatched_prompts, verify_image
 from rlalign.shapes.render import render_batch
-from rlalign.shapes.splits import HELDOUT_PAIRS, sample_scenes
+from rlalign.shapes.scene import parse_prompt
+from rlalign.shapes.categories import sample_category_scenes
+from rlalign.shapes.splits import HELDOUT_PAIRS
 from rlalign.viz import save_grid
-
-
-def _mismatched_prompts(prompts: list[str], rng: np.random.Generator) -> list[str]:
-    """For each prompt, another prompt of the list with a different text."""
-    others = []
-    for prompt in prompts:
-        candidates = [p for p in prompts if p != prompt]
-        others.append(candidates[rng.integers(len(candidates))])
-    return others
 
 
 def _judge(prompts: list[str], images: torch.Tensor) -> dict[str, float]:
@@ -45,11 +38,11 @@ def run_showcase(output_dir: str | Path, *, count: int = 16, seed: int = 0, nois
     report: dict = {"heldout_pairs": sorted(" ".join(p) for p in HELDOUT_PAIRS), "splits": {}}
     tiles, labels = [], []
     for split in ("train", "heldout"):
-        scenes = sample_scenes(split, count, seed)
+        scenes = sample_category_scenes(split, count, seed)
         prompts = [scene.prompt for scene in scenes]
         images = render_batch(scenes)
         noisy = (images + noise_std * torch.randn(images.shape, generator=generator)).clamp(0, 1)
-        mismatched = _mismatched_prompts(prompts, rng)
+        mismatched = mismatched_prompts(scenes, rng)
         report["splits"][split] = {
             "true_prompt": _judge(prompts, images),
             f"noise_{noise_std}": _judge(prompts, noisy),
@@ -58,7 +51,8 @@ def run_showcase(output_dir: str | Path, *, count: int = 16, seed: int = 0, nois
         for prompt, image in zip(prompts, images):
             verdict = verify_image(prompt, image)
             tiles.append(image)
-            labels.append(f"[{split}] {prompt} ({'ok' if verdict.exact else 'FAIL'})")
+            category = parse_prompt(prompt).category
+            labels.append(f"[{split} {category}] {prompt} ({'ok' if verdict.exact else 'FAIL'})")
     grid_path = save_grid(torch.stack(tiles), labels, output_dir / "showcase.png", columns=8, scale=4)
     report["grid"] = str(grid_path)
     (output_dir / "report.json").write_text(json.dumps(report, indent=2))

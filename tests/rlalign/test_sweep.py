@@ -51,7 +51,11 @@ def test_sweep_trains_every_run_writes_the_report_and_resumes(tmp_path, tiny_che
     assert rows["all"]["action_share"] == 1.0 and 0 < rows["1"]["action_share"] < 0.2
     for name in ("reward_vs_step", "eval_vs_step", "eval_vs_time", "kl_vs_step", "time_split", "trained_actions"):
         assert (out / f"{name}.png").stat().st_size > 1000
-    assert "Best gain per wall-clock minute" in (out / "report.md").read_text()
+    text = (out / "report.md").read_text()
+    assert "Best gain per wall-clock minute" in text and "## Per category" in text
+    assert ("reaches the m = all result" in text) or text.count("Yes: m = 1") == 1
+    assert set(report["categories"]) == {"1", "all"} and "overall" in report["categories"]["1"]["final"]
+    assert (out / "gain_by_category.png").stat().st_size > 1000
     # Re-running keeps finished runs untouched.
     before = (out / "m1-seed0" / "metrics.jsonl").read_bytes()
     assert main(args) == 0
@@ -73,3 +77,18 @@ def test_parallel_sweep_on_ray_matches_the_sequential_one(tmp_path, tiny_checkpo
         keys = [k for k in a[-1] if k.startswith(("eval/", "rewards/"))]
         assert keys and all(a[-1][k] == pytest.approx(b[-1][k], abs=1e-5) for k in keys)
     assert json.loads((parallel / "report.json").read_text())["rows"].keys() == {"1", "2"}
+
+
+def test_pooled_categories_and_their_overall_match_hand_computation():
+    from rlalign.sweep_report import _pooled, _pooled_overall
+
+    # Two seeds of one category: 0.5 of 8 and 0.75 of 8 -> 4 + 6 = 10 hits of 16 = 0.625.
+    finals = [{"eval/h/counting/exact": 0.5, "eval/h/counting/samples": 8},
+              {"eval/h/counting/exact": 0.75, "eval/h/counting/samples": 8}]
+    pooled = _pooled(finals, "eval/h/counting")
+    assert pooled["exact"] == 0.625 and pooled["samples"] == 16
+    # Overall of two categories 0.625 (n 16) and 1.0 (n 16): mean 0.8125; half-width
+    # 1.96 · sqrt(0.625·0.375/16 + 0) / 2 = 1.96 · 0.12103 / 2 = 0.11861.
+    overall = _pooled_overall({"counting": pooled, "colors": {"exact": 1.0, "samples": 16}})
+    assert overall["exact"] == pytest.approx(0.8125)
+    assert overall["ci95"] == pytest.approx([0.8125 - 0.11861, 0.8125 + 0.11861], abs=1e-4)
