@@ -54,7 +54,7 @@ from rlalign.shapes.web_captions import CaptionNoise, noisy_caption
 DEFAULT_OUT = ASSETS_DIR / "shapes-nextscale.safetensors"
 PROMPT_WORDS = [word for word in GRAMMAR_WORDS if word != "centre"]  # the shipped model's vocabulary order
 # (cfg, top_k, temperature) settings judged at the end; the best on the train prompts is recommended.
-SAMPLING_SETTINGS = ((1.0, 0, 1.0), (2.0, 0, 1.0), (3.0, 0, 1.0))
+SAMPLING_SETTINGS = ((0.0, 0, 1.0), (1.0, 0, 1.0), (2.0, 0, 1.0))
 # Seed offsets of the independent data streams, so no two of them ever draw the same scenes.
 TOKENIZER_DATA, TRANSFORMER_DATA, VALIDATION_DATA, RECON_EVAL_DATA, CAPTION_NOISE = 1, 2, 3, 4, 5
 TOKENIZER_WEIGHTS = {"single_object": 1, "two_object": 1, "counting": 2, "colors": 1, "position": 1, "color_attr": 1}
@@ -94,14 +94,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tokenizer-steps", type=int, default=1500)
     parser.add_argument("--tokenizer-batch", type=int, default=32)
     parser.add_argument("--tokenizer-lr", type=float, default=3e-3)
-    parser.add_argument("--transformer-steps", type=int, default=2600)
+    parser.add_argument("--transformer-steps", type=int, default=3400)
     parser.add_argument("--transformer-batch", type=int, default=64)
     parser.add_argument("--transformer-lr", type=float, default=2e-3)
-    parser.add_argument("--dataset-size", type=int, default=60000, help="train scenes tokenized for stage 2")
-    parser.add_argument("--count-noise", type=float, default=0.9, help="P(a counting caption's number is redrawn)")
-    parser.add_argument("--relation-noise", type=float, default=0.9, help="P(a relation caption's direction is redrawn)")
-    parser.add_argument("--binding-noise", type=float, default=0.5, help="P(two colour words are swapped)")
-    parser.add_argument("--colour-noise", type=float, default=0.15, help="P(a colour word is redrawn)")
+    parser.add_argument("--dataset-size", type=int, default=80000, help="train scenes tokenized for stage 2")
+    parser.add_argument("--count-noise", type=float, default=0.75, help="P(a counting caption's number is redrawn)")
+    parser.add_argument("--relation-noise", type=float, default=0.75, help="P(a relation caption's direction is redrawn)")
+    parser.add_argument("--binding-noise", type=float, default=0.35, help="P(two colour words are swapped)")
+    parser.add_argument("--colour-noise", type=float, default=0.0, help="P(a colour word is redrawn)")
     parser.add_argument("--cond-dropout", type=float, default=0.1)
     parser.add_argument("--eval-repeats", type=int, default=8,
                         help="samples per evaluation prompt (147 prompts per split: 24-27 per category)")

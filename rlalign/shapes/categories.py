@@ -127,12 +127,18 @@ def training_pool(category: str, split: str) -> tuple[str, ...]:
     pool has prompts left. single_object, two_object and counting are whole in the evaluation
     lists, so there the pool is shared (docs/shapes.md says so); `position` trains on coloured
     relations only (the lists hold every uncoloured one)."""
+    forms = full_pool(category, split)
+    unseen = tuple(form for form in forms if form not in _eval_strings())
+    return unseen if unseen else forms
+
+
+@functools.cache
+def full_pool(category: str, split: str) -> tuple[str, ...]:
+    """Every prompt string of a category in a split (`position`: uncoloured and coloured relations)."""
     specs = category_specs(category, split)
     if category == "position":
         specs = specs + category_specs(category, split, coloured_relations=True)
-    forms = [form for spec in specs for form in surface_forms(spec)]
-    unseen = tuple(form for form in forms if form not in _eval_strings())
-    return unseen if unseen else tuple(forms)
+    return tuple(form for spec in specs for form in surface_forms(spec))
 
 
 def category_of(prompt: str) -> str:
@@ -151,14 +157,7 @@ def sample_category_prompts(split: str, count: int, seed: int, weights: dict[str
     rng = np.random.default_rng([seed, SPLITS.index(split), 7])
     prompts = []
     for category in rng.choice(len(categories), size=count, p=probabilities):
-        name = categories[category]
-        if exclude_eval:
-            pool = training_pool(name, split)
-        else:
-            specs = category_specs(name, split)
-            if name == "position":
-                specs = specs + category_specs(name, split, coloured_relations=True)
-            pool = tuple(form for spec in specs for form in surface_forms(spec))
+        pool = (training_pool if exclude_eval else full_pool)(categories[category], split)
         prompts.append(pool[rng.integers(len(pool))])
     return prompts
 
