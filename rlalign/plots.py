@@ -20,6 +20,10 @@ def _finish(plt, figure, axes, path: str | Path, *, title: str, ylabel: str, leg
     axes.set_ylabel(ylabel)
     if legend:
         axes.legend(fontsize=8)
+    return _save(plt, figure, path)
+
+
+def _save(plt, figure, path: str | Path) -> Path:
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,9 +82,4 @@ def interval_panels(panels: dict[str, dict], path: str | Path, *, title: str, yl
         axes.axis("off")
     grid[0][0].set_ylabel(ylabel)
     figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, path)
