@@ -32,7 +32,7 @@ def summarize_run(output_dir: str | Path) -> tuple[str, dict]:
     for name in sets:
         for key in sorted(k for k in final if k.startswith(f"eval/{name}/") and "/base/" not in k
                           and not k.endswith(("_ci95_low", "_ci95_high", "/samples"))
-                          and not k.removeprefix(f"eval/{name}/").startswith(CATEGORIES)):
+                          and not k.removeprefix(f"eval/{name}/").startswith((*CATEGORIES, "exact"))):
             metric = key.removeprefix(f"eval/{name}/")
             base = final.get(f"eval/{name}/base/{metric}")
             value = final[key]
@@ -82,6 +82,7 @@ def geneval_table(record: dict, name: str) -> tuple[list[str], dict]:
         base_key = key.replace(f"eval/{name}/", f"eval/{name}/base/", 1)
         base, value = record.get(base_key), record[key]
         samples = record.get(key.removesuffix("/exact") + "/samples" if label != "overall" else f"eval/{name}/samples")
+        samples = None if samples is None else int(samples)  # metrics.jsonl stores numbers as floats
         bold = "**" if label == "overall" else ""
         lines.append(f"| {bold}{label}{bold} | {samples} | {base:.3f}{_ci(record, base_key)} | "
                      f"{bold}{value:.3f}{bold}{_ci(record, key)} | {value - base:+.3f} |")

@@ -9,7 +9,7 @@ from rlalign.report import summarize_run
 
 def test_summary_has_the_geneval_table_with_intervals(tmp_path):
     final = {"step": 10, "eval/heldout/exact": 0.6, "eval/heldout/exact_ci95_low": 0.55,
-             "eval/heldout/exact_ci95_high": 0.65, "eval/heldout/samples": 384,
+             "eval/heldout/exact_ci95_high": 0.65, "eval/heldout/samples": 384.0,
              "eval/heldout/base/exact": 0.4, "eval/heldout/base/exact_ci95_low": 0.35,
              "eval/heldout/base/exact_ci95_high": 0.45, "eval/heldout/base/samples": 384,
              "eval/heldout/clip": 0.9, "eval/heldout/base/clip": 0.8}
@@ -28,3 +28,4 @@ def test_summary_has_the_geneval_table_with_intervals(tmp_path):
     assert table["position"]["final"] == pytest.approx(0.7) and table["overall"]["base_ci95"] == [0.35, 0.45]
     # Other metrics stay in the generic table; categories are not repeated there.
     assert "| heldout | clip | 0.800 | 0.900 | +0.100 |" in text and "| heldout | counting/exact" not in text
+    assert "| heldout | exact |" not in text  # the overall is the GenEval table's last row
