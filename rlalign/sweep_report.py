@@ -9,11 +9,10 @@ sampling noise, not seed-to-seed spread; the seed range is shown next to it for 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
-
-import math
 
 from rlalign.evaluation import wilson_interval
 from rlalign.metrics import read_metrics

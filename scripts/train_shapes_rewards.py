@@ -48,8 +48,8 @@ from rewards.builtin_models import (
     scene_edits,
     shapes_clip_open_clip_config,
 )
-from rewards.shapes_eval import check_objects, scene_objects
 from rewards.clip import ClipModel, load_clip, preprocess_images
+from rewards.shapes_eval import check_objects, scene_objects
 from rlalign.benchmarking import format_table, write_json
 from rlalign.policies.next_scale.model import ASSETS_DIR
 from rlalign.policies.next_scale.pretraining import warmup_cosine

@@ -1,6 +1,17 @@
 """The built-in Shapes world: procedural 32×32 scenes, their prompt grammar (GenEval's six task
 categories), splits and fixed evaluation lists (docs/shapes.md)."""
 
+from rlalign.shapes.categories import (
+    category_of,
+    category_specs,
+    eval_prompts,
+    eval_prompts_by_category,
+    mirrored_phrase,
+    sample_category_prompts,
+    sample_category_scenes,
+    surface_forms,
+    training_pool,
+)
 from rlalign.shapes.render import render, render_batch
 from rlalign.shapes.scene import (
     CANVAS,
@@ -32,17 +43,6 @@ from rlalign.shapes.splits import (
     sample_scenes,
     sample_scenes_mixed,
     sample_spec,
-)
-from rlalign.shapes.categories import (  # noqa: E402  (needs splits)
-    category_of,
-    category_specs,
-    eval_prompts,
-    eval_prompts_by_category,
-    mirrored_phrase,
-    sample_category_prompts,
-    sample_category_scenes,
-    surface_forms,
-    training_pool,
 )
 
 __all__ = [

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from rewards.shapes_eval import mismatched_prompts, verify_image
+from rlalign.shapes.categories import sample_category_scenes
 from rlalign.shapes.render import render_batch
 from rlalign.shapes.scene import parse_prompt
-from rlalign.shapes.categories import sample_category_scenes
 from rlalign.shapes.splits import HELDOUT_PAIRS
 from rlalign.viz import save_grid
 

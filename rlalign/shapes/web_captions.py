@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rlalign.shapes.scene import COLOURS, COUNTS, RELATIONS, ObjectSpec, Scene, SceneSpec
 from rlalign.shapes.categories import surface_forms
+from rlalign.shapes.scene import COLOURS, COUNTS, RELATIONS, ObjectSpec, Scene, SceneSpec
 from rlalign.shapes.splits import HELDOUT_PAIRS
 
 
