@@ -30,6 +30,7 @@ import tempfile
 from copy import deepcopy
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -47,6 +48,10 @@ from rlalign.shapes import (
     Placement,
     Scene,
     SceneSpec,
+    parse_prompt,
+    sample_category_scenes,
+    sample_scenes,
+    surface_forms,
 )
 
 SHAPES_CLIP = "shapes-clip"
@@ -228,6 +233,37 @@ def scene_edits(scene: Scene) -> list[tuple[str, SceneSpec]]:
 
     seen = scene_objects(scene)
     return [(kind, edit) for kind, edit in caption_edits(scene.spec) if not check_objects(edit, seen).exact]
+
+
+def clip_scenes(count: int, seed: int) -> list[Scene]:
+    """CLIP's training scenes: half described scenes, half GenEval-category scenes, all pairs."""
+    return sample_scenes("all", count // 2, seed=seed) + sample_category_scenes("all", count - count // 2, seed=seed)
+
+
+def satisfied_matrix(scenes: list[Scene], captions: list[str]) -> torch.Tensor:
+    """[B, B] bool: scene i satisfies caption j (i ≠ j), so caption j is no negative for image i."""
+    from rewards.shapes_eval import check_objects, scene_objects
+
+    specs = [parse_prompt(caption) for caption in captions]
+    seen = [scene_objects(scene) for scene in scenes]
+    batch = len(scenes)
+    satisfied_BB = torch.zeros(batch, batch, dtype=torch.bool)
+    for i in range(batch):
+        for j in range(batch):
+            # "no extra objects": only a caption naming as many objects as the scene holds can hold
+            if i != j and len(specs[j].objects) == len(seen[i]):
+                satisfied_BB[i, j] = bool(captions[i] == captions[j] or check_objects(specs[j], seen[i]).exact)
+    return satisfied_BB
+
+
+def hard_negative(scene: Scene, rng: np.random.Generator) -> str:
+    """One true negative caption: an edit kind drawn uniformly, then an edit and a surface form."""
+    edits = scene_edits(scene)
+    kinds = sorted({kind for kind, _ in edits})
+    kind = kinds[rng.integers(len(kinds))]
+    chosen = [spec for k, spec in edits if k == kind]
+    forms = surface_forms(chosen[rng.integers(len(chosen))])
+    return forms[rng.integers(len(forms))]
 
 
 def _replace(spec: SceneSpec, index: int, obj: ObjectSpec) -> SceneSpec:

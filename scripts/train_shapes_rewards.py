@@ -42,9 +42,12 @@ from rewards.aesthetic import AestheticMLP, AestheticScore, save_aesthetic_mlp
 from rewards.builtin_models import (
     DEGRADATIONS,
     SHAPES_CLIP,
+    clip_scenes,
     degrade,
+    hard_negative,
     mirrored,
     register_shapes_clip,
+    satisfied_matrix,
     scene_edits,
     shapes_clip_open_clip_config,
 )
@@ -56,10 +59,8 @@ from rlalign.policies.next_scale.pretraining import warmup_cosine
 from rlalign.shapes import (
     CATEGORIES,
     Scene,
-    parse_prompt,
     render_batch,
     sample_category_scenes,
-    sample_scenes,
     surface_forms,
 )
 
@@ -109,35 +110,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def render_dataset(scenes: list[Scene], chunk: int = 1000) -> torch.Tensor:
     return torch.cat([render_batch(scenes[i:i + chunk]) for i in range(0, len(scenes), chunk)])
-
-
-def clip_scenes(count: int, seed: int) -> list[Scene]:
-    """CLIP's training scenes: half described scenes, half GenEval-category scenes, all pairs."""
-    return sample_scenes("all", count // 2, seed=seed) + sample_category_scenes("all", count - count // 2, seed=seed)
-
-
-def satisfied_matrix(scenes: list[Scene], captions: list[str]) -> torch.Tensor:
-    """[B, B] bool: scene i satisfies caption j (i ≠ j), so caption j is no negative for image i."""
-    specs = [parse_prompt(caption) for caption in captions]
-    seen = [scene_objects(scene) for scene in scenes]
-    batch = len(scenes)
-    satisfied_BB = torch.zeros(batch, batch, dtype=torch.bool)
-    for i in range(batch):
-        for j in range(batch):
-            # "no extra objects": only a caption naming as many objects as the scene holds can hold
-            if i != j and len(specs[j].objects) == len(seen[i]):
-                satisfied_BB[i, j] = bool(captions[i] == captions[j] or check_objects(specs[j], seen[i]).exact)
-    return satisfied_BB
-
-
-def hard_negative(scene: Scene, rng: np.random.Generator) -> str:
-    """One true negative caption: an edit kind drawn uniformly, then an edit and a surface form."""
-    edits = scene_edits(scene)
-    kinds = sorted({kind for kind, _ in edits})
-    kind = kinds[rng.integers(len(kinds))]
-    chosen = [spec for k, spec in edits if k == kind]
-    forms = surface_forms(chosen[rng.integers(len(chosen))])
-    return forms[rng.integers(len(forms))]
 
 
 def clip_loss(model: torch.nn.Module, tokenizer, pixels_B3HW: torch.Tensor, captions: list[str],
