@@ -1,4 +1,4 @@
-"""Reward functions and their registry (DESIGN §4).
+"""Reward functions and their registry (docs/rewards.md).
 
 Every reward follows TRL's convention, `fn(prompts, completions, **kwargs) -> list[float | None]`,
 so TRL's own reward functions plug in unchanged. `REGISTRY` maps a name to a factory that takes the

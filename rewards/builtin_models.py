@@ -1,4 +1,4 @@
-"""The built-in reward models of the Shapes world (DESIGN §8): `shapes-clip` and `shapes-aesthetic`.
+"""The built-in reward models of the Shapes world (docs/shapes.md): `shapes-clip` and `shapes-aesthetic`.
 
 `shapes-clip` is an ordinary open_clip model, only small: this module registers its architecture
 with open_clip's config registry under the name `shapes-clip`, after which

@@ -1,4 +1,4 @@
-"""Combining several rewards into the one scalar per sample that GRPO's advantages need (DESIGN §3, §7).
+"""Combining several rewards into the one scalar per sample that GRPO's advantages need (docs/grpo.md).
 
 Pure functions on [B] float tensors in which NaN marks "no value" (the reward returned None, or a
 bad output was skipped with `on_error: skip`).
@@ -9,7 +9,7 @@ NaN policy (the same as TRL's GRPOTrainer, so a TRL user's multi-task setups beh
   to this sample" (a math reward on a code prompt), so the sample is judged by the rewards that do
   apply. Under `normalize_then_sum` 0 is exactly the standardised batch mean, i.e. neutral.
 - a sample for which *every* trained reward (nonzero weight) is NaN has nothing to be judged by: its
-  total is NaN, which the advantages turn into 0 (DESIGN §7), so it neither helps nor hurts.
+  total is NaN, which the advantages turn into 0 (docs/grpo.md), so it neither helps nor hurts.
 
 Weight-0 rewards are scored and logged by the caller but never enter the total, and do not count
 as "applying" to a sample either.

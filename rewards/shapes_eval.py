@@ -1,4 +1,4 @@
-"""`shapes_eval`: the programmatic verifier of the Shapes world (GenEval's role, DESIGN §8).
+"""`shapes_eval`: the programmatic verifier of the Shapes world (GenEval's role, docs/shapes.md).
 
 A prompt is parsed into constraints (each named object is present, has its shape, sits at its
 position or in its relation, and nothing else is in the scene). An image is read back into

@@ -1,6 +1,6 @@
 """The reward worker: scores a batch with every configured reward, checks the outputs, combines them.
 
-`RewardWorker` is a plain class (DESIGN §9): the Ray backend wraps it with `ray.remote(...)` where
+`RewardWorker` is a plain class (README, "Conventions"): the Ray backend wraps it with `ray.remote(...)` where
 it launches it, tests and the local backend use it directly. One worker serves either the trained
 rewards (`RewardWorker(cfg.rewards.functions, cfg.rewards.combine)`) or the evaluation rewards
 (`RewardWorker(cfg.rewards.eval, combine=None)`: every reward scored and reported, none combined).
@@ -62,7 +62,7 @@ class RewardResult:
     """label -> samples NaN'd by `on_error: skip` in this call (0 when the output was fine)."""
 
     def metrics(self) -> dict[str, float]:
-        """Flat metric dict with DESIGN §9 names, ready for MetricsLogger.log."""
+        """Flat metric dict with docs/grpo.md "Metrics" names, ready for MetricsLogger.log."""
         flat: dict[str, float] = {}
         for label, stats in self.stats.items():
             flat[f"rewards/{label}/mean"] = stats["mean"]

@@ -39,7 +39,7 @@ class PolicyConfig:
     architecture: dict[str, Any] = field(default_factory=dict)
     """Architecture of an imported checkpoint (for VAR: the keys of shared/golden/var/config.json)."""
     cfg_scale: float = bounded(0.0, ge=0)
-    """Classifier-free guidance strength (0 turns CFG off); next-scale ramps it over scales (DESIGN §5)."""
+    """Classifier-free guidance strength (0 turns CFG off); next-scale ramps it over scales (docs/next_scale.md)."""
     temperature: float = bounded(1.0, gt=0)
     """Sampling temperature applied to the (CFG-mixed) logits."""
     top_k: int = bounded(0, ge=0)

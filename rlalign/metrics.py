@@ -59,7 +59,7 @@ class MetricsLogger:
         return Path(self._run.dir).parent if self._run is not None else None
 
     def log(self, metrics: Mapping[str, Any], step: int) -> None:
-        """Record scalar metrics for a step (numbers only; names as in DESIGN §9)."""
+        """Record scalar metrics for a step (numbers only; names as in docs/grpo.md, "Metrics")."""
         record = {name: _finite_or_none(value) for name, value in metrics.items()}
         self._file.write(json.dumps({"step": step, "time": time.time(), **record}) + "\n")
         self._file.flush()

@@ -1,4 +1,4 @@
-"""The prefix-GRPO training loop (DESIGN §3), read top to bottom in loop order:
+"""The prefix-GRPO training loop (docs/grpo.md, "The loop"), read top to bottom in loop order:
 
     SAMPLE    G rollouts per prompt: adapter on for the first m steps, frozen base after
     REWARD    every trained reward, combined into one scalar per sample
@@ -144,7 +144,7 @@ class Trainer:
     def score_rollout(self, rollout: Rollout, step: int) -> tuple[RewardResult, torch.Tensor]:
         """The trained rewards and each sample's reward [B] for its advantage.
 
-        With grpo.suffix_samples K > 1 (the middle value, DESIGN §7) each prefix is finished K more
+        With grpo.suffix_samples K > 1 (the middle value, docs/grpo.md) each prefix is finished K more
         times by the frozen suffix here on the driver, all B·K samples are scored, and a prefix's
         reward is η·log mean_k exp(R_k/η) of its K combined rewards; the rollout's own ending only
         served to sample the prefix. The logged reward statistics are then over the B·K samples.

@@ -1,4 +1,4 @@
-"""Rollout workers and the backends that drive them (DESIGN §3): `local` in-process, `ray` as actors."""
+"""Rollout workers and the backends that drive them (docs/grpo.md, "The loop"): `local` in-process, `ray` as actors."""
 
 from __future__ import annotations
 

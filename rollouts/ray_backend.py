@@ -1,5 +1,5 @@
 """The Ray rollout backend: RolloutWorker replicas as Ray actors, with versioned adapter sync and
-fault tolerance (DESIGN §3, §9; user guide: docs/distributed.md).
+fault tolerance (docs/distributed.md).
 
 Same interface as `LocalBackend` (`sync`, `generate`, `close`, `shares_policy`), so the trainer
 never knows which one it drives. What it adds:

@@ -1,6 +1,6 @@
 """RolloutWorker: a policy replica that samples grouped rollouts with a given adapter version.
 
-A plain class (DESIGN §9): the local backend calls it in-process, the Ray backend wraps it with
+A plain class (README, "Conventions"): the local backend calls it in-process, the Ray backend wraps it with
 `ray.remote(...)` where it launches it. Every sample draws from its own generator seeded by the
 caller (rlalign.seeding), so a batch is the same whichever worker draws which shard.
 """

@@ -8,7 +8,7 @@ Measures, with the same torch threads throughout (default 2, this machine's core
   2. KV-cached sampling vs naive recomputation (every scale re-runs the block-causal pass over all
      scales so far): the speed ratio, and the largest logit difference between the two;
   3. the cost of the adapter-off prefill at each m (the base model's own cache over the prefix,
-     DESIGN §5) and its share of the rollout;
+     docs/next_scale.md) and its share of the rollout;
   4. rollout FLOP/s (counted by torch.utils.flop_counter) as a fraction of this machine's measured
      fp32 matmul peak.
 """

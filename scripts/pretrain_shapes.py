@@ -1,4 +1,4 @@
-"""Pretrain the built-in Shapes next-scale generator (DESIGN §8): `builtin:shapes-nextscale`.
+"""Pretrain the built-in Shapes next-scale generator (docs/shapes.md): `builtin:shapes-nextscale`.
 
 Stage 1 trains VAR's multi-scale residual VQ tokenizer on renders of every kind of scene (a
 tokenizer is generic, as VAR's VQVAE is); stage 2 freezes it, tokenizes many `train` scenes of the

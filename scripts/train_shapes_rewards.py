@@ -1,4 +1,4 @@
-"""Train the built-in reward models of the Shapes world (DESIGN §8): `builtin:shapes-clip`, `builtin:shapes-aesthetic`.
+"""Train the built-in reward models of the Shapes world (docs/shapes.md): `builtin:shapes-clip`, `builtin:shapes-aesthetic`.
 
 Stage 1 trains `shapes-clip`, a small open_clip model, contrastively (CLIP's InfoNCE) on renders of
 the `all` split (held-out colour–shape pairs included: reward models see every pair) with their

@@ -1,4 +1,4 @@
-"""Group-relative advantages (DESIGN §7), as pure functions.
+"""Group-relative advantages (docs/grpo.md), as pure functions.
 
 A_i = (R_i − mean_g) / (std_g + ε) for the samples i of group g (`scale="group"`, GRPO), with the
 batch's std instead (`"batch"`), or without dividing (`"none"`, Dr. GRPO). Two rules keep this
@@ -47,7 +47,7 @@ def group_reward_std(rewards_B: Tensor, group_ids_B: Tensor) -> Tensor:
 
 
 def middle_value(rewards_BK: Tensor, eta: float) -> Tensor:
-    """Each prefix's reward [B] from the rewards [B, K] of its K frozen-suffix completions (DESIGN §7).
+    """Each prefix's reward [B] from the rewards [B, K] of its K frozen-suffix completions (docs/grpo.md).
 
     V = η · log( (1/K) Σ_k exp(R_k / η) ), VAR-RL's middle value: a soft maximum that runs from the
     mean (η → ∞) to the best completion (η → 0), so a prefix is credited with what the frozen suffix

@@ -1,4 +1,4 @@
-"""GRPO-family losses on per-action log-probs of the prefix (DESIGN §7), as pure functions.
+"""GRPO-family losses on per-action log-probs of the prefix (docs/grpo.md), as pure functions.
 
 Shapes: B samples, A actions per sample = the prefix steps' actions concatenated (Σ_{t≤m} A_t),
 with a mask for padded actions (insertion steps have a varying number of gaps).

@@ -1,4 +1,4 @@
-"""One GRPO update of the prefix adapter from one rollout batch (DESIGN §3, the TRAIN box).
+"""One GRPO update of the prefix adapter from one rollout batch (docs/grpo.md, "The loop").
 
 For each inner iteration: re-score the prefix of every micro-batch under the current adapter
 (`policy.log_prob`, with gradients), take the micro-batch's share of the batch loss, accumulate

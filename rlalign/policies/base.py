@@ -1,4 +1,4 @@
-"""The policy interface every generator family implements (DESIGN §4), and `load_policy`.
+"""The policy interface every generator family implements (docs/grpo.md, "Prefix and frozen suffix"), and `load_policy`.
 
 A policy samples T generation steps; the first m (the prefix) with its LoRA adapter on, the rest
 (the suffix) with the adapter off, i.e. from the frozen base. Only prefix actions are scored for

@@ -1,4 +1,4 @@
-"""Registry semantics: TRL's own reward functions and any module:function plug in unchanged (DESIGN §4)."""
+"""Registry semantics: TRL's own reward functions and any module:function plug in unchanged (docs/rewards.md)."""
 
 import pickle
 

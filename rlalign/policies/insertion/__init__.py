@@ -1,6 +1,6 @@
 """Insertion (Edit Flows / OneFlow style) generator family: insertion transformer, sampler, training loss.
 
-See docs/insertion.md and DESIGN §6.
+See docs/insertion.md and docs/insertion.md.
 """
 
 from rlalign.policies.insertion.loss import Corruption, EditFlowLoss, corrupt, edit_flow_loss

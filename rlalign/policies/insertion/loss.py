@@ -1,4 +1,4 @@
-"""The insertion-only Edit Flow training loss with κ_t = t, as pure functions (DESIGN §6).
+"""The insertion-only Edit Flow training loss with κ_t = t, as pure functions (docs/insertion.md).
 
 A training pair is (condition, target text x_1..x_N). Draw t ~ U(0, 1) per sequence and keep each
 target token independently with probability κ_t = t; the kept tokens, in order, are the state X_t.

@@ -1,4 +1,4 @@
-"""The insertion transformer (DESIGN §6): a bidirectional model that scores every gap of a text.
+"""The insertion transformer (docs/insertion.md): a bidirectional model that scores every gap of a text.
 
 Input sequence, attended in both directions:
 

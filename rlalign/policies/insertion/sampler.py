@@ -1,4 +1,4 @@
-"""One insertion step of the Edit Flow sampler as pure functions (DESIGN §6).
+"""One insertion step of the Edit Flow sampler as pure functions (docs/insertion.md).
 
 At step s (0-based) of T the process is at t = s/T and advances by Δt = 1/T. For every gap i of
 the current text, in parallel:
@@ -6,7 +6,7 @@ the current text, in parallel:
     p_i = (1 − π_i) · min(1, Δt · w_t · λ_i),     w_t = κ̇_t / (1 − κ_t) = 1 / (1 − t)   (κ_t = t)
 
 the gap fires (inserts one token) with probability p_i, and a fired gap's token is drawn from Q_i.
-DESIGN §6 writes firing as the AND of Bernoulli(1 − π_i) and Bernoulli(min(1, Δt·w_t·λ_i)); the
+docs/insertion.md writes firing as the AND of Bernoulli(1 − π_i) and Bernoulli(min(1, Δt·w_t·λ_i)); the
 two are independent, so the AND is one Bernoulli(p_i), which is both how we draw it (one uniform
 per gap) and how we score it. The exact log-probability of a gap's outcome is
 
@@ -16,9 +16,9 @@ with p_i clamped to [ε, 1 − ε] by the *same* function for sampling and scori
 the sampler can produce has a finite log-probability and the two always agree.
 
 Guidance (optional, weight w = 1 + cfg_scale, so cfg_scale = 0 is the conditional model alone):
-    log λ = w·log λ_c + (1 − w)·log λ_u          (λ = λ_c^w · λ_u^(1−w), DESIGN §6)
+    log λ = w·log λ_c + (1 − w)·log λ_u          (λ = λ_c^w · λ_u^(1−w), docs/insertion.md)
     ℓ_Q   = w·ℓ_c + (1 − w)·ℓ_u                   (Q ∝ Q_c^w · Q_u^(1−w): softmax of mixed logits)
-    z     = w·z_c + (1 − w)·z_u                   (our choice for π: DESIGN §6 leaves it open; mixing
+    z     = w·z_c + (1 − w)·z_u                   (our choice for π: docs/insertion.md leaves it open; mixing
                                                    the logit keeps π in (0, 1) and is the same
                                                    geometric rule applied to the odds π / (1 − π))
 The temperature divides the mixed token logits only (π and λ are not tempered).
@@ -107,7 +107,7 @@ def open_gaps(lengths_B: Tensor, num_gaps: int, max_len: int) -> Tensor:
 
 def step_distribution(outputs: GapOutputs, *, t_B: Tensor, dt: float, lengths_B: Tensor, max_len: int,
                       temperature: float = 1.0, eps: float = FIRE_EPS) -> StepDistribution:
-    """The (already guided) heads → the step's distribution (DESIGN §6)."""
+    """The (already guided) heads → the step's distribution (docs/insertion.md)."""
     log_fire_BG, log_skip_BG = fire_log_probs(outputs.zero_logit_BG, outputs.log_rate_BG,
                                               rate_factors(t_B, dt).to(outputs.zero_logit_BG.device), eps)
     token_logp_BGV = insertable_log_probs(outputs.token_logits_BGV, temperature)

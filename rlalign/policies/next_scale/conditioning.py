@@ -3,7 +3,7 @@
 Two kinds, one interface (`__call__(prompts) -> cond_BD`, `null(batch) -> cond_BD`):
   ClassConditioner  VAR's class embedding (prompts are class ids; the null class drives CFG);
   PromptEncoder     a small bidirectional word-level transformer whose pooled output is the
-                    condition (DESIGN §5: "a text encoder's pooled embedding"); a learned null
+                    condition (docs/next_scale.md: "a text encoder's pooled embedding"); a learned null
                     vector drives CFG and replaces the condition during training dropout.
 
 Pooling. `mean` averages the word states: a nearly order-blind bag, so "a red circle above a blue

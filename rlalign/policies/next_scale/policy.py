@@ -1,7 +1,7 @@
 """NextScalePolicy: a next-scale generator as a StepPolicy, with peft LoRA on the transformer.
 
 Steps are scales. Scales 1..m are sampled with the adapter on; scales m+1..K with the adapter off
-from a KV cache that the base model itself prefilled over the prefix (DESIGN §5: reusing the
+from a KV cache that the base model itself prefilled over the prefix (docs/next_scale.md: reusing the
 adapter's cache would sample from a hybrid that is neither policy). Re-scoring the prefix is one
 block-masked teacher-forced pass over Σ_{k≤m} p_k² tokens, both CFG halves, with gradients.
 """

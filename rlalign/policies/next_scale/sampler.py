@@ -1,4 +1,4 @@
-"""The next-scale sampling distribution as pure functions (DESIGN §5).
+"""The next-scale sampling distribution as pure functions (docs/next_scale.md).
 
 At scale k the policy is exactly the distribution sampled from:
     ℓ = (1 + t_k)·ℓ_cond − t_k·ℓ_uncond     (VAR's CFG, t_k = cfg·k/(K−1), k from 0)

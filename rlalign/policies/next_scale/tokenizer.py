@@ -1,6 +1,6 @@
 """VAR's multi-scale VQVAE as a tokenizer: images ⇄ K token maps, plus the transformer's inputs.
 
-Images at the public boundary are in [0, 1] (DESIGN.md §4); internally the autoencoder works in
+Images at the public boundary are in [0, 1] (docs/next_scale.md, "Researcher API"); internally the autoencoder works in
 [-1, 1] like the reference. Attribute names (``encoder``, ``decoder``, ``quant_conv``,
 ``post_quant_conv``, ``quantize.embedding``, ``quantize.quant_resi``) match the reference VQVAE, so its
 state dict loads with only the renames documented in ``var_import``.

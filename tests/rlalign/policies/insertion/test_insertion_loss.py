@@ -1,4 +1,4 @@
-"""The insertion-only Edit Flow loss (κ_t = t, DESIGN §6): corruption and the per-gap loss by hand."""
+"""The insertion-only Edit Flow loss (κ_t = t, docs/insertion.md): corruption and the per-gap loss by hand."""
 
 import math
 

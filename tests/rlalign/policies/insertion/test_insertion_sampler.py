@@ -1,4 +1,4 @@
-"""Pure functions of one insertion step, against hand-computed numbers (DESIGN §6)."""
+"""Pure functions of one insertion step, against hand-computed numbers (docs/insertion.md)."""
 
 import math
 
