@@ -258,12 +258,21 @@ def satisfied_matrix(scenes: list[Scene], captions: list[str]) -> torch.Tensor:
 
 def hard_negative(scene: Scene, rng: np.random.Generator) -> str:
     """One true negative caption: an edit kind drawn uniformly, then an edit and a surface form."""
+    return hard_negatives(scene, rng, 1)[0]
+
+
+def hard_negatives(scene: Scene, rng: np.random.Generator, count: int) -> list[str]:
+    """`count` true negative captions of distinct edit kinds (kinds drawn uniformly without
+    replacement; drawn again once every kind the scene has is used), each an edit and a surface form."""
     edits = scene_edits(scene)
     kinds = sorted({kind for kind, _ in edits})
-    kind = kinds[rng.integers(len(kinds))]
-    chosen = [spec for k, spec in edits if k == kind]
-    forms = surface_forms(chosen[rng.integers(len(chosen))])
-    return forms[rng.integers(len(forms))]
+    order = [kinds[i] for _ in range(-(-count // len(kinds))) for i in rng.permutation(len(kinds))]
+    negatives = []
+    for kind in order[:count]:
+        chosen = [spec for k, spec in edits if k == kind]
+        forms = surface_forms(chosen[rng.integers(len(chosen))])
+        negatives.append(forms[rng.integers(len(forms))])
+    return negatives
 
 
 def _replace(spec: SceneSpec, index: int, obj: ObjectSpec) -> SceneSpec:

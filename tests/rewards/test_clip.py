@@ -14,10 +14,19 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from rewards import build_reward
-from rewards.builtin_models import GRAMMAR_WORDS, SHAPES_CLIP, caption_edits, grammar_bpe_merges, mirrored
+from rewards.builtin_models import (
+    GRAMMAR_WORDS,
+    SHAPES_CLIP,
+    caption_edits,
+    grammar_bpe_merges,
+    hard_negatives,
+    mirrored,
+    scene_edits,
+)
 from rewards.clip import ClipScore, load_clip, preprocess_images, resolve_weights
+from rewards.shapes_eval import check_objects, scene_objects
 from rlalign.config import RewardSpec
-from rlalign.shapes import render_batch, sample_scenes
+from rlalign.shapes import parse_prompt, render_batch, sample_category_scenes, sample_scenes, surface_forms
 
 SCENES = sample_scenes("heldout", 8, seed=4242)
 IMAGES = render_batch(SCENES)
@@ -164,3 +173,19 @@ def test_training_captions_mirroring_is_exact_and_edits_change_the_meaning():
         edits = caption_edits(scene.spec)
         assert {kind for kind, _ in edits} >= {"colour", "shape"}
         assert all(spec != scene.spec and spec.prompt != scene.prompt for _, spec in edits)
+
+
+def test_hard_negatives_are_true_negatives_of_distinct_kinds():
+    rng = np.random.default_rng(0)
+    for scene in sample_category_scenes("all", 40, seed=3):
+        kinds = {kind for kind, _ in scene_edits(scene)}
+        negatives = hard_negatives(scene, rng, 3)
+        assert len(negatives) == 3
+        # none of them is satisfied by the scene it is a negative for
+        assert not any(check_objects(parse_prompt(text), scene_objects(scene)).exact for text in negatives)
+        # one edit kind each while the scene has three kinds or more (a kind can edit to one prompt
+        # in two surface forms, so count distinct kinds through the edits' prompts)
+        edit_kind = {form: kind for kind, spec in scene_edits(scene) for form in surface_forms(spec)}
+        drawn = [edit_kind[text] for text in negatives]
+        assert len(set(drawn)) == min(3, len(kinds))
+

@@ -1,0 +1,31 @@
+"""scripts/reward_headroom.py: best-of-S and pair agreement on hand-made scores."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("reward_headroom", ROOT / "scripts" / "reward_headroom.py")
+headroom = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(headroom)
+
+
+def test_best_of_s_and_pair_agreement_by_hand():
+    # Two prompts, three samples each.
+    # prompt 0: exact (1, 0, 0), reward (0.9, 0.5, 0.1): the reward's best (sample 0) is exact;
+    #   verifier-different pairs (0,1), (0,2) — both ordered as the verifier: 2 of 2.
+    # prompt 1: exact (0, 1, 0), reward (0.8, 0.3, 0.2): the reward's best (sample 0) is wrong;
+    #   pairs (0,1): reward says 0 > 1, verifier 1 > 0 → disagree; (1,2): 0.3 > 0.2 and 1 > 0 → agree.
+    reward_PS = np.array([[0.9, 0.5, 0.1], [0.8, 0.3, 0.2]])
+    exact_PS = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    row = headroom.headroom_row("colors", reward_PS, exact_PS)
+    assert row["base_exact"] == round(2 / 6, 4)  # 2 exact of 6 samples
+    assert row["best_by_reward"] == 0.5  # (1 + 0) / 2
+    assert row["best_by_verifier"] == 1.0  # both prompts have an exact sample
+    assert row["pairs"] == 4 and row["pair_agreement"] == 0.75  # 3 of 4 pairs agree
+
+
+def test_pairs_with_equal_verdicts_do_not_count():
+    agreement, pairs = headroom.pair_agreement(np.array([[0.1, 0.9]]), np.array([[1.0, 1.0]]))
+    assert pairs == 0 and agreement == 0.0
