@@ -173,16 +173,20 @@ def prefix_verdict(summary: dict, results: dict[str, dict]) -> str:
             else (rows[m]["final"], rows[m].get("ci95", [rows[m]["final"]] * 2))
     full_value, (low, high) = final(full_key)
     full_minutes = rows[full_key]["wall_minutes"]
+    base = results[full_key]["base"]["overall"]["exact"] if use_categories else rows[full_key]["base"]
+    # When m = all itself did not move the metric beyond its interval, "reaching" it means nothing.
+    caveat = (f" But m = all's own result does not exceed the base ({base:.3f}) beyond its interval, so this "
+              "comparison cannot tell the m apart." if base >= low else "")
     winners = [m for m in sorted(rows, key=_order) if m != full_key and _order(m) < summary["manifest"]["num_steps"]
                and final(m)[0] >= low and rows[m]["wall_minutes"] <= 0.5 * full_minutes]
     what = "overall" if use_categories else summary["eval_key"]
     if not winners:
         return (f"No m < T reaches the m = all result ({what} {full_value:.3f} [{low:.3f}, {high:.3f}]) within its "
-                f"interval in at most half of its {full_minutes:.1f} wall minutes.")
+                f"interval in at most half of its {full_minutes:.1f} wall minutes.{caveat}")
     m = winners[0]
     return (f"Yes: m = {m} reaches {what} {final(m)[0]:.3f}, within the m = all interval [{low:.3f}, {high:.3f}] "
             f"(m = all: {full_value:.3f}), in {rows[m]['wall_minutes']:.1f} wall minutes, "
-            f"{rows[m]['wall_minutes'] / full_minutes:.0%} of m = all's {full_minutes:.1f}.")
+            f"{rows[m]['wall_minutes'] / full_minutes:.0%} of m = all's {full_minutes:.1f}.{caveat}")
 
 
 def _order(m: str) -> float:

@@ -92,3 +92,23 @@ def test_pooled_categories_and_their_overall_match_hand_computation():
     overall = _pooled_overall({"counting": pooled, "colors": {"exact": 1.0, "samples": 16}})
     assert overall["exact"] == pytest.approx(0.8125)
     assert overall["ci95"] == pytest.approx([0.8125 - 0.11861, 0.8125 + 0.11861], abs=1e-4)
+
+
+def _verdict_summary(full_final, full_ci, base):
+    rows = {"1": {"final": 0.60, "ci95": [0.55, 0.65], "wall_minutes": 4.0, "base": base},
+            "all": {"final": full_final, "ci95": full_ci, "wall_minutes": 10.0, "base": base}}
+    return {"rows": rows, "manifest": {"num_steps": 6}, "eval_key": "eval/heldout/exact"}
+
+
+def test_prefix_verdict_names_the_cheap_m_and_flags_an_m_all_that_did_not_move():
+    from rlalign.sweep_report import prefix_verdict
+
+    # m = all 0.62 [0.58, 0.66] over a base of 0.40: m = 1's 0.60 ≥ 0.58 in 4 of 10 minutes (40%).
+    text = prefix_verdict(_verdict_summary(0.62, [0.58, 0.66], base=0.40), {})
+    assert text.startswith("Yes: m = 1 reaches") and "40%" in text and "cannot tell" not in text
+    # Same, but the base 0.59 lies inside m = all's interval: the "yes" carries the caveat.
+    text = prefix_verdict(_verdict_summary(0.62, [0.58, 0.66], base=0.59), {})
+    assert text.startswith("Yes: m = 1") and "cannot tell the m apart" in text
+    # m = all 0.80 [0.76, 0.84]: m = 1's 0.60 is below 0.76, so no m reaches it.
+    text = prefix_verdict(_verdict_summary(0.80, [0.76, 0.84], base=0.40), {})
+    assert text.startswith("No m < T reaches") and "cannot tell" not in text
