@@ -53,6 +53,7 @@ from rewards.builtin_models import (
     satisfied_matrix,
     scene_edits,
     shapes_clip_open_clip_config,
+    tokenizer_round_trip,
 )
 from rewards.clip import ClipModel, load_clip, preprocess_images
 from rewards.shapes_eval import check_objects, scene_objects
@@ -116,17 +117,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def render_dataset(scenes: list[Scene], chunk: int = 1000) -> torch.Tensor:
     return torch.cat([render_batch(scenes[i:i + chunk]) for i in range(0, len(scenes), chunk)])
-
-
-@torch.no_grad()
-def tokenizer_round_trip(images_N3HW: torch.Tensor, generator: str, chunk: int = 500) -> torch.Tensor:
-    """The images as the generator's multi-scale VQ tokenizer redraws them (encode, then decode all
-    scales): the edges and colour shifts of generated images, with the scene (and caption) unchanged."""
-    from rlalign.policies.next_scale.model import load_model
-
-    tokenizer = load_model(generator).tokenizer.eval()
-    return torch.cat([tokenizer.decode(tokenizer.encode(images_N3HW[i:i + chunk]))
-                      for i in range(0, len(images_N3HW), chunk)])
 
 
 def clip_loss(model: torch.nn.Module, tokenizer, pixels_B3HW: torch.Tensor, captions: list[str],
