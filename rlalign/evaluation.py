@@ -36,6 +36,21 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def pair_agreement(reward_PS, target_PS) -> tuple[float, int]:
+    """Among same-prompt sample pairs whose target (e.g. the verifier) differs, the share that the
+    reward orders the same way (what GRPO's group advantages compare), and how many such pairs.
+    Both arguments are [P prompts, S samples] arrays."""
+    agree = pairs = 0
+    samples = len(reward_PS[0]) if len(reward_PS) else 0
+    for reward_S, target_S in zip(reward_PS, target_PS):
+        for i in range(samples):
+            for j in range(i + 1, samples):
+                if target_S[i] != target_S[j]:
+                    pairs += 1
+                    agree += (reward_S[i] - reward_S[j]) * (target_S[i] - target_S[j]) > 0
+    return agree / max(pairs, 1), pairs
+
+
 @torch.no_grad()
 def generate(policy: StepPolicy, prompts: Sequence, *, samples_per_prompt: int, seed: int, prefix_steps="all",
              adapter: bool = True, batch_size: int = 64, purpose: str = "eval", step: int = 0):

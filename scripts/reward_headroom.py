@@ -34,23 +34,10 @@ import rewards
 from rewards.shapes_eval import shapes_eval
 from rlalign.benchmarking import format_table, write_json
 from rlalign.config import load_config
-from rlalign.evaluation import generate
+from rlalign.evaluation import generate, pair_agreement
 from rlalign.policies.base import load_policy
 from rlalign.shapes import CATEGORIES
 from rlalign.shapes.categories import eval_prompts_by_category
-
-
-def pair_agreement(reward_PS: np.ndarray, exact_PS: np.ndarray) -> tuple[float, int]:
-    """Share of same-prompt pairs with different exact match that the reward orders the same way."""
-    agree = pairs = 0
-    samples = reward_PS.shape[1]
-    for reward_S, exact_S in zip(reward_PS, exact_PS):
-        for i in range(samples):
-            for j in range(i + 1, samples):
-                if exact_S[i] != exact_S[j]:
-                    pairs += 1
-                    agree += (reward_S[i] - reward_S[j]) * (exact_S[i] - exact_S[j]) > 0
-    return agree / max(pairs, 1), pairs
 
 
 def headroom_row(category: str, reward_PS: np.ndarray, exact_PS: np.ndarray) -> dict:

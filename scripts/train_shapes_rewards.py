@@ -6,12 +6,12 @@ true captions: half described scenes (one or two objects, everything named), hal
 GenEval categories (1–4 objects). Each image also gets three *hard negative* captions one step from
 its own (NegCLIP-style), of distinct kinds drawn uniformly: a colour, shape, position, relation or
 count word, the colour binding or the relation swapped, an object dropped or added, and never one
-the image still satisfies. Half the images are shown as the generator's tokenizer redraws them
-(encode, decode: softer edges and small colour shifts, the look of generated images), so the reward
-reads generated images as well as clean renders. It teaches the model to count, bind colours to shapes and read relations instead
-of matching bags of words. In-batch captions that an image satisfies (an uncoloured prompt leaves
-colours open) are not used as its negatives. Horizontal mirroring (an exact new scene: triangles
-point up, left and right swap) doubles the data for free.
+the image still satisfies; they teach the model to count, bind colours to shapes and read relations
+instead of matching bags of words. Half the images are shown as the generator's tokenizer redraws
+them (encode, decode: softer edges and small colour shifts, the look of generated images), so the
+reward reads generated images as well as clean renders. In-batch captions that an image satisfies
+(an uncoloured prompt leaves colours open) are not used as its negatives. Horizontal mirroring (an
+exact new scene: triangles point up, left and right swap) doubles the data for free.
 
 Stage 2 embeds clean and degraded renders (noise, blur, blotches, colour bleeding at random
 severities) with the trained CLIP and fits the LAION-layout aesthetic MLP to 10 − 9·severity, plus
@@ -314,7 +314,7 @@ def evaluate_generator_agreement(clip_path: Path, generator: str, seed: int, sam
 
     from rewards.clip import ClipScore
     from rewards.shapes_eval import shapes_eval
-    from rlalign.evaluation import generate
+    from rlalign.evaluation import generate, pair_agreement
     from rlalign.policies.next_scale.model import load_model
     from rlalign.policies.next_scale.policy import NextScalePolicy
     from rlalign.shapes import eval_prompts
@@ -325,15 +325,9 @@ def evaluate_generator_agreement(clip_path: Path, generator: str, seed: int, sam
     for split in ("train", "heldout"):
         images, prompts = generate(policy, eval_prompts(split), samples_per_prompt=samples, seed=seed)
         clip_B, verifier_B = np.array(reward(prompts, images)), np.array(shapes_eval(prompts, images))
-        agree, pairs = 0, 0
-        for group in range(0, len(prompts), samples):
-            for i in range(group, group + samples):
-                for j in range(i + 1, group + samples):
-                    if verifier_B[i] != verifier_B[j]:
-                        pairs += 1
-                        agree += (clip_B[i] - clip_B[j]) * (verifier_B[i] - verifier_B[j]) > 0
+        agreement, pairs = pair_agreement(clip_B.reshape(-1, samples), verifier_B.reshape(-1, samples))
         result[split] = {"images": len(prompts), "spearman": round(float(spearmanr(clip_B, verifier_B)[0]), 4),
-                         "within_prompt_pair_agreement": round(float(agree) / max(pairs, 1), 4), "pairs": pairs,
+                         "within_prompt_pair_agreement": round(agreement, 4), "pairs": pairs,
                          "verifier_exact": round(float((verifier_B == 1.0).mean()), 4)}
     return result
 
