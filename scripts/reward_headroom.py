@@ -17,6 +17,19 @@ reward from the config's first trained reward function (docs/rewards.md):
     python scripts/reward_headroom.py configs/shapes_nextscale.yaml              # ~1.5 min on 2 cores
     python scripts/reward_headroom.py configs/shapes_nextscale.yaml --samples 8 --split train
 
+With --prefix-steps the same question is asked of a prefix-only policy. For each listed t < T the
+base draws N = S prefixes of t steps per prompt and the frozen suffix finishes each K times
+(--completions); a prefix's value is the mean over its K completions, of the reward and of exact
+match. Then "best of n by reward" is the mean exact match of the prefix whose mean reward is the
+highest among n of them (n = 1, 2, 4, ..., S; the S prefixes split into S/n disjoint sets of n,
+averaged), which is what a prefix policy that fully optimised the reward over n base prefixes
+would reach; "best by verifier" is the prefix with the highest mean exact (the oracle). t = T
+(`all`) is the full-sample table above. As n grows, best-of-n by the reward approaches the optimum of
+KL-regularised RL on that reward with a small beta (the base reweighted by exp(R/beta)), restricted to
+what the first t steps decide:
+
+    python scripts/reward_headroom.py configs/shapes_nextscale.yaml --prefix-steps 4,5,all --samples 32
+
 Writes a Markdown table to stdout and JSON to --out (default outputs/reward_headroom.json).
 """
 
@@ -32,27 +45,79 @@ import torch
 
 import rewards
 from rewards.shapes_eval import shapes_eval
-from rlalign.benchmarking import format_table, write_json
+from rlalign.benchmarking import format_table, machine_info, write_json
 from rlalign.config import load_config
 from rlalign.evaluation import generate, pair_agreement
-from rlalign.policies.base import load_policy
+from rlalign.policies.base import load_policy, parse_prefix_steps, resolve_prefix_steps
+from rlalign.probe import ProbeSizes, branch
 from rlalign.shapes import CATEGORIES
 from rlalign.shapes.categories import eval_prompts_by_category
 
 
+def best_of_n(reward_PN: np.ndarray, exact_PN: np.ndarray, n: int) -> float:
+    """Mean exact match of the reward's best among n candidates: each prompt's N candidates split into
+    N // n disjoint sets of n (in order), the reward's argmax taken in each, averaged over sets and prompts."""
+    prompts, candidates = reward_PN.shape
+    sets = candidates // n
+    if sets < 1:
+        raise ValueError(f"best of {n} needs at least {n} candidates per prompt, got {candidates}")
+    reward_PGn = reward_PN[:, : sets * n].reshape(prompts, sets, n)
+    exact_PGn = exact_PN[:, : sets * n].reshape(prompts, sets, n)
+    chosen_PG = np.take_along_axis(exact_PGn, reward_PGn.argmax(2)[..., None], 2)[..., 0]
+    return float(chosen_PG.mean())
+
+
+def curve_sizes(candidates: int) -> list[int]:
+    """n = 1, 2, 4, ... up to the number of candidates (always included)."""
+    sizes = [1 << i for i in range(candidates.bit_length()) if 1 << i <= candidates]
+    return sizes if sizes[-1] == candidates else sizes + [candidates]
+
+
 def headroom_row(category: str, reward_PS: np.ndarray, exact_PS: np.ndarray) -> dict:
+    """reward_PS, exact_PS: [P prompts, S candidates] (samples, or prefixes' means over completions)."""
     prompts = np.arange(len(reward_PS))
     agreement, pairs = pair_agreement(reward_PS, exact_PS)
-    return {"category": category, "prompts": len(reward_PS), "base_exact": round(float(exact_PS.mean()), 4),
-            "best_by_reward": round(float(exact_PS[prompts, reward_PS.argmax(1)].mean()), 4),
-            "best_by_verifier": round(float(exact_PS.max(1).mean()), 4),
-            "pair_agreement": round(agreement, 4), "pairs": pairs}
+    row = {"category": category, "prompts": len(reward_PS), "base_exact": round(float(exact_PS.mean()), 4),
+           "best_by_reward": round(float(exact_PS[prompts, reward_PS.argmax(1)].mean()), 4),
+           "best_by_verifier": round(float(exact_PS.max(1).mean()), 4),
+           "pair_agreement": round(agreement, 4), "pairs": pairs}
+    row.update({f"best_of_{n}": round(best_of_n(reward_PS, exact_PS, n), 4) for n in curve_sizes(exact_PS.shape[1])})
+    return row
+
+
+def score_candidates(policy, reward, prompts: list, steps: int, args) -> tuple[np.ndarray, np.ndarray]:
+    """[P, S] reward and exact match of S candidates per prompt: whole base samples when steps = T,
+    otherwise S base prefixes of `steps` steps, each the mean over its K frozen completions."""
+    if steps == policy.num_steps:
+        images, repeated = generate(policy, prompts, samples_per_prompt=args.samples, seed=args.seed, adapter=False)
+        shape = (len(prompts), args.samples, 1)
+    else:
+        images, repeated = [], []
+        for index, prompt in enumerate(prompts):  # one prompt at a time bounds memory; its own seed
+            sizes = ProbeSizes(args.samples, args.completions, seed=args.seed * 100_000 + index)
+            outputs, finished = branch(policy, [prompt], steps, sizes)
+            images.append(outputs)
+            repeated += finished
+        images, shape = torch.cat(images), (len(prompts), args.samples, args.completions)
+    reward_PSK = np.array(reward(repeated, images), dtype=float).reshape(shape)
+    exact_PSK = (np.array(shapes_eval(repeated, images)) == 1.0).astype(float).reshape(shape)
+    return reward_PSK.mean(2), exact_PSK.mean(2)
+
+
+def overall_row(rows: list[dict], keys: list[str]) -> dict:
+    """GenEval's aggregation: the unweighted mean of the categories."""
+    overall = {"category": "overall", "prompts": sum(r["prompts"] for r in rows)}
+    overall.update({key: round(float(np.mean([r[key] for r in rows])), 4) for key in keys})
+    return overall
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("config")
-    parser.add_argument("--samples", type=int, default=16, help="samples per prompt (S)")
+    parser.add_argument("--samples", type=int, default=16, help="samples (or prefixes) per prompt (S)")
+    parser.add_argument("--prefix-steps", default="all", help="comma list of t (1..T or all): candidates are "
+                        "t-step prefixes finished by the frozen suffix; all = whole samples (default)")
+    parser.add_argument("--completions", type=int, default=4, help="K frozen completions per prefix (t < T)")
     parser.add_argument("--split", default="heldout", choices=("heldout", "train"))
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
@@ -66,24 +131,28 @@ def main(argv: list[str] | None = None) -> int:
     if not trained:
         raise SystemExit("the config has no trained reward (every rewards.functions weight is 0)")
     policy, reward = load_policy(cfg.policy), rewards.build_reward(trained[0])
-    start, rows = time.perf_counter(), []
-    for category, prompts in eval_prompts_by_category(args.split).items():
-        prompts = list(dict.fromkeys(prompts))  # the lists repeat small pools; each prompt once
-        images, repeated = generate(policy, prompts, samples_per_prompt=args.samples, seed=args.seed, adapter=False)
-        reward_PS = np.array(reward(repeated, images), dtype=float).reshape(len(prompts), args.samples)
-        exact_PS = (np.array(shapes_eval(repeated, images)) == 1.0).astype(float).reshape(len(prompts), args.samples)
-        rows.append(headroom_row(category, reward_PS, exact_PS))
-    overall = {"category": "overall", "prompts": sum(r["prompts"] for r in rows)}
-    for key in ("base_exact", "best_by_reward", "best_by_verifier"):
-        overall[key] = round(float(np.mean([r[key] for r in rows])), 4)
-    rows.append(overall)
+    try:
+        steps = [resolve_prefix_steps(t, policy.num_steps) for t in parse_prefix_steps(args.prefix_steps, policy.num_steps)]
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    start, tables = time.perf_counter(), []
+    curve = [f"best_of_{n}" for n in curve_sizes(args.samples)]
+    for t in steps:
+        rows = []
+        for category, prompts in eval_prompts_by_category(args.split).items():
+            prompts = list(dict.fromkeys(prompts))  # the lists repeat small pools; each prompt once
+            rows.append(headroom_row(category, *score_candidates(policy, reward, prompts, t, args)))
+        rows.append(overall_row(rows, ["base_exact", "best_by_reward", "best_by_verifier", *curve]))
+        tables.append({"steps": t, "completions": args.completions if t < policy.num_steps else 1, "rows": rows})
+        print(f"\n## candidates: {'whole samples' if t == policy.num_steps else f'prefixes of t = {t} steps'}\n")
+        print(format_table(rows, ["category", "prompts", "base_exact", *curve, "best_by_verifier", "pair_agreement",
+                                  "pairs"]))
     seconds = round(time.perf_counter() - start, 1)
-    print(format_table(rows, ["category", "prompts", "base_exact", "best_by_reward", "best_by_verifier",
-                              "pair_agreement", "pairs"]))
-    print(f"(reward {trained[0].label or trained[0].name}, {args.samples} base samples per prompt, "
+    print(f"(reward {trained[0].label or trained[0].name}, {args.samples} candidates per prompt, "
           f"{args.split} lists, seed {args.seed}; {seconds}s)")
     write_json({"config": args.config, "reward": trained[0].name, "samples": args.samples, "split": args.split,
-                "seed": args.seed, "categories": list(CATEGORIES), "rows": rows, "seconds": seconds}, args.out)
+                "seed": args.seed, "categories": list(CATEGORIES), "rows": tables[-1]["rows"], "tables": tables,
+                "seconds": seconds, "machine": machine_info()}, args.out)
     return 0
 
 

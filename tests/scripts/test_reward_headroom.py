@@ -29,3 +29,32 @@ def test_best_of_s_and_pair_agreement_by_hand():
 def test_pairs_with_equal_verdicts_do_not_count():
     agreement, pairs = headroom.pair_agreement(np.array([[0.1, 0.9]]), np.array([[1.0, 1.0]]))
     assert pairs == 0 and agreement == 0.0
+
+
+def test_best_of_n_splits_candidates_into_disjoint_sets():
+    # One prompt, four candidates: reward (0.1, 0.9, 0.8, 0.2), exact (1, 0, 0, 1).
+    # n = 1: every candidate its own set -> mean exact (1 + 0 + 0 + 1) / 4 = 0.5.
+    # n = 2: sets {0, 1} -> reward picks 1 (exact 0); {2, 3} -> picks 2 (exact 0) -> 0.0.
+    # n = 4: one set -> picks 1 (exact 0) -> 0.0.
+    reward_PN = np.array([[0.1, 0.9, 0.8, 0.2]])
+    exact_PN = np.array([[1.0, 0.0, 0.0, 1.0]])
+    assert headroom.best_of_n(reward_PN, exact_PN, 1) == 0.5
+    assert headroom.best_of_n(reward_PN, exact_PN, 2) == 0.0
+    # Reversed reward order: n = 2 picks 0 (exact 1) and 3 (exact 1) -> 1.0.
+    assert headroom.best_of_n(reward_PN[:, ::-1].copy(), exact_PN, 2) == 0.0
+    assert headroom.best_of_n(-reward_PN, exact_PN, 2) == 1.0
+    # Prefix means are fractions: exact (0.25, 0.75), reward picks the second -> 0.75.
+    assert headroom.best_of_n(np.array([[0.0, 1.0]]), np.array([[0.25, 0.75]]), 2) == 0.75
+
+
+def test_curve_sizes_are_powers_of_two_and_the_total():
+    assert headroom.curve_sizes(16) == [1, 2, 4, 8, 16]
+    assert headroom.curve_sizes(12) == [1, 2, 4, 8, 12]
+    assert headroom.curve_sizes(1) == [1]
+
+
+def test_best_of_n_refuses_too_few_candidates():
+    import pytest
+
+    with pytest.raises(ValueError, match="at least 4 candidates"):
+        headroom.best_of_n(np.zeros((1, 3)), np.zeros((1, 3)), 4)
