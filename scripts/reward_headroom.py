@@ -19,11 +19,12 @@ reward from the config's first trained reward function (docs/rewards.md):
 
 With --prefix-steps the same question is asked of a prefix-only policy. For each listed t < T the
 base draws N = S prefixes of t steps per prompt and the frozen suffix finishes each K times
-(--completions); a prefix's value is the mean over its K completions, of the reward and of exact
-match. Then "best of n by reward" is the mean exact match of the prefix whose mean reward is the
-highest among n of them (n = 1, 2, 4, ..., S; the S prefixes split into S/n disjoint sets of n,
-averaged), which is what a prefix policy that fully optimised the reward over n base prefixes
-would reach; "best by verifier" is the prefix with the highest mean exact (the oracle). t = T
+(--completions). A prefix is chosen by its mean reward over the first K/2 completions and judged
+by the mean exact match (and reward) of the other K/2: fresh suffix draws, so the luck of the
+completions that won the choice does not count twice. "best of n by reward" is the mean exact
+match of the prefix the reward ranks first among n of them (n = 1, 2, 4, ..., S; the S prefixes
+split into S/n disjoint sets of n, averaged): what a prefix policy that fully optimised the reward
+over n base prefixes would reach; "best by verifier" chooses by exact match instead (the oracle). t = T
 (`all`) is the full-sample table above. As n grows, best-of-n by the reward approaches the optimum of
 KL-regularised RL on that reward with a small beta (the base reweighted by exp(R/beta)), restricted to
 what the first t steps decide:
@@ -54,16 +55,16 @@ from rlalign.shapes import CATEGORIES
 from rlalign.shapes.categories import eval_prompts_by_category
 
 
-def best_of_n(reward_PN: np.ndarray, exact_PN: np.ndarray, n: int) -> float:
-    """Mean exact match of the reward's best among n candidates: each prompt's N candidates split into
-    N // n disjoint sets of n (in order), the reward's argmax taken in each, averaged over sets and prompts."""
-    prompts, candidates = reward_PN.shape
+def best_of_n(select_PN: np.ndarray, value_PN: np.ndarray, n: int) -> float:
+    """Mean value of the candidate `select` ranks first among n: each prompt's N candidates split into
+    N // n disjoint sets of n (in order), the argmax of select taken in each, averaged over sets and prompts."""
+    prompts, candidates = select_PN.shape
     sets = candidates // n
     if sets < 1:
         raise ValueError(f"best of {n} needs at least {n} candidates per prompt, got {candidates}")
-    reward_PGn = reward_PN[:, : sets * n].reshape(prompts, sets, n)
-    exact_PGn = exact_PN[:, : sets * n].reshape(prompts, sets, n)
-    chosen_PG = np.take_along_axis(exact_PGn, reward_PGn.argmax(2)[..., None], 2)[..., 0]
+    select_PGn = select_PN[:, : sets * n].reshape(prompts, sets, n)
+    value_PGn = value_PN[:, : sets * n].reshape(prompts, sets, n)
+    chosen_PG = np.take_along_axis(value_PGn, select_PGn.argmax(2)[..., None], 2)[..., 0]
     return float(chosen_PG.mean())
 
 
@@ -73,21 +74,27 @@ def curve_sizes(candidates: int) -> list[int]:
     return sizes if sizes[-1] == candidates else sizes + [candidates]
 
 
-def headroom_row(category: str, reward_PS: np.ndarray, exact_PS: np.ndarray) -> dict:
-    """reward_PS, exact_PS: [P prompts, S candidates] (samples, or prefixes' means over completions)."""
-    prompts = np.arange(len(reward_PS))
-    agreement, pairs = pair_agreement(reward_PS, exact_PS)
-    row = {"category": category, "prompts": len(reward_PS), "base_exact": round(float(exact_PS.mean()), 4),
-           "best_by_reward": round(float(exact_PS[prompts, reward_PS.argmax(1)].mean()), 4),
-           "best_by_verifier": round(float(exact_PS.max(1).mean()), 4),
+def headroom_row(category: str, reward_PSK: np.ndarray, exact_PSK: np.ndarray) -> dict:
+    """reward_PSK, exact_PSK: [P prompts, S candidates, K completions]. With K = 1 (whole samples) a
+    candidate is chosen and judged on itself; with K ≥ 2 it is chosen by the mean reward of its first
+    K // 2 completions and judged on the others (see the module docstring)."""
+    half = reward_PSK.shape[2] // 2
+    select_PS = reward_PSK[..., :max(half, 1)].mean(2)
+    exact_PS, reward_PS = exact_PSK[..., half:].mean(2), reward_PSK[..., half:].mean(2)
+    agreement, pairs = pair_agreement(select_PS, exact_PS)
+    sizes = curve_sizes(exact_PS.shape[1])
+    row = {"category": category, "prompts": len(exact_PS), "base_exact": round(float(exact_PSK.mean()), 4),
+           "best_by_reward": round(best_of_n(select_PS, exact_PS, sizes[-1]), 4),
+           "best_by_verifier": round(best_of_n(exact_PSK[..., :max(half, 1)].mean(2), exact_PS, sizes[-1]), 4),
            "pair_agreement": round(agreement, 4), "pairs": pairs}
-    row.update({f"best_of_{n}": round(best_of_n(reward_PS, exact_PS, n), 4) for n in curve_sizes(exact_PS.shape[1])})
+    row.update({f"best_of_{n}": round(best_of_n(select_PS, exact_PS, n), 4) for n in sizes})
+    row.update({f"reward_best_of_{n}": round(best_of_n(select_PS, reward_PS, n), 4) for n in sizes})
     return row
 
 
 def score_candidates(policy, reward, prompts: list, steps: int, args) -> tuple[np.ndarray, np.ndarray]:
-    """[P, S] reward and exact match of S candidates per prompt: whole base samples when steps = T,
-    otherwise S base prefixes of `steps` steps, each the mean over its K frozen completions."""
+    """[P, S, K] reward and exact match of S candidates per prompt: whole base samples when steps = T
+    (K = 1), otherwise S base prefixes of `steps` steps, each finished K times by the frozen suffix."""
     if steps == policy.num_steps:
         images, repeated = generate(policy, prompts, samples_per_prompt=args.samples, seed=args.seed, adapter=False)
         shape = (len(prompts), args.samples, 1)
@@ -101,7 +108,7 @@ def score_candidates(policy, reward, prompts: list, steps: int, args) -> tuple[n
         images, shape = torch.cat(images), (len(prompts), args.samples, args.completions)
     reward_PSK = np.array(reward(repeated, images), dtype=float).reshape(shape)
     exact_PSK = (np.array(shapes_eval(repeated, images)) == 1.0).astype(float).reshape(shape)
-    return reward_PSK.mean(2), exact_PSK.mean(2)
+    return reward_PSK, exact_PSK
 
 
 def overall_row(rows: list[dict], keys: list[str]) -> dict:
@@ -117,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=16, help="samples (or prefixes) per prompt (S)")
     parser.add_argument("--prefix-steps", default="all", help="comma list of t (1..T or all): candidates are "
                         "t-step prefixes finished by the frozen suffix; all = whole samples (default)")
-    parser.add_argument("--completions", type=int, default=4, help="K frozen completions per prefix (t < T)")
+    parser.add_argument("--completions", type=int, default=4,
+                        help="K frozen completions per prefix (t < T): K/2 choose the prefix, K/2 judge it")
     parser.add_argument("--split", default="heldout", choices=("heldout", "train"))
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
@@ -135,18 +143,23 @@ def main(argv: list[str] | None = None) -> int:
         steps = [resolve_prefix_steps(t, policy.num_steps) for t in parse_prefix_steps(args.prefix_steps, policy.num_steps)]
     except ValueError as error:
         raise SystemExit(str(error)) from None
+    if any(t < policy.num_steps for t in steps) and args.completions < 2:
+        raise SystemExit(f"--completions must be ≥ 2 when t < T (half choose the prefix, half judge it), "
+                         f"got {args.completions}")
     start, tables = time.perf_counter(), []
     curve = [f"best_of_{n}" for n in curve_sizes(args.samples)]
+    reward_curve = [f"reward_best_of_{n}" for n in curve_sizes(args.samples)]
     for t in steps:
         rows = []
         for category, prompts in eval_prompts_by_category(args.split).items():
             prompts = list(dict.fromkeys(prompts))  # the lists repeat small pools; each prompt once
             rows.append(headroom_row(category, *score_candidates(policy, reward, prompts, t, args)))
-        rows.append(overall_row(rows, ["base_exact", "best_by_reward", "best_by_verifier", *curve]))
+        rows.append(overall_row(rows, ["base_exact", "best_by_reward", "best_by_verifier", *curve, *reward_curve]))
         tables.append({"steps": t, "completions": args.completions if t < policy.num_steps else 1, "rows": rows})
         print(f"\n## candidates: {'whole samples' if t == policy.num_steps else f'prefixes of t = {t} steps'}\n")
         print(format_table(rows, ["category", "prompts", "base_exact", *curve, "best_by_verifier", "pair_agreement",
                                   "pairs"]))
+        print(f"\nthe trained reward of the chosen candidate:\n\n{format_table(rows, ['category', *reward_curve])}")
     seconds = round(time.perf_counter() - start, 1)
     print(f"(reward {trained[0].label or trained[0].name}, {args.samples} candidates per prompt, "
           f"{args.split} lists, seed {args.seed}; {seconds}s)")

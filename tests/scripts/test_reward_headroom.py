@@ -19,7 +19,7 @@ def test_best_of_s_and_pair_agreement_by_hand():
     #   pairs (0,1): reward says 0 > 1, verifier 1 > 0 → disagree; (1,2): 0.3 > 0.2 and 1 > 0 → agree.
     reward_PS = np.array([[0.9, 0.5, 0.1], [0.8, 0.3, 0.2]])
     exact_PS = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    row = headroom.headroom_row("colors", reward_PS, exact_PS)
+    row = headroom.headroom_row("colors", reward_PS[..., None], exact_PS[..., None])  # K = 1: whole samples
     assert row["base_exact"] == round(2 / 6, 4)  # 2 exact of 6 samples
     assert row["best_by_reward"] == 0.5  # (1 + 0) / 2
     assert row["best_by_verifier"] == 1.0  # both prompts have an exact sample
@@ -58,3 +58,19 @@ def test_best_of_n_refuses_too_few_candidates():
 
     with pytest.raises(ValueError, match="at least 4 candidates"):
         headroom.best_of_n(np.zeros((1, 3)), np.zeros((1, 3)), 4)
+
+
+def test_prefixes_are_chosen_on_half_the_completions_and_judged_on_the_other_half():
+    # One prompt, two prefixes, K = 2 completions each: completion 0 chooses, completion 1 judges.
+    # prefix 0: reward (0.9, 0.1), exact (1, 0)  -> chosen by 0.9, judged exact 0, reward 0.1
+    # prefix 1: reward (0.5, 0.8), exact (0, 1)  -> 0.5 for choosing, judged exact 1, reward 0.8
+    # best of 2 by reward picks prefix 0 (0.9 > 0.5): exact 0 (its lucky completion does not count),
+    # reward 0.1; best of 1 averages the judged halves: exact (0 + 1) / 2 = 0.5, reward 0.45;
+    # the oracle chooses by completion 0's exact (1 vs 0) -> prefix 0 -> judged exact 0.
+    reward_PSK = np.array([[[0.9, 0.1], [0.5, 0.8]]])
+    exact_PSK = np.array([[[1.0, 0.0], [0.0, 1.0]]])
+    row = headroom.headroom_row("counting", reward_PSK, exact_PSK)
+    assert row["best_of_2"] == 0.0 and row["reward_best_of_2"] == 0.1
+    assert row["best_of_1"] == 0.5 and row["reward_best_of_1"] == 0.45
+    assert row["best_by_verifier"] == 0.0
+    assert row["base_exact"] == 0.5  # all four completions
