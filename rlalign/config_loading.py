@@ -154,12 +154,43 @@ def _join(prefix: str, name: Any) -> str:
     return f"{prefix}.{name}" if prefix else str(name)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error: plain YAML keeps
+    the last value silently, which turns a forgotten line (`steps: 450` ... `steps: 7`) into a wrong run."""
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key: Any, first_line: int, second_line: int):
+        self.key, self.lines = key, (first_line, second_line)
+        super().__init__(f"key {key!r} is given twice in one section (lines {first_line} and {second_line}); "
+                         f"keep one of them")
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        try:
+            if key in seen:
+                raise DuplicateKeyError(key, seen[key], line)
+            seen[key] = line
+        except TypeError:  # an unhashable key: construct_mapping reports it
+            pass
+    return loader.construct_mapping(node, deep=True)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
 def _read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError("<file>", str(path), "no such config file; pass the path of a YAML file (see configs/)")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
+    except DuplicateKeyError as error:
+        raise ConfigError("<file>", str(path), str(error)) from None
     except yaml.YAMLError as error:
         raise ConfigError("<file>", str(path), f"is not valid YAML: {error}") from None
     if not isinstance(raw, dict):

@@ -82,6 +82,20 @@ def test_file_errors_name_the_file(tmp_path):
         load_config(bad)
 
 
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
+    # Plain YAML keeps the last value silently: steps 7 would replace 450 without a word.
+    path = tmp_path / "twice.yaml"
+    path.write_text("train:\n  steps: 450\n  learning_rate: 0.001\n  steps: 7\n")
+    with pytest.raises(ConfigError, match=r"key 'steps' is given twice in one section \(lines 2 and 4\)"):
+        load_config(path)
+    # The same key in two different mappings is fine (name, label, args in each reward).
+    path.write_text("train:\n  steps: 5\nrewards:\n  functions:\n"
+                    "    - {name: clip_score, label: a, args: {architecture: shapes-clip}}\n"
+                    "    - {name: clip_score, label: b, args: {architecture: shapes-clip}}\n")
+    cfg = load_config(path)
+    assert cfg.train.steps == 5 and [spec.label for spec in cfg.rewards.functions] == ["a", "b"]
+
+
 # -- values ----------------------------------------------------------------------------------------
 
 
