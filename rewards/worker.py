@@ -110,6 +110,9 @@ def _entry_value(entry: Any) -> float | str:
     value = float(entry)
     if not math.isfinite(value):
         return f"non-finite value {value}"
+    with np.errstate(over="ignore"):
+        if not np.isfinite(np.float32(value)):  # values are kept as float32: 4e38 would become inf
+            return f"value {value:.3g} overflows float32 (|x| ≤ 3.4e38); rescale the reward"
     return value
 
 

@@ -49,6 +49,7 @@ def bad(prompts, completions, *, case, **kwargs):
         "nan": [1.0, 2.0, math.nan, 4.0],
         "word": [1.0, "high", 3.0, 4.0],
         "numpy_nan": np.array([1.0, 2.0, 3.0, np.nan]),
+        "overflow": [1.0, 2.0, 4e38, 4.0],  # finite as a Python float, inf as float32
     }[case]
 
 
@@ -76,6 +77,7 @@ ENTRIES = [
     ("nan", "index 2: non-finite value nan", [1, 2, NAN, 4]),
     ("word", "index 1: non-numeric entry 'high'", [1, NAN, 3, 4]),
     ("numpy_nan", "index 3: non-finite value nan", [1, 2, 3, NAN]),
+    ("overflow", "index 2: value 4e+38 overflows float32", [1, 2, NAN, 4]),
 ]
 
 
