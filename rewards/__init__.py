@@ -63,6 +63,9 @@ def build_reward(spec: Any) -> RewardFn:
         fn = getattr(importlib.import_module(module_name), attribute.removesuffix("()"))
     except (ImportError, AttributeError) as error:
         raise KeyError(f"reward {spec.name!r} cannot be imported: {error}") from None
+    if not callable(fn):
+        raise TypeError(f"reward {spec.name!r} is a {type(fn).__name__}, not a function; name a function "
+                        f"fn(prompts, completions, **kwargs) or a factory module:factory() that returns one")
     if not is_factory:
         return functools.partial(fn, **spec.args) if spec.args else fn
     try:

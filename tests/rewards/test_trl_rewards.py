@@ -127,6 +127,9 @@ def test_factory_errors_name_the_reward_and_the_fix():
         build_reward(RewardSpec(name="trl.rewards:get_repetition_penalty_reward()", args={"max_penalty": 1.0}))
     with pytest.raises(TypeError, match="not a reward function"):
         build_reward(RewardSpec(name="builtins:dict()"))  # dict() returns {}, which is no function
+    # A module attribute that is no function is refused when the reward is built, not at its first call.
+    with pytest.raises(TypeError, match="'math:pi' is a float, not a function"):
+        build_reward(RewardSpec(name="math:pi"))
 
 
 def test_rlalign_score_hands_caption_ids_to_a_trl_factory(tmp_path):
