@@ -41,7 +41,15 @@ def _explain(section: object, prefix: str = "") -> list[str]:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
+    from rlalign.policies.base import declared_num_steps, resolve_prefix_steps
+
     cfg = load_config(args.config, args.overrides)
+    num_steps = declared_num_steps(cfg.policy)  # checks that need the policy's T, from its metadata only
+    if num_steps is not None:
+        try:
+            resolve_prefix_steps(cfg.grpo.prefix_steps, num_steps)
+        except ValueError as error:
+            raise ConfigError("grpo.prefix_steps", cfg.grpo.prefix_steps, str(error)) from None
     if args.explain:
         print("\n".join(_explain(cfg)))
     else:

@@ -43,6 +43,17 @@ def test_config_error_exits_2_naming_the_key():
     assert result.returncode == 2 and "'grpo.group_size'" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_config_checks_prefix_steps_against_the_policys_steps():
+    # T comes from the checkpoint's metadata (the built-in generator has 6 scales) or from
+    # policy.insertion_steps, without loading any weights.
+    result = rlalign("config", "configs/shapes_nextscale.yaml", "grpo.prefix_steps=7")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "'grpo.prefix_steps' = 7" in result.stderr and "T = 6" in result.stderr
+    result = rlalign("config", "configs/shapes_insertion.yaml", "policy.insertion_steps=4", "grpo.prefix_steps=5")
+    assert result.returncode == 2 and "T = 4" in result.stderr
+    assert rlalign("config", "configs/shapes_nextscale.yaml", "grpo.prefix_steps=6").returncode == 0
+
+
 def test_showcase_writes_grid_and_report(tmp_path):
     result = rlalign("showcase", "--out", str(tmp_path), "--count", "4")
     assert result.returncode == 0, result.stderr

@@ -156,6 +156,29 @@ def resolve_prefix_steps(prefix_steps: int | str, num_steps: int) -> int:
     return prefix_steps
 
 
+def declared_num_steps(cfg: Any) -> int | None:
+    """T as a PolicyConfig declares it, without loading any weights: the insertion steps, an imported
+    VAR's `patch_nums`, or the scales in a checkpoint file's architecture metadata; None if unknown."""
+    if cfg.kind == "insertion":
+        return cfg.insertion_steps
+    if cfg.kind != "next_scale":
+        return None
+    if cfg.architecture.get("patch_nums"):
+        return len(cfg.architecture["patch_nums"])
+    try:
+        import json
+
+        from safetensors import safe_open
+
+        from rlalign.policies.weights import resolve_checkpoint
+
+        with safe_open(str(resolve_checkpoint(cfg.checkpoint)), "pt") as handle:
+            architecture = json.loads((handle.metadata() or {}).get("architecture", "{}"))
+        return len(architecture["tokenizer"]["patch_nums"])
+    except Exception:  # a missing or unreadable file is load_policy's to report, with its own message
+        return None
+
+
 def parse_prefix_steps(spec: str, num_steps: int) -> list[int | str]:
     """A comma list of m values, `1,2,all` -> [1, 2, 'all'], each checked by resolve_prefix_steps;
     the same m twice (`6,all` when T = 6) is an error."""
