@@ -165,17 +165,17 @@ def declared_num_steps(cfg: Any) -> int | None:
         return None
     if cfg.architecture.get("patch_nums"):
         return len(cfg.architecture["patch_nums"])
+    import json
+
+    from safetensors import SafetensorError, safe_open
+
+    from rlalign.policies.weights import resolve_checkpoint
+
     try:
-        import json
-
-        from safetensors import safe_open
-
-        from rlalign.policies.weights import resolve_checkpoint
-
         with safe_open(str(resolve_checkpoint(cfg.checkpoint)), "pt") as handle:
             architecture = json.loads((handle.metadata() or {}).get("architecture", "{}"))
         return len(architecture["tokenizer"]["patch_nums"])
-    except Exception:  # a missing or unreadable file is load_policy's to report, with its own message
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError):  # load_policy reports a bad file
         return None
 
 
