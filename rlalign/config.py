@@ -69,6 +69,9 @@ class PromptsConfig:
     replaces the default one whole."""
     eval_samples_per_prompt: int = bounded(8, ge=1)
     """Samples drawn per evaluation prompt."""
+    allow_unknown_words: bool = False
+    """Accept prompt words the policy's text encoder does not know (each reads as <unk>); by default
+    such prompts are refused when the run starts, naming the words."""
 
 
 @dataclass

@@ -24,6 +24,8 @@ def run_sample(config: str, overrides: list[str], *, prompts: list[str], prefix_
         policy.load_adapter(adapter)
     m = int(prefix_steps) if str(prefix_steps).isdigit() else prefix_steps
     chosen = prompts_from_arguments(prompts)
+    if hasattr(policy, "check_prompts") and not cfg.prompts.allow_unknown_words:
+        policy.check_prompts(chosen, where="--prompts")
     if samples < 1:
         raise ValueError(f"--samples must be ≥ 1, got {samples}")
     images, repeated = generate(policy, chosen, samples_per_prompt=samples, seed=seed, prefix_steps=m,
@@ -50,6 +52,9 @@ def run_eval(config: str, overrides: list[str], *, adapter: str, out: str) -> st
     policy.load_adapter(adapter)
     worker = RewardWorker(cfg.rewards.functions + cfg.rewards.eval, combine=None, tokenizer=policy.completion_tokenizer())
     sets = {name: parse_prompt_source(source).all() for name, source in cfg.prompts.eval.items()}
+    if hasattr(policy, "check_prompts") and not cfg.prompts.allow_unknown_words:
+        for name, prompts in sets.items():
+            policy.check_prompts(prompts, where=f"prompts.eval.{name}")
     metrics = evaluate_sets(policy, sets, worker, samples_per_prompt=cfg.prompts.eval_samples_per_prompt,
                             seed=cfg.seed, prefix_steps=cfg.grpo.prefix_steps, grid_dir=out, step=0, base_cache={})
     Path(out).mkdir(parents=True, exist_ok=True)

@@ -65,6 +65,12 @@ class Trainer:
         self.eval_rewards = RewardWorker(cfg.rewards.functions + cfg.rewards.eval, combine=None, tokenizer=tokenizer)
         self.train_prompts = parse_prompt_source(cfg.prompts.train)
         self.eval_prompts = {name: parse_prompt_source(src).all() for name, src in cfg.prompts.eval.items()}
+        check = getattr(self.policy, "check_prompts", None)  # text encoders: refuse words read as <unk>
+        if check and not cfg.prompts.allow_unknown_words:
+            if self.train_prompts.fixed is not None:
+                check(self.train_prompts.all(), where=f"prompts.train ({cfg.prompts.train})")
+            for name, prompts in self.eval_prompts.items():
+                check(prompts, where=f"prompts.eval.{name} ({cfg.prompts.eval[name]})")
         self.optimizer = torch.optim.AdamW(self.policy.trainable_parameters(), lr=cfg.train.learning_rate,
                                            weight_decay=cfg.train.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from rlalign.cli import main
@@ -43,3 +44,28 @@ def test_sample_reports_bad_input_in_one_line(tmp_path, capsys):
     assert "prefix_steps must be 1..6" in capsys.readouterr().err
     assert main(["sample", str(CONFIG), "--prompts", "a red circle", "--adapter", str(tmp_path)]) == 2
     assert "holds no peft adapter" in capsys.readouterr().err
+
+
+def test_prompt_words_the_text_encoder_does_not_know_are_refused(tmp_path, capsys):
+    # "dragon" is not in the built-in generator's vocabulary: it would read as <unk>, and the image
+    # would be conditioned on "a purple <unk>". Refused, naming the word, unless explicitly allowed.
+    assert main(["sample", str(CONFIG), "--prompts", "a purple dragon", "--out", str(tmp_path / "g.png")]) == 2
+    error = capsys.readouterr().err
+    assert "--prompts: 1 word(s) the text encoder does not know, e.g. in 'a purple dragon': dragon" in error
+    assert "Known words:" in error and "prompts.allow_unknown_words=true" in error
+    assert not (tmp_path / "g.png").exists()
+    assert main(["sample", str(CONFIG), "prompts.allow_unknown_words=true", "--prompts", "a purple dragon",
+                 "--samples", "1", "--out", str(tmp_path / "g.png")]) == 0
+
+
+def test_training_refuses_unknown_words_in_a_prompt_file_at_start(tmp_path):
+    from rlalign.config import load_config
+    from rlalign.trainer import Trainer
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\na glowing dragon\n")
+    cfg = load_config(CONFIG, [f"prompts.train=file:{prompts}", f"output_dir={tmp_path / 'run'}",
+                               "logging.wandb_mode=disabled"])
+    with pytest.raises(ValueError, match=r"prompts.train \(file:.*dragon, glowing"):
+        Trainer(cfg)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # refused before anything is written

@@ -98,6 +98,11 @@ class PromptEncoder(nn.Module):
             "pooling": self.pooling,
         }
 
+    def unknown_words(self, prompts: Sequence[str]) -> list[str]:
+        """The words of `prompts` outside the vocabulary (each would read as <unk>), sorted."""
+        return sorted({w for prompt in prompts if isinstance(prompt, str) for w in split_words(prompt)}
+                      - set(self.word_index))
+
     def tokenize(self, prompts: Sequence[str]) -> torch.Tensor:
         """Word ids [B, max_words] (0-padded); unknown words map to index 1."""
         ids_BT = torch.zeros(len(prompts), self.max_words, dtype=torch.long)

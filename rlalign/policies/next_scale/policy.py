@@ -18,7 +18,7 @@ from torch import Tensor
 
 from rlalign.policies.base import Generators, Rollout, keep_rescored_old_logp, resolve_prefix_steps
 from rlalign.policies.lora import LoraAdapter
-from rlalign.policies.next_scale.conditioning import ClassConditioner
+from rlalign.policies.next_scale.conditioning import ClassConditioner, split_words
 from rlalign.policies.next_scale.model import NextScaleModel, load_model
 from rlalign.policies.next_scale.sampler import draw, guided_logits, kept_set, scale_log_probs, uniforms
 from rlalign.policies.next_scale.var_import import from_var_checkpoint
@@ -125,6 +125,18 @@ class NextScalePolicy:
             per_scale.append(guided_logits(logits_scale[:batch], uncond, cfg_scale=settings["cfg_scale"], scale_index=k,
                                            num_scales=self.num_steps, temperature=settings["temperature"]))
         return per_scale
+
+    def check_prompts(self, prompts: Sequence, *, where: str) -> None:
+        """Refuse prompts with words the text encoder does not know: each would silently become <unk>,
+        and the model would be conditioned on something other than what the prompt says."""
+        encoder = self.model.conditioner
+        unknown = encoder.unknown_words(prompts) if hasattr(encoder, "unknown_words") else []
+        if unknown:
+            example = next(p for p in prompts if isinstance(p, str) and set(split_words(p)) & set(unknown))
+            known = ", ".join(encoder.vocabulary[2:])
+            raise ValueError(f"{where}: {len(unknown)} word(s) the text encoder does not know, e.g. in {example!r}: "
+                             f"{', '.join(unknown[:10])}; each would read as <unk>. Known words: {known}. Rephrase "
+                             f"the prompt, or set prompts.allow_unknown_words=true to accept them")
 
     def _conditions(self, prompts: list, use_cfg: bool) -> Tensor:
         """cond_BD, with the null condition stacked below it ([2B, D]) when CFG is used."""
