@@ -152,6 +152,9 @@ class TrainConfig:
     """Evaluate every N steps (and always at the end); 0 evaluates only at the start and end."""
     save_every: int = bounded(0, ge=0)
     """Checkpoint every N steps (and always at the end); 0 saves only at the end."""
+    stop_after_steps_without_signal: int = bounded(20, ge=0)
+    """Save and stop after this many consecutive steps whose advantages are all 0 (no trained reward
+    finite, or every group's rewards equal): nothing is being learned. 0 never stops."""
 
 
 @dataclass

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ class Trainer:
                                            weight_decay=cfg.train.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, learning_rate_factor(cfg.train, cfg.grpo.inner_iterations))
-        self.start_step, self.skipped_updates, self.base_eval = 0, 0, {}
+        self.start_step, self.skipped_updates, self.base_eval, self.steps_without_signal = 0, 0, {}, 0
         self.history: list[dict] = []
         if resume:
             self._resume(find_checkpoint(resume))
@@ -103,6 +104,7 @@ class Trainer:
                     self.logger.log(metrics, step=step)
                 self.history.append(metrics)
                 self._print_progress(step, metrics)
+                self._watch_learning_signal(step, metrics)
                 if (cfg.train.eval_every and step % cfg.train.eval_every == 0) or step == cfg.train.steps:
                     self.evaluate(step)
                 if (cfg.train.save_every and step % cfg.train.save_every == 0) or step == last:
@@ -140,6 +142,7 @@ class Trainer:
             **result.metrics(), **middle, **update,
             "debug/skipped_updates_total": self.skipped_updates,
             "debug/advantage_abs_mean": float(advantages_B.abs().mean()),
+            "debug/finite_rewards": int(rewards_B.isfinite().sum()),
             "debug/sampler_logp_gap": float(rollout.state.get("sampler_logp_gap", torch.zeros(1)).max()),
             "debug/worker_logp_gap": worker_gap,
             "debug/sync_bytes": sync_bytes,
@@ -185,6 +188,23 @@ class Trainer:
         return save_checkpoint(self.output_dir, step, policy=self.policy, optimizer=self.optimizer,
                                scheduler=self.scheduler, config=to_dict(self.cfg), extra=extra)
 
+    def _watch_learning_signal(self, step: int, metrics: dict[str, float]) -> None:
+        """Warn on a step whose trained rewards gave no finite value; save and stop after
+        train.stop_after_steps_without_signal consecutive steps whose advantages were all 0."""
+        if metrics["debug/finite_rewards"] == 0:
+            warnings.warn(f"step {step}: no trained reward gave a finite value for any sample (every value None, "
+                          "NaN or skipped): this step learns nothing", RuntimeWarning, stacklevel=2)
+        self.steps_without_signal = self.steps_without_signal + 1 if metrics["debug/advantage_abs_mean"] == 0 else 0
+        limit = self.cfg.train.stop_after_steps_without_signal
+        if limit and self.steps_without_signal >= limit:
+            saved = self.save(step)
+            self.logger.close()
+            raise NoLearningSignal(
+                f"stopped at step {step}: the last {limit} steps had no learning signal (every advantage 0: the "
+                f"trained rewards were None/NaN for every sample, or equal within every group), so the adapter "
+                f"only drifted. Check the rewards (rlalign score CONFIG PATH) or their on_error setting; checkpoint "
+                f"saved at {saved}; set train.stop_after_steps_without_signal=0 to train on regardless")
+
     def _stop_on_rollout_failure(self, failure: RolloutFailure, failed_step: int) -> RolloutFailure:
         """A rollout worker failed beyond rollout.max_retries: keep what the completed steps learned
         (a checkpoint of step failed_step − 1) and say how to continue."""
@@ -210,6 +230,10 @@ class Trainer:
         print(f"step {step:4d}/{self.cfg.train.steps}  reward {metrics.get('rewards/total/mean', float('nan')):.4f}  "
               f"kl {metrics['charts/kl']:.2e}  on-policy {metrics['debug/max_abs_logratio_first_iter']:.1e}  "
               f"{metrics['time/step']:.2f}s", flush=True)
+
+
+class NoLearningSignal(ValueError):
+    """Training stopped because the advantages were all 0 for train.stop_after_steps_without_signal steps."""
 
 
 def _supersede_metrics(output_dir: Path, after_step: int) -> None:

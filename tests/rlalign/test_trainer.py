@@ -92,3 +92,30 @@ def test_middle_value_scores_k_frozen_completions_per_prefix(tmp_path, tiny_chec
     assert torch.equal(trainer.score_rollout(rollout, step=1)[1], rewards_B)
     metrics = trainer.train_step(1)
     assert "rewards/middle_value/mean" in metrics and metrics["debug/max_abs_logratio_first_iter"] <= 1e-5
+
+
+def never_applies(prompts, completions, **_):
+    """A reward that is None ("not applicable") for every sample: no finite value, no learning signal."""
+    return [None] * len(prompts)
+
+
+def test_a_run_without_learning_signal_warns_then_saves_and_stops(tmp_path, tiny_checkpoint):
+    from rlalign.trainer import NoLearningSignal
+
+    cfg = tiny_config(tmp_path, tiny_checkpoint, **{"train.steps": 10, "train.stop_after_steps_without_signal": 3,
+                                                     "rewards.functions": f"[{{name: '{__name__}:never_applies'}}]"})
+    trainer = Trainer(cfg)
+    with pytest.warns(RuntimeWarning, match="step 1: no trained reward gave a finite value"):
+        with pytest.raises(NoLearningSignal, match="stopped at step 3: the last 3 steps had no learning signal"):
+            trainer.run()
+    assert (tmp_path / "run" / "checkpoints" / "step_000003").is_dir()  # what ran is kept, resumable
+    steps = [row["step"] for row in read_metrics(tmp_path / "run" / "metrics.jsonl") if "debug/finite_rewards" in row]
+    assert steps == [1, 2, 3]
+
+
+def test_steps_with_signal_reset_the_count(tmp_path, tiny_checkpoint):
+    trainer = Trainer(tiny_config(tmp_path, tiny_checkpoint, **{"train.stop_after_steps_without_signal": 2}))
+    trainer._watch_learning_signal(1, {"debug/finite_rewards": 8, "debug/advantage_abs_mean": 0.0})
+    trainer._watch_learning_signal(2, {"debug/finite_rewards": 8, "debug/advantage_abs_mean": 0.7})
+    trainer._watch_learning_signal(3, {"debug/finite_rewards": 8, "debug/advantage_abs_mean": 0.0})
+    assert trainer.steps_without_signal == 1  # 0-signal, signal, 0-signal: never 2 in a row
