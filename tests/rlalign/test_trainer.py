@@ -105,9 +105,9 @@ def test_a_run_without_learning_signal_warns_then_saves_and_stops(tmp_path, tiny
     cfg = tiny_config(tmp_path, tiny_checkpoint, **{"train.steps": 10, "train.stop_after_steps_without_signal": 3,
                                                      "rewards.functions": f"[{{name: '{__name__}:never_applies'}}]"})
     trainer = Trainer(cfg)
-    with pytest.warns(RuntimeWarning, match="step 1: no trained reward gave a finite value"):
-        with pytest.raises(NoLearningSignal, match="stopped at step 3: the last 3 steps had no learning signal"):
-            trainer.run()
+    with (pytest.warns(RuntimeWarning, match="step 1: no trained reward gave a finite value"),
+          pytest.raises(NoLearningSignal, match="stopped at step 3: the last 3 steps had no learning signal")):
+        trainer.run()
     assert (tmp_path / "run" / "checkpoints" / "step_000003").is_dir()  # what ran is kept, resumable
     steps = [row["step"] for row in read_metrics(tmp_path / "run" / "metrics.jsonl") if "debug/finite_rewards" in row]
     assert steps == [1, 2, 3]
