@@ -76,8 +76,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir = resume.parent.parent if (resume / "trainer_state.pt").is_file() else resume
         cfg.output_dir = str(run_dir)
     train(cfg, resume=args.resume, stop_after=args.stop_after)
-    print(write_summary(cfg.output_dir))
-    print(f"[rlalign] run directory: {cfg.output_dir} (metrics.jsonl, summary.md, before_after.png, checkpoints/)")
+    text, written = write_summary(cfg.output_dir)
+    print(text)
+    print(f"[rlalign] run directory: {cfg.output_dir} (metrics.jsonl, {', '.join(written)}, checkpoints/)")
     return 0
 
 

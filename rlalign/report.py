@@ -28,7 +28,11 @@ def summarize_run(output_dir: str | Path) -> tuple[str, dict]:
     for name in sets:
         table, numbers["geneval"][name] = geneval_table(final, name)
         lines += table
-    lines += ["| eval set | metric | base | final | change |", "|---|---|---|---|---|"]
+    if not sets:
+        lines.append("no evaluation: prompts.eval names no sets, so base vs final was not measured "
+                     "(rlalign eval CONFIG --adapter RUN/checkpoints/step_N/adapter measures it afterwards)")
+    else:
+        lines += ["| eval set | metric | base | final | change |", "|---|---|---|---|---|"]
     for name in sets:
         for key in sorted(k for k in final if k.startswith(f"eval/{name}/") and "/base/" not in k
                           and not k.endswith(("_ci95_low", "_ci95_high", "/samples"))
@@ -105,13 +109,16 @@ def _fmt(value, spec: str = ".4f") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def write_summary(output_dir: str | Path) -> str:
-    """Write summary.md / summary.json and before_after.png (the last eval grid); return the Markdown."""
+def write_summary(output_dir: str | Path) -> tuple[str, list[str]]:
+    """Write summary.md / summary.json and before_after.png (the last eval grid, when there is one);
+    return the Markdown and the names of the files written."""
     output_dir = Path(output_dir)
     text, numbers = summarize_run(output_dir)
     (output_dir / "summary.md").write_text(text + "\n")
     (output_dir / "summary.json").write_text(json.dumps(numbers, indent=2) + "\n")
+    written = ["summary.md", "summary.json"]
     grids = sorted((output_dir / "samples").glob("step_*_heldout.png")) or sorted((output_dir / "samples").glob("*.png"))
     if grids:
         shutil.copyfile(grids[-1], output_dir / "before_after.png")
-    return text
+        written.append("before_after.png")
+    return text, written

@@ -29,3 +29,16 @@ def test_summary_has_the_geneval_table_with_intervals(tmp_path):
     # Other metrics stay in the generic table; categories are not repeated there.
     assert "| heldout | clip | 0.800 | 0.900 | +0.100 |" in text and "| heldout | counting/exact" not in text
     assert "| heldout | exact |" not in text  # the overall is the GenEval table's last row
+
+
+def test_a_run_without_eval_sets_says_so_and_names_only_files_it_wrote(tmp_path):
+    # prompts.eval={} : no eval records, no sample grids. The summary says evaluation was not measured
+    # and how to measure it; no before_after.png is claimed.
+    from rlalign.report import write_summary
+
+    step = {"step": 1, "time/step": 1.0, "rewards/clip/mean": 0.5, "charts/kl": 0.0}
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(step) + "\n")
+    text, written = write_summary(tmp_path)
+    assert text.startswith("no evaluation: prompts.eval names no sets") and "rlalign eval CONFIG --adapter" in text
+    assert "| eval set |" not in text
+    assert written == ["summary.md", "summary.json"] and not (tmp_path / "before_after.png").exists()
