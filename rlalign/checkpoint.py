@@ -77,8 +77,21 @@ def find_checkpoint(path: str | Path) -> Path:
         checkpoint = path / CHECKPOINTS / pointer.read_text().strip()
         if (checkpoint / "trainer_state.pt").is_file():
             return checkpoint
+    if (path / "metrics.jsonl").is_file():  # a run directory whose run stopped before its first save
+        fresh = ("start it again without --resume (a directory whose start logged nothing is reused)"
+                 if not holds_a_run(path) else "start again without --resume in a new output_dir")
+        raise FileNotFoundError(f"--resume {path}: that run stopped before its first checkpoint, so there is "
+                                f"nothing to resume; {fresh}")
     raise FileNotFoundError(f"--resume {path}: no checkpoint there; pass a run directory (with "
                             f"{CHECKPOINTS}/latest) or a checkpoint directory (with trainer_state.pt)")
+
+
+def holds_a_run(directory: str | Path) -> bool:
+    """Whether `directory` holds a run worth keeping: a checkpoint or any logged metrics. An empty
+    metrics.jsonl (a start that failed before its first record) does not count."""
+    directory = Path(directory)
+    metrics = directory / "metrics.jsonl"
+    return (directory / CHECKPOINTS).is_dir() or (metrics.is_file() and metrics.stat().st_size > 0)
 
 
 def load_checkpoint(checkpoint: Path, *, policy: Any, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict:

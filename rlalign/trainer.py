@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from rewards.worker import RewardResult, RewardWorker
-from rlalign.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from rlalign.checkpoint import find_checkpoint, holds_a_run, load_checkpoint, save_checkpoint
 from rlalign.config import Config, derived_sizes, to_dict
 from rlalign.evaluation import evaluate_sets
 from rlalign.grpo.advantages import group_advantages, middle_value
@@ -80,7 +80,7 @@ class Trainer:
         self.history: list[dict] = []
         if resume:
             self._resume(find_checkpoint(resume))
-        elif (self.output_dir / "metrics.jsonl").exists() or (self.output_dir / "checkpoints").exists():
+        elif holds_a_run(self.output_dir):
             raise FileExistsError(f"output_dir {self.output_dir} already holds a run; continue it with --resume "
                                   f"{self.output_dir}, or choose another output_dir (nothing was overwritten)")
         self.logger = MetricsLogger(self.output_dir, wandb_mode=cfg.logging.wandb_mode, project=cfg.logging.project,

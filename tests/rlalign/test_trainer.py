@@ -76,6 +76,17 @@ def test_a_fresh_run_never_overwrites_an_existing_one(tmp_path, tiny_checkpoint)
     assert (tmp_path / "run" / "metrics.jsonl").read_text() == written
 
 
+def test_a_start_that_failed_before_logging_blocks_nothing(tmp_path, tiny_checkpoint):
+    # A start that failed (say, in its first evaluation) leaves an empty metrics.jsonl and no checkpoint.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("")
+    with pytest.raises(FileNotFoundError, match="stopped before its first checkpoint.*start it again without --resume"):
+        Trainer(tiny_config(tmp_path, tiny_checkpoint), resume=str(run))
+    Trainer(tiny_config(tmp_path, tiny_checkpoint, **{"train.steps": 1})).run()  # a fresh start reuses it
+    assert any("time/step" in row for row in read_metrics(run / "metrics.jsonl"))
+
+
 def test_middle_value_scores_k_frozen_completions_per_prefix(tmp_path, tiny_checkpoint):
     cfg = tiny_config(tmp_path, tiny_checkpoint, **{"grpo.suffix_samples": 3, "grpo.middle_value_eta": 0.05,
                                                     "train.steps": 1})
