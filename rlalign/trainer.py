@@ -21,7 +21,7 @@ import torch
 
 from rewards.worker import RewardResult, RewardWorker
 from rlalign.checkpoint import find_checkpoint, holds_a_run, load_checkpoint, save_checkpoint
-from rlalign.config import Config, derived_sizes, to_dict
+from rlalign.config import Config, ConfigError, derived_sizes, to_dict
 from rlalign.evaluation import evaluate_sets
 from rlalign.grpo.advantages import group_advantages, middle_value
 from rlalign.grpo.update import grpo_update, rescore_old_logp
@@ -53,6 +53,7 @@ class Trainer:
     def __init__(self, cfg: Config, *, resume: str | None = None):
         self.cfg = cfg
         self.output_dir = Path(cfg.output_dir)
+        _check_writable(self.output_dir)
         torch.manual_seed(cfg.seed)
         self.policy = load_policy(cfg.policy)
         self.prefix_steps = resolve_prefix_steps(cfg.grpo.prefix_steps, self.policy.num_steps)
@@ -230,6 +231,20 @@ class Trainer:
         print(f"step {step:4d}/{self.cfg.train.steps}  reward {metrics.get('rewards/total/mean', float('nan')):.4f}  "
               f"kl {metrics['charts/kl']:.2e}  on-policy {metrics['debug/max_abs_logratio_first_iter']:.1e}  "
               f"{metrics['time/step']:.2f}s", flush=True)
+
+
+def _check_writable(directory: Path) -> None:
+    """Fail before any work when output_dir is a file, lies under a file, or cannot be written."""
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError("output_dir", str(directory), "is a file, not a directory; choose another output_dir")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".rlalign-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError("output_dir", str(directory), f"cannot be written ({error.strerror or error}); "
+                          "choose a directory you can write to") from None
 
 
 class NoLearningSignal(ValueError):

@@ -87,6 +87,25 @@ def test_a_start_that_failed_before_logging_blocks_nothing(tmp_path, tiny_checkp
     assert any("time/step" in row for row in read_metrics(run / "metrics.jsonl"))
 
 
+def test_an_output_dir_that_cannot_hold_a_run_is_refused_before_any_work(tmp_path, tiny_checkpoint):
+    import os
+
+    from rlalign.config import ConfigError
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("keep me")
+    with pytest.raises(ConfigError, match="'output_dir'.*is a file, not a directory"):
+        Trainer(tiny_config(tmp_path, tiny_checkpoint, output_dir=str(blocker)))
+    with pytest.raises(ConfigError, match="'output_dir'.*cannot be written .*Not a directory"):
+        Trainer(tiny_config(tmp_path, tiny_checkpoint, output_dir=str(blocker / "run")))
+    assert blocker.read_text() == "keep me"
+    if os.geteuid() != 0:  # root writes into read-only directories anyway
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(ConfigError, match="cannot be written .*Permission denied"):
+            Trainer(tiny_config(tmp_path, tiny_checkpoint, output_dir=str(locked / "run")))
+
+
 def test_middle_value_scores_k_frozen_completions_per_prefix(tmp_path, tiny_checkpoint):
     cfg = tiny_config(tmp_path, tiny_checkpoint, **{"grpo.suffix_samples": 3, "grpo.middle_value_eta": 0.05,
                                                     "train.steps": 1})
