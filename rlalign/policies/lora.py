@@ -50,6 +50,13 @@ class LoraAdapter:
             missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
             raise ValueError(f"adapter state does not fit this policy's LoRA layout: missing {missing[:3]}, "
                              f"unexpected {extra[:3]} (were rank/target_modules the same?)")
+        current = get_peft_model_state_dict(self.peft_model)
+        for key, tensor in state.items():
+            if tensor.shape != current[key].shape:  # peft would raise a bare size mismatch
+                given, wanted = _lora_rank(key, tensor.shape), _lora_rank(key, current[key].shape)
+                raise ValueError(f"adapter does not fit this policy's LoRA layout: {key} has shape {tuple(tensor.shape)}, "
+                                 f"this policy's is {tuple(current[key].shape)} (adapter rank {given}, policy.lora.rank "
+                                 f"{wanted}); set policy.lora.rank={given} (and the adapter's lora.alpha) to load it")
         set_peft_model_state_dict(self.peft_model, {k: v.to(device) for k, v in state.items()})
 
     def save(self, directory: str | Path) -> None:
@@ -63,3 +70,10 @@ class LoraAdapter:
                                     "pass a directory written by save_adapter / rlalign train")
         prefixed = {f"base_model.model.{k.removeprefix('base_model.model.')}": v for k, v in load_file(str(path)).items()}
         self.load_state(prefixed, device)
+
+
+def _lora_rank(key: str, shape: torch.Size) -> int | str:
+    """The LoRA rank r a weight's shape shows: lora_A is [r, in], lora_B is [out, r]."""
+    if "lora_A" in key:
+        return shape[0]
+    return shape[-1] if "lora_B" in key else "?"

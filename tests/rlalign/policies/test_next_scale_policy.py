@@ -5,6 +5,7 @@ import torch
 from support.next_scale import PROMPTS, perturb_adapter
 
 from rlalign.policies.base import StepPolicy
+from rlalign.policies.next_scale.policy import NextScalePolicy
 
 SETTINGS = {
     "cfg": dict(cfg_scale=3.0, temperature=1.0),
@@ -89,6 +90,13 @@ def test_adapter_state_round_trip_and_disable(make_policy, tmp_path):
     assert all(torch.equal(a.detach(), b) for a, b in zip(policy.log_prob(rollout), before))
     with pytest.raises(ValueError, match="LoRA layout"):
         policy.load_adapter_state({k: v for k, v in list(state.items())[1:]})
+
+
+def test_an_adapter_of_another_rank_is_refused_naming_the_rank_to_use(make_policy, tiny_model, tmp_path):
+    make_policy().save_adapter(tmp_path / "rank4")  # rank 4
+    other = NextScalePolicy(tiny_model, lora_rank=8)
+    with pytest.raises(ValueError, match=r"adapter rank 4, policy.lora.rank 8\); set policy.lora.rank=4"):
+        other.load_adapter(tmp_path / "rank4")
 
 
 def test_per_sample_generators_make_samples_independent_of_the_batch(make_policy):
