@@ -69,3 +69,25 @@ def test_training_refuses_unknown_words_in_a_prompt_file_at_start(tmp_path):
     with pytest.raises(ValueError, match=r"prompts.train \(file:.*dragon, glowing"):
         Trainer(cfg)
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # refused before anything is written
+
+
+@pytest.mark.parametrize("content", [b"", b"not a safetensors file at all", b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage"])
+def test_a_garbage_or_directory_checkpoint_is_one_clear_line(tmp_path, capsys, content):
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(content)
+    assert main(["sample", str(CONFIG), f"policy.checkpoint={bad}", "--prompts", "a red circle"]) == 2
+    error = capsys.readouterr().err
+    assert f"{bad} is not a readable safetensors file" in error and "Traceback" not in error
+    assert main(["sample", str(CONFIG), f"policy.checkpoint={tmp_path}", "--prompts", "a red circle"]) == 2
+    assert "is a directory; give the .safetensors file itself" in capsys.readouterr().err
+
+
+def test_a_garbage_var_state_dict_names_the_file(tmp_path):
+    from rlalign.policies.next_scale.var_import import CheckpointMismatchError, load_state_dict_file
+
+    for name in ("var.pth", "var.safetensors"):
+        (tmp_path / name).write_bytes(b"\x80\x04garbage")
+        with pytest.raises(CheckpointMismatchError, match=f"{name} cannot be read as a .* state dict"):
+            load_state_dict_file(tmp_path / name)
+    with pytest.raises(FileNotFoundError, match="is a directory"):
+        load_state_dict_file(tmp_path)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
@@ -36,6 +37,9 @@ def resolve_checkpoint(checkpoint: str) -> Path:
                                     f"{shipped or 'none'}); reproduce it with `{hint}`")
         return path
     path = Path(checkpoint).expanduser()
+    if path.is_dir():
+        raise FileNotFoundError(f"checkpoint {checkpoint!r} is a directory; give the .safetensors file itself "
+                                "or builtin:NAME")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist; give a local file or builtin:NAME")
     return path
@@ -60,8 +64,12 @@ def load_with_architecture(checkpoint: str | Path, *, file_format: str, build: C
                            wrong_format_hint: str) -> nn.Module:
     """Build the module from the file's architecture and load its weights (as float32)."""
     path = resolve_checkpoint(str(checkpoint))
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f"{path} is not a readable safetensors file ({error}); is it truncated, or another "
+                         f"format? {wrong_format_hint}") from None
     if metadata.get("format") != file_format:
         raise ValueError(f"{path} is not an {file_format} checkpoint (format {metadata.get('format')!r}); "
                          f"{wrong_format_hint}")

@@ -96,11 +96,18 @@ def build_transformer(config: Mapping[str, Any]) -> NextScaleTransformer:
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """A flat ``{name: tensor}`` from ``.safetensors`` or a ``.pth`` state dict (loaded weights-only)."""
     path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(f"checkpoint {path} is a directory; give the weights file itself (.pth or .safetensors)")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        return load_file(str(path), device="cpu")
-    state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path), device="cpu")
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 (torch and safetensors raise many types for a bad file)
+        kind = "safetensors" if path.suffix == ".safetensors" else "torch"
+        raise CheckpointMismatchError(f"{path} cannot be read as a {kind} state dict ({type(error).__name__}: "
+                                      f"{str(error)[:120]}); is it truncated, or another file?") from None
     if not isinstance(state_dict, Mapping):
         raise CheckpointMismatchError(f"{path}: expected a state dict, got {type(state_dict).__name__}")
     non_tensors = [key for key, value in state_dict.items() if not isinstance(value, torch.Tensor)]
