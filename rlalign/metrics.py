@@ -10,6 +10,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,16 @@ class MetricsLogger:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """All records of a metrics.jsonl file, in order."""
-    with Path(path).open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    """All records of a metrics.jsonl file, in order. A torn last line (a run killed mid-write) is
+    skipped with a warning; an unreadable line anywhere else is an error naming it."""
+    lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            if number < len(lines):
+                raise ValueError(f"{path}: line {number} is not a JSON record ({error}); the file was edited "
+                                 "or corrupted") from None
+            warnings.warn(f"{path}: the last line is torn (a run stopped mid-write); it is ignored", stacklevel=2)
+    return records

@@ -268,8 +268,13 @@ def _supersede_metrics(output_dir: Path, after_step: int) -> None:
         partial.replace(path)
 
 
-def _record_step(line: str) -> int:
-    return int(json.loads(line).get("step", -1))
+def _record_step(line: str) -> float:
+    """The step of one record; a torn line (a write cut short by a kill) counts as after any checkpoint,
+    so a resume moves it aside with the rest of the tail."""
+    try:
+        return int(json.loads(line).get("step", -1))
+    except (ValueError, AttributeError, TypeError):  # json.JSONDecodeError is a ValueError
+        return float("inf")
 
 
 def train(cfg: Config, *, resume: str | None = None, stop_after: int | None = None) -> dict:

@@ -36,3 +36,22 @@ def test_wandb_offline_writes_a_local_run(tmp_path):
 def test_unknown_wandb_mode_is_named(tmp_path):
     with pytest.raises(ValueError, match="'cloud'"):
         MetricsLogger(tmp_path, wandb_mode="cloud")
+
+
+def test_a_torn_last_line_is_skipped_with_a_warning_and_a_bad_middle_line_is_named(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "a": 1.0}\n{"step": 2, "a": 2.0}\n{"step": 3, "a"')  # killed mid-write
+    with pytest.warns(UserWarning, match="the last line is torn"):
+        assert [r["step"] for r in read_metrics(path)] == [1, 2]
+    path.write_text('{"step": 1}\n{"step": 2, oops}\n{"step": 3}\n')
+    with pytest.raises(ValueError, match="line 2 is not a JSON record"):
+        read_metrics(path)
+
+
+def test_resume_moves_a_torn_last_line_aside_with_the_tail(tmp_path):
+    from rlalign.trainer import _supersede_metrics
+
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"step": 4, "x"')
+    _supersede_metrics(tmp_path, after_step=2)
+    assert (tmp_path / "metrics.jsonl").read_text() == '{"step": 1}\n{"step": 2}\n'
+    assert (tmp_path / "metrics.superseded.jsonl").read_text() == '{"step": 3}\n{"step": 4, "x"\n'
