@@ -102,3 +102,4 @@ def load_checkpoint(checkpoint: Path, *, policy: Any, optimizer: torch.optim.Opt
     scheduler.load_state_dict(state["scheduler"])
     restore_rng_states(state["rng"])
     return state
+

@@ -75,7 +75,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume = Path(args.resume)
         run_dir = resume.parent.parent if (resume / "trainer_state.pt").is_file() else resume
         cfg.output_dir = str(run_dir)
-    train(cfg, resume=args.resume, stop_after=args.stop_after)
+    accept = [key.strip() for key in (args.accept_changes or "").split(",") if key.strip()]
+    if accept and not args.resume:
+        raise ValueError("--accept-changes only applies with --resume (it names settings changed since the checkpoint)")
+    train(cfg, resume=args.resume, stop_after=args.stop_after, accept_changes=accept)
     text, written = write_summary(cfg.output_dir)
     print(text)
     print(f"[rlalign] run directory: {cfg.output_dir} (metrics.jsonl, {', '.join(written)}, checkpoints/)")
@@ -149,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", help="path of a YAML config (see configs/)")
     train.add_argument("overrides", nargs="*", help="overrides such as train.steps=10")
     train.add_argument("--resume", default=None, help="a run directory (its latest checkpoint) or a checkpoint")
+    train.add_argument("--accept-changes", default="", metavar="KEYS",
+                       help="with --resume: comma list of settings changed since the checkpoint to train on with")
     train.add_argument("--stop-after", type=int, default=None, help="stop after this step (as if killed there)")
     train.set_defaults(handler=cmd_train)
 

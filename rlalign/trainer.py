@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from rlalign.grpo.update import grpo_update, rescore_old_logp
 from rlalign.metrics import MetricsLogger
 from rlalign.policies.base import Rollout, load_policy, resolve_prefix_steps
 from rlalign.prompts import parse_prompt_source
+from rlalign.resume import apply_optimizer_settings, check_resume_config
 from rlalign.seeding import grouped_generators
 from rollouts import RolloutFailure, make_backend
 
@@ -50,7 +52,7 @@ def learning_rate_factor(train: Any, inner_iterations: int):
 class Trainer:
     """Holds the run's pieces; `run()` is the loop."""
 
-    def __init__(self, cfg: Config, *, resume: str | None = None):
+    def __init__(self, cfg: Config, *, resume: str | None = None, accept_changes: Sequence[str] = ()):
         self.cfg = cfg
         self.output_dir = Path(cfg.output_dir)
         _check_writable(self.output_dir)
@@ -80,7 +82,7 @@ class Trainer:
         self.start_step, self.skipped_updates, self.base_eval, self.steps_without_signal = 0, 0, {}, 0
         self.history: list[dict] = []
         if resume:
-            self._resume(find_checkpoint(resume))
+            self._resume(find_checkpoint(resume), accept_changes)
         elif holds_a_run(self.output_dir):
             raise FileExistsError(f"output_dir {self.output_dir} already holds a run; continue it with --resume "
                                   f"{self.output_dir}, or choose another output_dir (nothing was overwritten)")
@@ -217,9 +219,17 @@ class Trainer:
                               f"with --resume {self.output_dir}", worker=failure.worker, shard=failure.shard,
                               cause=failure.cause)
 
-    def _resume(self, checkpoint: Path) -> None:
+    def _resume(self, checkpoint: Path, accept_changes: Sequence[str]) -> None:
+        """Restore the checkpoint; refuse config changes that alter training unless accepted (rlalign.resume)."""
         state = load_checkpoint(checkpoint, policy=self.policy, optimizer=self.optimizer, scheduler=self.scheduler)
         self.start_step, self.skipped_updates = state["step"], state["skipped_updates"]
+        factor = learning_rate_factor(self.cfg.train, self.cfg.grpo.inner_iterations)
+        notes = check_resume_config(checkpoint, to_dict(self.cfg), accept_changes, self.start_step, factor,
+                                    self.scheduler.last_epoch)
+        apply_optimizer_settings(self.optimizer, self.scheduler, self.cfg.train.learning_rate,
+                                 self.cfg.train.weight_decay)
+        for note in notes:
+            print(f"[rlalign] resume: {note}", flush=True)
         self.base_eval = {name: {"scores": scores, "images": state["base_eval_images"][name]}
                           for name, scores in state["base_eval"].items()}
         _supersede_metrics(self.output_dir, after_step=self.start_step)
@@ -277,7 +287,8 @@ def _record_step(line: str) -> float:
         return float("inf")
 
 
-def train(cfg: Config, *, resume: str | None = None, stop_after: int | None = None) -> dict:
+def train(cfg: Config, *, resume: str | None = None, stop_after: int | None = None,
+          accept_changes: Sequence[str] = ()) -> dict:
     """Build a Trainer and run it; returns {steps, history, base_eval}."""
-    return Trainer(cfg, resume=resume).run(stop_after=stop_after)
+    return Trainer(cfg, resume=resume, accept_changes=accept_changes).run(stop_after=stop_after)
 

@@ -1,0 +1,84 @@
+"""Resuming is strict: a changed setting that alters training is refused unless accepted (rlalign.resume)."""
+
+import pytest
+from support.training import save_tiny_checkpoint, tiny_config
+
+from rlalign.resume import ResumeConfigError, config_changes
+from rlalign.trainer import Trainer
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture
+def stopped_run(tmp_path, tiny_checkpoint):
+    """A 4-step run (constant learning rate 0.05) stopped after step 2, and a resume helper."""
+    Trainer(tiny_config(tmp_path, tiny_checkpoint)).run(stop_after=2)
+    run = tmp_path / "run"
+
+    def resume(*accept, **overrides):
+        return Trainer(tiny_config(tmp_path, tiny_checkpoint, **overrides), resume=str(run), accept_changes=accept)
+
+    return run, resume
+
+
+def test_a_changed_learning_rate_is_refused_listing_old_and_new_and_nothing_is_written(stopped_run):
+    run, resume = stopped_run
+    before = (run / "metrics.jsonl").read_text()
+    with pytest.raises(ResumeConfigError) as caught:
+        resume(**{"train.learning_rate": 0.01, "grpo.prefix_steps": 1})
+    message = str(caught.value)
+    assert "train.learning_rate: 0.05 → 0.01" in message and "grpo.prefix_steps: 2 → 1" in message
+    assert "--accept-changes grpo.prefix_steps,train.learning_rate" in message  # in config order
+    assert (run / "metrics.jsonl").read_text() == before and not (run / "metrics.superseded.jsonl").exists()
+
+
+def test_an_accepted_learning_rate_is_the_one_used(stopped_run):
+    _, resume = stopped_run
+    trainer = resume("train.learning_rate", **{"train.learning_rate": 0.01})
+    group = trainer.optimizer.param_groups[0]
+    assert group["lr"] == pytest.approx(0.01) and group["initial_lr"] == 0.01  # constant schedule: factor 1
+    assert trainer.scheduler.base_lrs == [0.01]
+
+
+def test_logging_evaluation_and_saving_cadence_change_freely(stopped_run):
+    _, resume = stopped_run
+    trainer = resume(**{"train.eval_every": 3, "train.save_every": 1, "logging.log_every": 2,
+                        "prompts.eval_samples_per_prompt": 1})
+    assert trainer.start_step == 2
+
+
+def test_extending_steps_under_a_constant_schedule_passes_with_a_note(stopped_run, capsys):
+    _, resume = stopped_run
+    assert resume(**{"train.steps": 6}).start_step == 2
+    assert "train.steps 4 → 6: the constant schedule gives every step the same rate" in capsys.readouterr().out
+
+
+def test_extending_steps_under_a_decaying_schedule_says_why_and_can_be_accepted(tmp_path, tiny_checkpoint):
+    cosine = {"train.lr_schedule": "cosine"}
+    Trainer(tiny_config(tmp_path, tiny_checkpoint, **cosine)).run(stop_after=2)
+    run = tmp_path / "run"
+    with pytest.raises(ResumeConfigError, match=r"(?s)train.steps: 4 → 8.*cosine schedule decays over train.steps"):
+        Trainer(tiny_config(tmp_path, tiny_checkpoint, **cosine, **{"train.steps": 8}), resume=str(run))
+    trainer = Trainer(tiny_config(tmp_path, tiny_checkpoint, **cosine, **{"train.steps": 8}), resume=str(run),
+                      accept_changes=["train.steps"])
+    # 2 steps × 2 inner iterations = 4 optimizer steps of 16: cosine factor 0.5 (1 + cos(π/4)) ≈ 0.854
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * 0.5 * (1 + 2 ** -0.5))
+
+
+def test_accepting_a_setting_that_did_not_change_is_an_error(stopped_run):
+    _, resume = stopped_run
+    with pytest.raises(ResumeConfigError, match="names train.learning_rat, which did not change"):
+        resume("train.learning_rat")
+
+
+def test_config_changes_by_hand():
+    saved = {"train": {"steps": 4, "eval_every": 2}, "grpo": {"beta": 0.0}, "output_dir": "a",
+             "rewards": {"functions": [{"name": "x", "weight": 1.0}]}}
+    current = {"train": {"steps": 4, "eval_every": 9, "new_setting": 1}, "grpo": {"beta": 0.1}, "output_dir": "b",
+               "rewards": {"functions": [{"name": "x", "weight": 2.0}]}}
+    # eval_every and output_dir are free; new_setting is absent from the checkpoint; lists compare whole.
+    assert config_changes(saved, current) == {
+        "grpo.beta": (0.0, 0.1), "rewards.functions": ([{"name": "x", "weight": 1.0}], [{"name": "x", "weight": 2.0}])}
