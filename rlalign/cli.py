@@ -23,6 +23,7 @@ import yaml
 
 from rlalign.config import ConfigError, derived_sizes, load_config, to_dict
 from rlalign.config_loading import field_docs
+from rlalign.interrupts import TrainingInterrupted
 
 
 def _explain(section: object, prefix: str = "") -> list[str]:
@@ -225,6 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.handler(args)
+    except TrainingInterrupted as stopped:  # SIGINT / SIGTERM during training: saved, resumable
+        print(f"[rlalign] {stopped}", file=sys.stderr)
+        return stopped.exit_code
+    except KeyboardInterrupt:
+        print("[rlalign] interrupted (Ctrl-C); nothing was saved by this command", file=sys.stderr)
+        return 130
     except (ConfigError, ValueError, FileNotFoundError, FileExistsError, KeyError) as error:
         # Bad input (config, checkpoint, prompt, reward output): one clear line, exit code 2.
         # RLALIGN_DEBUG=1 shows the traceback instead.

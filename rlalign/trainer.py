@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 import warnings
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from rlalign.config import Config, ConfigError, derived_sizes, to_dict
 from rlalign.evaluation import evaluate_sets
 from rlalign.grpo.advantages import group_advantages, middle_value
 from rlalign.grpo.update import grpo_update, rescore_old_logp
+from rlalign.interrupts import StopRequests, TrainingInterrupted
 from rlalign.metrics import MetricsLogger
 from rlalign.policies.base import Rollout, load_policy, resolve_prefix_steps
 from rlalign.prompts import parse_prompt_source
@@ -97,27 +99,39 @@ class Trainer:
         """Train to cfg.train.steps (or stop after step `stop_after`, for tests of resuming)."""
         cfg = self.cfg
         print(f"[rlalign] {derived_sizes(cfg)}, m = {self.prefix_steps} of T = {self.policy.num_steps}", flush=True)
-        if self.start_step == 0:
-            self.evaluate(step=0)
         last = cfg.train.steps if stop_after is None else min(cfg.train.steps, stop_after)
-        try:
-            for step in range(self.start_step + 1, last + 1):
-                metrics = self.train_step(step)
-                if step % cfg.logging.log_every == 0 or step == last:
-                    self.logger.log(metrics, step=step)
-                self.history.append(metrics)
-                self._print_progress(step, metrics)
-                self._watch_learning_signal(step, metrics)
-                if (cfg.train.eval_every and step % cfg.train.eval_every == 0) or step == cfg.train.steps:
-                    self.evaluate(step)
-                if (cfg.train.save_every and step % cfg.train.save_every == 0) or step == last:
-                    self.save(step)
-        except RolloutFailure as failure:
-            raise self._stop_on_rollout_failure(failure, failed_step=step) from failure
-        finally:
-            self.backend.close()  # Ray actors hold CPUs/GPUs until stopped
+        self.last_step = self.start_step  # the last finished step
+        with StopRequests() as stop:
+            try:
+                if self.start_step == 0:
+                    self.evaluate(step=0)
+                self._steps(last, stop)
+            except RolloutFailure as failure:
+                raise self._stop_on_rollout_failure(failure, failed_step=self.last_step + 1) from failure
+            finally:
+                self.backend.close()  # Ray actors hold CPUs/GPUs until stopped
         self.logger.close()
         return {"steps": last, "history": self.history, "base_eval": self.base_eval}
+
+    def _steps(self, last: int, stop: StopRequests) -> None:
+        """The loop over steps (module docstring); stops after a finished step on SIGINT / SIGTERM."""
+        cfg = self.cfg
+        if stop.received is not None:
+            raise self._stop_on_signal(stop.received)
+        for step in range(self.start_step + 1, last + 1):
+            metrics = self.train_step(step)
+            self.last_step = step
+            if step % cfg.logging.log_every == 0 or step == last:
+                self.logger.log(metrics, step=step)
+            self.history.append(metrics)
+            self._print_progress(step, metrics)
+            self._watch_learning_signal(step, metrics)
+            if (cfg.train.eval_every and step % cfg.train.eval_every == 0) or step == cfg.train.steps:
+                self.evaluate(step)
+            if (cfg.train.save_every and step % cfg.train.save_every == 0) or step == last:
+                self.save(step)
+            if stop.received is not None and step < last:  # SIGINT / SIGTERM: this step is done and logged
+                raise self._stop_on_signal(stop.received)
 
     def train_step(self, step: int) -> dict[str, float]:
         cfg, started = self.cfg, time.perf_counter()
@@ -207,6 +221,15 @@ class Trainer:
                 f"trained rewards were None/NaN for every sample, or equal within every group), so the adapter "
                 f"only drifted. Check the rewards (rlalign score CONFIG PATH) or their on_error setting; checkpoint "
                 f"saved at {saved}; set train.stop_after_steps_without_signal=0 to train on regardless")
+
+    def _stop_on_signal(self, signum: int) -> TrainingInterrupted:
+        """After SIGINT / SIGTERM: checkpoint the last finished step and say how to continue."""
+        name, step = signal.Signals(signum).name, self.last_step
+        saved = (f"checkpoint of step {step} saved at {self.save(step)}" if step > self.start_step
+                 else f"no step finished since step {self.start_step}, nothing new to save")
+        self.logger.close()
+        return TrainingInterrupted(signum, f"stopped by {name} after step {step}: {saved}; continue with "
+                                           f"rlalign train CONFIG --resume {self.output_dir}")
 
     def _stop_on_rollout_failure(self, failure: RolloutFailure, failed_step: int) -> RolloutFailure:
         """A rollout worker failed beyond rollout.max_retries: keep what the completed steps learned
