@@ -6,17 +6,24 @@ Layout of a run directory:
         adapter/                 the LoRA adapter in peft's format (adapter_config.json + safetensors)
         trainer_state.pt         step, optimizer, scheduler, RNG states, counters, reward statistics
         config.yaml              the resolved config of the run
+        manifest.json            size and SHA-256 of every file above
     OUTPUT_DIR/checkpoints/latest   the name of the newest complete checkpoint
 
 A checkpoint is written into `step_N.partial/` and renamed when complete; only then does `latest`
-move (also by rename). A kill at any moment leaves `latest` naming a complete checkpoint.
+move (also by rename). A kill at any moment leaves `latest` naming a complete checkpoint. Resuming
+verifies the manifest; when the newest checkpoint is missing, incomplete or damaged (a disk fault,
+a copy cut short), it falls back to the newest intact one and warns about each it skipped.
+Checkpoints written before manifests existed are loaded unverified.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +32,7 @@ import torch
 import yaml
 
 CHECKPOINTS = "checkpoints"
+MANIFEST = "manifest.json"
 KEEP = 2
 """Complete checkpoints kept (the newest ones); older ones are deleted after a new one is complete."""
 
@@ -51,6 +59,7 @@ def save_checkpoint(output_dir: str | Path, step: int, *, policy: Any, optimizer
     torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "rng": rng_states(), **extra}, partial / "trainer_state.pt")
     (partial / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    (partial / MANIFEST).write_text(json.dumps(_manifest(partial), indent=1) + "\n")
     if final.exists():  # a checkpoint of the same step from an earlier attempt: replace it whole
         shutil.rmtree(final)
     os.replace(partial, final)
@@ -68,15 +77,31 @@ def _prune(root: Path, keep: int) -> None:
 
 
 def find_checkpoint(path: str | Path) -> Path:
-    """A checkpoint directory from a run directory (its latest) or a checkpoint directory itself."""
+    """The checkpoint to resume: a checkpoint directory itself (verified), or a run directory's newest
+    intact checkpoint (`latest`, else the newest step_* that verifies), warning about each one skipped."""
     path = Path(path)
     if (path / "trainer_state.pt").is_file():
+        problem = verify_checkpoint(path)
+        if problem:
+            raise FileNotFoundError(f"--resume {path}: this checkpoint is damaged ({problem}); pass its run "
+                                    f"directory {path.parent.parent} to resume from the newest intact checkpoint")
         return path
-    pointer = path / CHECKPOINTS / "latest"
-    if pointer.is_file():
-        checkpoint = path / CHECKPOINTS / pointer.read_text().strip()
-        if (checkpoint / "trainer_state.pt").is_file():
+    root = path / CHECKPOINTS
+    pointer = root / "latest"
+    named = [root / pointer.read_text().strip()] if pointer.is_file() else []
+    steps = sorted((p for p in root.glob("step_*") if p.is_dir() and not p.name.endswith(".partial")), reverse=True)
+    skipped = []
+    for checkpoint in dict.fromkeys(named + steps):  # `latest` first, then newest to oldest
+        problem = verify_checkpoint(checkpoint)
+        if problem is None:
+            for name, why in skipped:
+                warnings.warn(f"--resume {path}: skipped checkpoint {name} ({why}); resuming from {checkpoint.name}",
+                              RuntimeWarning, stacklevel=2)
             return checkpoint
+        skipped.append((checkpoint.name, problem))
+    if skipped:
+        raise FileNotFoundError(f"--resume {path}: no intact checkpoint: " + "; ".join(
+            f"{name}: {why}" for name, why in skipped) + "; start again without --resume in a new output_dir")
     if (path / "metrics.jsonl").is_file():  # a run directory whose run stopped before its first save
         fresh = ("start it again without --resume (a directory whose start logged nothing is reused)"
                  if not holds_a_run(path) else "start again without --resume in a new output_dir")
@@ -84,6 +109,43 @@ def find_checkpoint(path: str | Path) -> Path:
                                 f"nothing to resume; {fresh}")
     raise FileNotFoundError(f"--resume {path}: no checkpoint there; pass a run directory (with "
                             f"{CHECKPOINTS}/latest) or a checkpoint directory (with trainer_state.pt)")
+
+
+def verify_checkpoint(checkpoint: Path) -> str | None:
+    """None if `checkpoint` is complete and matches its manifest, else what is wrong with it."""
+    if not checkpoint.is_dir():
+        return "the directory does not exist"
+    if not (checkpoint / "trainer_state.pt").is_file():
+        return "trainer_state.pt is missing"
+    manifest_path = checkpoint / MANIFEST
+    if not manifest_path.is_file():
+        return None  # written before manifests existed: loaded unverified
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as error:
+        return f"{MANIFEST} is unreadable ({error})"
+    for name, expected in manifest.items():
+        file = checkpoint / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != expected["size"]:
+            return f"{name} has {file.stat().st_size} bytes, the manifest says {expected['size']}"
+        if _sha256(file) != expected["sha256"]:
+            return f"{name} does not match its checksum"
+    return None
+
+
+def _manifest(directory: Path) -> dict[str, dict[str, Any]]:
+    return {str(file.relative_to(directory)): {"size": file.stat().st_size, "sha256": _sha256(file)}
+            for file in sorted(directory.rglob("*")) if file.is_file() and file.name != MANIFEST}
+
+
+def _sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with file.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def holds_a_run(directory: str | Path) -> bool:
@@ -96,7 +158,12 @@ def holds_a_run(directory: str | Path) -> bool:
 
 def load_checkpoint(checkpoint: Path, *, policy: Any, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict:
     """Restore adapter, optimizer, scheduler and RNG states; return the trainer state dict."""
-    state = torch.load(checkpoint / "trainer_state.pt", map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(checkpoint / "trainer_state.pt", map_location="cpu", weights_only=False)
+    except Exception as error:  # noqa: BLE001 (unpickling raises many types; a verified file never does)
+        raise ValueError(f"{checkpoint / 'trainer_state.pt'} cannot be loaded ({type(error).__name__}: "
+                         f"{str(error)[:120]}); the checkpoint has no manifest to verify it, so it was not "
+                         "skipped: pass an older checkpoint directory to --resume") from None
     policy.load_adapter(checkpoint / "adapter")
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])

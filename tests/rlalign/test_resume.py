@@ -1,8 +1,12 @@
 """Resuming is strict: a changed setting that alters training is refused unless accepted (rlalign.resume)."""
 
+import shutil
+
 import pytest
 from support.training import save_tiny_checkpoint, tiny_config
 
+from rlalign.checkpoint import find_checkpoint
+from rlalign.metrics import read_metrics
 from rlalign.resume import ResumeConfigError, config_changes
 from rlalign.trainer import Trainer
 
@@ -82,3 +86,65 @@ def test_config_changes_by_hand():
     # eval_every and output_dir are free; new_setting is absent from the checkpoint; lists compare whole.
     assert config_changes(saved, current) == {
         "grpo.beta": (0.0, 0.1), "rewards.functions": ([{"name": "x", "weight": 1.0}], [{"name": "x", "weight": 2.0}])}
+
+
+# -- checkpoint integrity: the newest damaged or missing checkpoint falls back to the newest intact one --
+
+
+@pytest.fixture
+def two_checkpoints(tmp_path, tiny_checkpoint):
+    """A run stopped after step 2 with checkpoints of steps 1 and 2 (save_every 1)."""
+    Trainer(tiny_config(tmp_path, tiny_checkpoint, **{"train.save_every": 1})).run(stop_after=2)
+    run = tmp_path / "run"
+    return run, lambda: Trainer(tiny_config(tmp_path, tiny_checkpoint, **{"train.save_every": 1}), resume=str(run))
+
+
+def truncate_state(checkpoint):
+    (checkpoint / "trainer_state.pt").write_bytes((checkpoint / "trainer_state.pt").read_bytes()[:100])
+
+
+def garble_adapter(checkpoint):  # same size, other bytes: only the checksum notices
+    weights = checkpoint / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(b"x" * weights.stat().st_size)
+
+
+def delete_state(checkpoint):
+    (checkpoint / "trainer_state.pt").unlink()
+
+
+def delete_directory(checkpoint):  # `latest` then names a directory that is gone
+    shutil.rmtree(checkpoint)
+
+
+@pytest.mark.parametrize("damage, why", [
+    (truncate_state, "trainer_state.pt has 100 bytes"),
+    (garble_adapter, "adapter/adapter_model.safetensors does not match its checksum"),
+    (delete_state, "trainer_state.pt is missing"),
+    (delete_directory, "the directory does not exist"),
+])
+def test_a_damaged_newest_checkpoint_falls_back_to_the_older_intact_one(two_checkpoints, damage, why):
+    run, resume = two_checkpoints
+    damage(run / "checkpoints" / "step_000002")
+    with pytest.warns(RuntimeWarning, match=f"skipped checkpoint step_000002 \\({why}.*resuming from step_000001"):
+        trainer = resume()
+    assert trainer.start_step == 1
+    trainer.run()  # and the run goes on from there
+    steps = [r["step"] for r in read_metrics(run / "metrics.jsonl") if "time/step" in r]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_a_named_damaged_checkpoint_is_refused_pointing_at_the_run(two_checkpoints):
+    run, _ = two_checkpoints
+    newest = run / "checkpoints" / "step_000002"
+    (newest / "config.yaml").write_text("garbled")
+    with pytest.raises(FileNotFoundError, match=f"this checkpoint is damaged \\(config.yaml has 7 bytes.*pass its "
+                                                f"run directory {run}"):
+        find_checkpoint(newest)
+
+
+def test_no_intact_checkpoint_says_so(two_checkpoints):
+    run, _ = two_checkpoints
+    for step in (1, 2):
+        (run / "checkpoints" / f"step_{step:06d}" / "trainer_state.pt").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="no intact checkpoint: step_000002: .*; step_000001: "):
+        find_checkpoint(run)
