@@ -31,6 +31,8 @@ import numpy as np
 import torch
 import yaml
 
+from rlalign.failpoints import failpoint
+
 CHECKPOINTS = "checkpoints"
 MANIFEST = "manifest.json"
 KEEP = 2
@@ -56,16 +58,22 @@ def save_checkpoint(output_dir: str | Path, step: int, *, policy: Any, optimizer
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     policy.save_adapter(partial / "adapter")
+    failpoint("save:adapter")
     torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "rng": rng_states(), **extra}, partial / "trainer_state.pt")
+    failpoint("save:state")
     (partial / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    failpoint("save:config")
     (partial / MANIFEST).write_text(json.dumps(_manifest(partial), indent=1) + "\n")
+    failpoint("save:manifest")
     if final.exists():  # a checkpoint of the same step from an earlier attempt: replace it whole
         shutil.rmtree(final)
     os.replace(partial, final)
+    failpoint("save:renamed")
     pointer = root / "latest.partial"
     pointer.write_text(final.name + "\n")
     os.replace(pointer, root / "latest")
+    failpoint("save:latest")
     _prune(root, keep=KEEP)
     return final
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from rlalign.failpoints import failpoint
 from rlalign.policies.base import Rollout, StepPolicy, load_policy
 
 
@@ -44,6 +45,7 @@ class RolloutWorker:
         """
         if version is not None and version != self.version:
             raise StaleAdapterError(f"worker holds adapter version {self.version}, asked for {version}")
+        failpoint("worker:generate")  # scripts/fault_suite.py: a worker process killed mid-step
         if len(seeds) != len(prompts) * group_size:
             raise ValueError(f"need {len(prompts) * group_size} seeds (one per sample), got {len(seeds)}")
         repeated = [prompt for prompt in prompts for _ in range(group_size)]

@@ -129,11 +129,17 @@ def never_applies(prompts, completions, **_):
     return [None] * len(prompts)
 
 
-def test_a_run_without_learning_signal_warns_then_saves_and_stops(tmp_path, tiny_checkpoint):
+def always_fails(prompts, completions, **_):
+    raise RuntimeError("judge model not loaded")
+
+
+@pytest.mark.parametrize("reward", ["{name: 'MODULE:never_applies'}",
+                                    "{name: 'MODULE:always_fails', on_error: skip}"])
+def test_a_run_without_learning_signal_warns_then_saves_and_stops(tmp_path, tiny_checkpoint, reward):
     from rlalign.trainer import NoLearningSignal
 
     cfg = tiny_config(tmp_path, tiny_checkpoint, **{"train.steps": 10, "train.stop_after_steps_without_signal": 3,
-                                                     "rewards.functions": f"[{{name: '{__name__}:never_applies'}}]"})
+                                                     "rewards.functions": f"[{reward.replace('MODULE', __name__)}]"})
     trainer = Trainer(cfg)
     with (pytest.warns(RuntimeWarning, match="step 1: no trained reward gave a finite value"),
           pytest.raises(NoLearningSignal, match="stopped at step 3: the last 3 steps had no learning signal")):
