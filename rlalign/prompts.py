@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -129,6 +130,16 @@ def _class_ids(spec: str, rest: str) -> list[int]:
     if not ids or min(ids) < 0:
         raise ValueError(f"prompt source {spec!r} gives no non-negative class ids")
     return ids
+
+
+def check_prompt_words(policy: Any, named_prompts: dict[str, list], *, allow_unknown: bool) -> None:
+    """Refuse prompts with words the policy's text encoder does not know (they would read as <unk>),
+    for policies that can tell (`check_prompts`), unless `allow_unknown` (prompts.allow_unknown_words)."""
+    check = getattr(policy, "check_prompts", None)
+    if check is None or allow_unknown:
+        return
+    for where, prompts in named_prompts.items():
+        check(prompts, where=where)
 
 
 def prompts_from_arguments(arguments: list[str]) -> list:

@@ -7,7 +7,7 @@ from pathlib import Path
 from rlalign.config import load_config
 from rlalign.evaluation import generate
 from rlalign.policies.base import load_policy
-from rlalign.prompts import prompts_from_arguments
+from rlalign.prompts import check_prompt_words, prompts_from_arguments
 from rlalign.viz import save_grid
 
 
@@ -24,8 +24,7 @@ def run_sample(config: str, overrides: list[str], *, prompts: list[str], prefix_
         policy.load_adapter(adapter)
     m = int(prefix_steps) if str(prefix_steps).isdigit() else prefix_steps
     chosen = prompts_from_arguments(prompts)
-    if hasattr(policy, "check_prompts") and not cfg.prompts.allow_unknown_words:
-        policy.check_prompts(chosen, where="--prompts")
+    check_prompt_words(policy, {"--prompts": chosen}, allow_unknown=cfg.prompts.allow_unknown_words)
     if samples < 1:
         raise ValueError(f"--samples must be ≥ 1, got {samples}")
     images, repeated = generate(policy, chosen, samples_per_prompt=samples, seed=seed, prefix_steps=m,
@@ -52,9 +51,8 @@ def run_eval(config: str, overrides: list[str], *, adapter: str, out: str) -> st
     policy.load_adapter(adapter)
     worker = RewardWorker(cfg.rewards.functions + cfg.rewards.eval, combine=None, tokenizer=policy.completion_tokenizer())
     sets = {name: parse_prompt_source(source).all() for name, source in cfg.prompts.eval.items()}
-    if hasattr(policy, "check_prompts") and not cfg.prompts.allow_unknown_words:
-        for name, prompts in sets.items():
-            policy.check_prompts(prompts, where=f"prompts.eval.{name}")
+    check_prompt_words(policy, {f"prompts.eval.{name}": prompts for name, prompts in sets.items()},
+                       allow_unknown=cfg.prompts.allow_unknown_words)
     metrics = evaluate_sets(policy, sets, worker, samples_per_prompt=cfg.prompts.eval_samples_per_prompt,
                             seed=cfg.seed, prefix_steps=cfg.grpo.prefix_steps, grid_dir=out, step=0, base_cache={})
     Path(out).mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ from rlalign.grpo.update import grpo_update, rescore_old_logp
 from rlalign.interrupts import StopRequests, TrainingInterrupted
 from rlalign.metrics import MetricsLogger
 from rlalign.policies.base import Rollout, load_policy, resolve_prefix_steps
-from rlalign.prompts import parse_prompt_source
+from rlalign.prompts import check_prompt_words, parse_prompt_source
 from rlalign.resume import apply_optimizer_settings, check_resume_config
 from rlalign.seeding import grouped_generators
 from rollouts import RolloutFailure, make_backend
@@ -71,12 +71,10 @@ class Trainer:
         self.eval_rewards = RewardWorker(cfg.rewards.functions + cfg.rewards.eval, combine=None, tokenizer=tokenizer)
         self.train_prompts = parse_prompt_source(cfg.prompts.train)
         self.eval_prompts = {name: parse_prompt_source(src).all() for name, src in cfg.prompts.eval.items()}
-        check = getattr(self.policy, "check_prompts", None)  # text encoders: refuse words read as <unk>
-        if check and not cfg.prompts.allow_unknown_words:
-            if self.train_prompts.fixed is not None:
-                check(self.train_prompts.all(), where=f"prompts.train ({cfg.prompts.train})")
-            for name, prompts in self.eval_prompts.items():
-                check(prompts, where=f"prompts.eval.{name} ({cfg.prompts.eval[name]})")
+        named = {f"prompts.eval.{name} ({cfg.prompts.eval[name]})": p for name, p in self.eval_prompts.items()}
+        if self.train_prompts.fixed is not None:
+            named[f"prompts.train ({cfg.prompts.train})"] = self.train_prompts.all()
+        check_prompt_words(self.policy, named, allow_unknown=cfg.prompts.allow_unknown_words)
         self.optimizer = torch.optim.AdamW(self.policy.trainable_parameters(), lr=cfg.train.learning_rate,
                                            weight_decay=cfg.train.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -214,30 +212,31 @@ class Trainer:
         self.steps_without_signal = self.steps_without_signal + 1 if metrics["debug/advantage_abs_mean"] == 0 else 0
         limit = self.cfg.train.stop_after_steps_without_signal
         if limit and self.steps_without_signal >= limit:
-            saved = self.save(step)
-            self.logger.close()
+            saved = self._save_before_stopping(step)
             raise NoLearningSignal(
                 f"stopped at step {step}: the last {limit} steps had no learning signal (every advantage 0: the "
                 f"trained rewards were None/NaN for every sample, or equal within every group), so the adapter "
-                f"only drifted. Check the rewards (rlalign score CONFIG PATH) or their on_error setting; checkpoint "
-                f"saved at {saved}; set train.stop_after_steps_without_signal=0 to train on regardless")
+                f"only drifted. Check the rewards (rlalign score CONFIG PATH) or their on_error setting; "
+                f"{saved}; set train.stop_after_steps_without_signal=0 to train on regardless")
+
+    def _save_before_stopping(self, step: int) -> str:
+        """Checkpoint `step` (the last finished one) if it is new, close the logger; say what was kept."""
+        saved = (f"checkpoint of step {step} saved at {self.save(step)}" if step > self.start_step
+                 else f"no step finished since step {self.start_step}, nothing new to save")
+        self.logger.close()
+        return saved
 
     def _stop_on_signal(self, signum: int) -> TrainingInterrupted:
         """After SIGINT / SIGTERM: checkpoint the last finished step and say how to continue."""
         name, step = signal.Signals(signum).name, self.last_step
-        saved = (f"checkpoint of step {step} saved at {self.save(step)}" if step > self.start_step
-                 else f"no step finished since step {self.start_step}, nothing new to save")
-        self.logger.close()
+        saved = self._save_before_stopping(step)
         return TrainingInterrupted(signum, f"stopped by {name} after step {step}: {saved}; continue with "
                                            f"rlalign train CONFIG --resume {self.output_dir}")
 
     def _stop_on_rollout_failure(self, failure: RolloutFailure, failed_step: int) -> RolloutFailure:
         """A rollout worker failed beyond rollout.max_retries: keep what the completed steps learned
         (a checkpoint of step failed_step − 1) and say how to continue."""
-        done = failed_step - 1
-        saved = (f"checkpoint of step {done} saved at {self.save(done)}" if done > self.start_step
-                 else f"no step completed since step {self.start_step}, nothing new to save")
-        self.logger.close()
+        saved = self._save_before_stopping(failed_step - 1)
         return RolloutFailure(f"{failure}\nstopped at step {failed_step}: {saved}; fix the cause, then continue "
                               f"with --resume {self.output_dir}", worker=failure.worker, shard=failure.shard,
                               cause=failure.cause)

@@ -45,12 +45,12 @@ class LoraAdapter:
         return {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(self.peft_model).items()}
 
     def load_state(self, state: dict[str, Tensor], device: torch.device) -> None:
-        expected = set(get_peft_model_state_dict(self.peft_model))
+        current = get_peft_model_state_dict(self.peft_model)
+        expected = set(current)
         if set(state) != expected:
             missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
             raise ValueError(f"adapter state does not fit this policy's LoRA layout: missing {missing[:3]}, "
                              f"unexpected {extra[:3]} (were rank/target_modules the same?)")
-        current = get_peft_model_state_dict(self.peft_model)
         for key, tensor in state.items():
             if tensor.shape != current[key].shape:  # peft would raise a bare size mismatch
                 given, wanted = _lora_rank(key, tensor.shape), _lora_rank(key, current[key].shape)
