@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rlalign.policies.next_scale.model import ASSETS_DIR
+from rlalign.assets import ASSETS_DIR
 from rlalign.shapes import (
     CANVAS,
     COLOURS,

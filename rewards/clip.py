@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from rewards.builtin_models import SHAPES_CLIP, ensure_registered
-from rlalign.policies.next_scale.model import resolve_checkpoint
+from rlalign.assets import resolve_checkpoint
 from rlalign.shapes import Scene, render_batch
 
 CLIP_ARGS = ("architecture", "weights", "device", "batch_size", "use_logit_scale", "class_names", "prompt_template")

@@ -22,8 +22,8 @@ from pathlib import Path
 import yaml
 
 from rlalign.config import ConfigError, derived_sizes, load_config, to_dict
-from rlalign.config_loading import field_docs
-from rlalign.interrupts import TrainingInterrupted
+from rlalign.config.loading import field_docs
+from rlalign.training.interrupts import TrainingInterrupted
 
 
 def _explain(section: object, prefix: str = "") -> list[str]:
@@ -60,7 +60,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_showcase(args: argparse.Namespace) -> int:
-    from rlalign.shapes.showcase import format_report, run_showcase
+    from rlalign.commands.showcase import format_report, run_showcase
 
     report = run_showcase(args.out, count=args.count, seed=args.seed)
     print(format_report(report))
@@ -68,8 +68,8 @@ def cmd_showcase(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from rlalign.report import write_summary
-    from rlalign.trainer import train
+    from rlalign.evaluation.run_report import write_summary
+    from rlalign.training.trainer import train
 
     cfg = load_config(args.config, args.overrides)
     if args.resume:  # a resumed run continues in its own run directory
@@ -87,14 +87,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from rlalign.sampling import run_eval
+    from rlalign.commands.sample import run_eval
 
     print(run_eval(args.config, args.overrides, adapter=args.adapter, out=args.out))
     return 0
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from rlalign.sampling import run_sample
+    from rlalign.commands.sample import run_sample
 
     print(run_sample(args.config, args.overrides, prompts=args.prompts, prefix_steps=args.prefix_steps,
                      adapter=args.adapter, samples=args.samples, seed=args.seed, out=args.out))
@@ -102,7 +102,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from rewards.scoring import run_score
+    from rlalign.commands.score import run_score
 
     print(run_score(args.config, args.path, args.overrides, eval_rewards=args.eval, per_item=args.per_item,
                     batch_size=args.batch_size))
@@ -110,8 +110,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from rlalign.sweep import run_sweep
-    from rlalign.sweep_report import write_report
+    from rlalign.commands.sweep import run_sweep
+    from rlalign.evaluation.sweep_report import write_report
 
     if args.report_only:
         print(write_report(args.out) + f"\n(wrote {args.out}/report.md and its plots)")
@@ -122,7 +122,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from rlalign.probe import ProbeSizes, run_probe
+    from rlalign.commands.probe import ProbeSizes, run_probe
 
     sizes = ProbeSizes(prefixes=args.prefixes, completions=args.completions, seed=args.seed)
     print(run_probe(args.config, args.overrides, prompts=args.prompts, count=args.count, sizes=sizes,

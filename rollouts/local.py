@@ -11,7 +11,8 @@ from collections.abc import Sequence
 import torch
 
 from rlalign.policies.base import Rollout, StepPolicy, concat_rollouts
-from rlalign.seeding import sample_seed
+from rlalign.policies.lora import adapter_bytes
+from rlalign.utils.seeding import sample_seed
 from rollouts.worker import RolloutWorker
 
 
@@ -29,7 +30,7 @@ def shard_bounds(num_prompts: int, num_workers: int) -> list[tuple[int, int]]:
 
 def sample_seeds(run_seed: int, step: int, first_prompt: int, num_prompts: int, group_size: int,
                  purpose: str = "train") -> list[int]:
-    """Per-sample seeds of prompts first_prompt.. of a step, prompt-major (rlalign.seeding)."""
+    """Per-sample seeds of prompts first_prompt.. of a step, prompt-major (rlalign.utils.seeding)."""
     return [sample_seed(run_seed, purpose, step, first_prompt + p, g)
             for p in range(num_prompts) for g in range(group_size)]
 
@@ -53,7 +54,7 @@ class LocalBackend:
         for worker in self.workers:
             if state is not None:
                 worker.load_adapter_state(version, state)
-                sent += sum(t.numel() * t.element_size() for t in state.values())
+                sent += adapter_bytes(state)
             else:
                 worker.version = version
         self.version = version

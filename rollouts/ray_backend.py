@@ -32,6 +32,7 @@ import torch
 from ray import exceptions as ray_errors
 
 from rlalign.policies.base import Rollout, concat_rollouts
+from rlalign.policies.lora import adapter_bytes
 from rollouts import RolloutFailure
 from rollouts.local import sample_seeds, shard_bounds
 from rollouts.worker import RolloutWorker
@@ -44,11 +45,6 @@ WORKER_FAILURES = (ray_errors.RayActorError, ray_errors.WorkerCrashedError, ray_
 """Failures of the machinery (a dead or silent actor, a lost node or object), which re-creating the
 worker can cure. Errors raised by the worker's own code (a RayTaskError wrapping, e.g., a bad prompt
 or StaleAdapterError) are not in this list: re-running would only repeat them, so they propagate."""
-
-
-def adapter_bytes(state: dict[str, torch.Tensor]) -> int:
-    """Bytes of the tensors in an adapter state (what one replica receives per sync)."""
-    return sum(t.numel() * t.element_size() for t in state.values())
 
 
 START_TIMEOUT_S = 300.0

@@ -2,7 +2,7 @@
 
 A plain class (README, "Conventions"): the local backend calls it in-process, the Ray backend wraps it with
 `ray.remote(...)` where it launches it. Every sample draws from its own generator seeded by the
-caller (rlalign.seeding), so a batch is the same whichever worker draws which shard.
+caller (rlalign.utils.seeding), so a batch is the same whichever worker draws which shard.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from rlalign.failpoints import failpoint
 from rlalign.policies.base import Rollout, StepPolicy, load_policy
+from rlalign.utils.failpoints import failpoint
 
 
 class StaleAdapterError(RuntimeError):

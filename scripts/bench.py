@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rlalign.benchmarking import format_table, machine_info, write_json
+from rlalign.utils.timing import format_table, machine_info, write_json
 
 SCRIPTS = {"rollout": "bench_rollout.py", "update": "bench_update.py", "ray": "bench_ray.py", "rewards": "bench_rewards.py"}
 

@@ -26,12 +26,13 @@ import time
 import ray
 import torch
 
-from rlalign.benchmarking import format_table, machine_info, write_json
 from rlalign.config import RolloutConfig
 from rlalign.policies.base import load_policy
+from rlalign.policies.lora import adapter_bytes
 from rlalign.shapes import eval_prompts
+from rlalign.utils.timing import format_table, machine_info, write_json
 from rollouts import LocalBackend
-from rollouts.ray_backend import RayBackend, adapter_bytes
+from rollouts.ray_backend import RayBackend
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -27,8 +27,8 @@ from safetensors.torch import save_file
 
 from rewards.aesthetic import AestheticScore
 from rewards.clip import ClipScore
-from rlalign.benchmarking import format_table, machine_info, median_seconds, write_json
 from rlalign.shapes import render_batch, sample_scenes
+from rlalign.utils.timing import format_table, machine_info, median_seconds, write_json
 
 COLUMNS = ["reward", "model", "parameters", "batch", "images_per_s", "ms_per_batch", "load_s"]
 

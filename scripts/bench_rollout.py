@@ -21,7 +21,11 @@ import sys
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from rlalign.benchmarking import (
+from rlalign.policies.next_scale.model import load_model
+from rlalign.policies.next_scale.policy import NextScalePolicy
+from rlalign.policies.next_scale.sampler import draw, guided_logits, kept_set, scale_log_probs, uniforms
+from rlalign.shapes import eval_prompts
+from rlalign.utils.timing import (
     format_table,
     interleaved_medians,
     machine_info,
@@ -29,10 +33,6 @@ from rlalign.benchmarking import (
     median_seconds,
     write_json,
 )
-from rlalign.policies.next_scale.model import load_model
-from rlalign.policies.next_scale.policy import NextScalePolicy
-from rlalign.policies.next_scale.sampler import draw, guided_logits, kept_set, scale_log_probs, uniforms
-from rlalign.shapes import eval_prompts
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

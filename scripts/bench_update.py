@@ -17,11 +17,11 @@ import argparse
 
 import torch
 
-from rlalign.benchmarking import format_table, machine_info, median_seconds, write_json
 from rlalign.config import GrpoConfig, PolicyConfig, TrainConfig
 from rlalign.grpo.update import grpo_update
 from rlalign.policies.base import load_policy
-from rlalign.seeding import grouped_generators
+from rlalign.utils.seeding import grouped_generators
+from rlalign.utils.timing import format_table, machine_info, median_seconds, write_json
 
 POLICIES = {
     "next_scale": {"kind": "next_scale", "checkpoint": "builtin:shapes-nextscale"},

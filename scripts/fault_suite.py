@@ -3,7 +3,7 @@ deleted newest checkpoint, a torn metrics line, a changed config on resume, a ki
 
 Every case runs `rlalign train` in a subprocess on the built-in generator (a tiny 6-step config,
 checkpoints every 2 steps), injects its fault, resumes where that is the remedy, and compares the
-final adapter with an uninterrupted run's byte for byte. Kills inside a save use rlalign.failpoints
+final adapter with an uninterrupted run's byte for byte. Kills inside a save use rlalign.utils.failpoints
 (RLALIGN_FAILPOINT=NAME@N: SIGKILL on the N-th pass; here the save of step 4, so step 2 exists).
 Prints a table (case, what happened, what the resume started from, bit-identical) and writes JSON:
 
@@ -32,8 +32,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from rlalign.benchmarking import format_table, machine_info, write_json
-from rlalign.failpoints import POINTS
+from rlalign.utils.failpoints import POINTS
+from rlalign.utils.timing import format_table, machine_info, write_json
 
 STEPS = 6
 CONFIG = {

@@ -1,4 +1,4 @@
-"""Regenerate docs/config.md from the field docstrings of rlalign/config.py.
+"""Regenerate docs/config.md from the field docstrings of rlalign/config/schema.py.
 
     python scripts/gen_config_docs.py
 """
@@ -6,7 +6,7 @@
 from pathlib import Path
 
 from rlalign.config import Config
-from rlalign.config_loading import reference_markdown
+from rlalign.config.loading import reference_markdown
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "config.md"
 

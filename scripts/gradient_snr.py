@@ -35,13 +35,13 @@ from pathlib import Path
 import torch
 
 from rewards.worker import RewardWorker
-from rlalign.benchmarking import format_table, machine_info, write_json
 from rlalign.config import load_config
+from rlalign.config.prompts import parse_prompt_source
 from rlalign.grpo.advantages import group_advantages
 from rlalign.grpo.loss import action_weights, policy_loss
 from rlalign.policies.base import load_policy, resolve_prefix_steps
-from rlalign.prompts import parse_prompt_source
-from rlalign.seeding import grouped_generators
+from rlalign.utils.seeding import grouped_generators
+from rlalign.utils.timing import format_table, machine_info, write_json
 
 
 def snr_estimate(gradients_NP: torch.Tensor) -> dict[str, float]:

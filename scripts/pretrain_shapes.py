@@ -30,9 +30,9 @@ import numpy as np
 import torch
 
 from rewards.shapes_eval import verify_image
-from rlalign.benchmarking import Clock, format_metrics
-from rlalign.evaluation import generate, verifier_report
-from rlalign.policies.next_scale.model import ASSETS_DIR, NextScaleModel, build_model, load_model, save_model
+from rlalign.assets import ASSETS_DIR
+from rlalign.evaluation.geneval import generate, verifier_report
+from rlalign.policies.next_scale.model import NextScaleModel, build_model, load_model, save_model
 from rlalign.policies.next_scale.policy import NextScalePolicy
 from rlalign.policies.next_scale.pretraining import (
     DeadCodeReviver,
@@ -50,6 +50,7 @@ from rlalign.shapes import (
     sample_category_scenes,
 )
 from rlalign.shapes.web_captions import CaptionNoise, noisy_caption
+from rlalign.utils.timing import Clock, format_metrics
 
 DEFAULT_OUT = ASSETS_DIR / "shapes-nextscale.safetensors"
 PROMPT_WORDS = [word for word in GRAMMAR_WORDS if word != "centre"]  # the shipped model's vocabulary order
@@ -219,7 +220,7 @@ def evaluate_sampling(path: Path, args: argparse.Namespace, clock: Clock) -> tup
     """Judge every sampling setting on both splits' evaluation prompts; recommend the best on `train`.
 
     Samples come from the saved (fp16) checkpoint through NextScalePolicy, i.e. exactly what users
-    and the trainer get, with per-sample seeds (rlalign.evaluation.generate).
+    and the trainer get, with per-sample seeds (rlalign.evaluation.geneval.generate).
     """
     policy = NextScalePolicy(load_model(path).to(args.device))
     settings = SAMPLING_SETTINGS[:1] if args.quick else SAMPLING_SETTINGS

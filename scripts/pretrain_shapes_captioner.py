@@ -28,14 +28,14 @@ import numpy as np
 import torch
 
 from rewards.shapes_eval import verify_caption
-from rlalign.benchmarking import Clock, format_metrics
-from rlalign.evaluation import generate, wilson_interval
+from rlalign.assets import ASSETS_DIR
+from rlalign.evaluation.geneval import generate, wilson_interval
 from rlalign.policies.base import load_policy
 from rlalign.policies.insertion.loss import corrupt, edit_flow_loss
 from rlalign.policies.insertion.model import InsertionTransformer, build_model, save_model, shapes_vocabulary
-from rlalign.policies.next_scale.model import ASSETS_DIR
 from rlalign.policies.next_scale.pretraining import warmup_cosine
 from rlalign.shapes import Scene, render_batch, sample_scenes, sample_scenes_mixed
+from rlalign.utils.timing import Clock, format_metrics
 
 DEFAULT_OUT = ASSETS_DIR / "shapes-captioner.safetensors"
 # Seed streams (seed = 1000·stream + --seed), distinct from pretrain_shapes.py (1..4) and
@@ -182,7 +182,7 @@ def evaluate(path: Path, args: argparse.Namespace, clock: Clock) -> list[dict]:
     """Caption fresh scenes of both splits with the saved fp16 checkpoint, loaded as users load it
     (`load_policy`, default sampling: cfg_scale 0, temperature 1), and judge them with the verifier.
 
-    Per-sample seeds (rlalign.evaluation.generate: purpose `eval`), so batch size changes nothing.
+    Per-sample seeds (rlalign.evaluation.geneval.generate: purpose `eval`), so batch size changes nothing.
     The policy has no trained adapter, so every step is the base model whatever the prefix; m = 1
     gives the very same captions as m = all (same uniforms, same model) but rollout then re-scores
     one step instead of all T (3-4x faster).

@@ -46,13 +46,13 @@ import torch
 
 import rewards
 from rewards.shapes_eval import shapes_eval
-from rlalign.benchmarking import format_table, machine_info, write_json
+from rlalign.commands.probe import ProbeSizes, branch
 from rlalign.config import load_config
-from rlalign.evaluation import generate, pair_agreement
+from rlalign.evaluation.geneval import generate, pair_agreement
 from rlalign.policies.base import load_policy, parse_prefix_steps, resolve_prefix_steps
-from rlalign.probe import ProbeSizes, branch
 from rlalign.shapes import CATEGORIES
 from rlalign.shapes.categories import eval_prompts_by_category
+from rlalign.utils.timing import format_table, machine_info, write_json
 
 
 def best_of_n(select_PN: np.ndarray, value_PN: np.ndarray, n: int) -> float:

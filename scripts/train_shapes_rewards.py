@@ -57,8 +57,7 @@ from rewards.builtin_models import (
 )
 from rewards.clip import ClipModel, load_clip, preprocess_images
 from rewards.shapes_eval import check_objects, scene_objects
-from rlalign.benchmarking import format_table, write_json
-from rlalign.policies.next_scale.model import ASSETS_DIR
+from rlalign.assets import ASSETS_DIR
 from rlalign.policies.next_scale.pretraining import warmup_cosine
 from rlalign.shapes import (
     CATEGORIES,
@@ -67,6 +66,7 @@ from rlalign.shapes import (
     sample_category_scenes,
     surface_forms,
 )
+from rlalign.utils.timing import format_table, write_json
 
 # Seed streams (seed = 1000·stream + --seed), so no two purposes ever draw the same scenes.
 CLIP_DATA, AESTHETIC_DATA, RETRIEVAL_EVAL, DISTRACTORS, AESTHETIC_EVAL = 11, 12, 13, 14, 15
@@ -314,7 +314,7 @@ def evaluate_generator_agreement(clip_path: Path, generator: str, seed: int, sam
 
     from rewards.clip import ClipScore
     from rewards.shapes_eval import shapes_eval
-    from rlalign.evaluation import generate, pair_agreement
+    from rlalign.evaluation.geneval import generate, pair_agreement
     from rlalign.policies.next_scale.model import load_model
     from rlalign.policies.next_scale.policy import NextScalePolicy
     from rlalign.shapes import eval_prompts

@@ -22,8 +22,8 @@ import torch
 from tqdm import tqdm
 
 from rewards.shapes_eval import mismatched_prompts, verify_caption, verify_image
-from rlalign.benchmarking import format_table, write_json
 from rlalign.shapes import CATEGORIES, render_batch, sample_category_scenes
+from rlalign.utils.timing import format_table, write_json
 
 TARGETS = {"true renders": (">=", 0.99), "other prompt": ("<=", 0.05), "noise": (">=", 0.95),
            "true caption": (">=", 0.99), "other caption": ("<=", 0.05)}

@@ -8,10 +8,10 @@ from rewards import build_reward
 from rewards.examples import caption_grammar
 from rewards.shapes_eval import shapes_eval
 from rlalign.config import RewardSpec, load_config
-from rlalign.metrics import read_metrics
-from rlalign.prompts import parse_prompt_source
+from rlalign.config.prompts import parse_prompt_source
 from rlalign.shapes import Scene, described_eval_prompts, render_batch
-from rlalign.trainer import Trainer
+from rlalign.training.trainer import Trainer
+from rlalign.utils.metrics import read_metrics
 
 
 def test_scene_sources_give_scenes_and_fixed_eval_scenes_follow_the_eval_prompts():

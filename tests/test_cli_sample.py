@@ -60,7 +60,7 @@ def test_prompt_words_the_text_encoder_does_not_know_are_refused(tmp_path, capsy
 
 def test_training_refuses_unknown_words_in_a_prompt_file_at_start(tmp_path):
     from rlalign.config import load_config
-    from rlalign.trainer import Trainer
+    from rlalign.training.trainer import Trainer
 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red circle\na glowing dragon\n")

@@ -1,4 +1,4 @@
-"""Smoke tier: real SIGINT / SIGTERM sent to `rlalign train` in a subprocess (rlalign.interrupts)."""
+"""Smoke tier: real SIGINT / SIGTERM sent to `rlalign train` in a subprocess (rlalign.training.interrupts)."""
 
 import signal
 import subprocess
@@ -11,8 +11,8 @@ import yaml
 from support.training import save_tiny_checkpoint, tiny_config
 
 from rlalign.config import to_dict
-from rlalign.metrics import read_metrics
-from rlalign.trainer import Trainer
+from rlalign.training.trainer import Trainer
+from rlalign.utils.metrics import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 

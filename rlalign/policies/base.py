@@ -169,7 +169,7 @@ def declared_num_steps(cfg: Any) -> int | None:
 
     from safetensors import SafetensorError, safe_open
 
-    from rlalign.policies.weights import resolve_checkpoint
+    from rlalign.assets import resolve_checkpoint
 
     try:
         with safe_open(str(resolve_checkpoint(cfg.checkpoint)), "pt") as handle:
@@ -200,7 +200,7 @@ def parse_prefix_steps(spec: str, num_steps: int) -> list[int | str]:
 def load_policy(cfg: Any) -> StepPolicy:
     """Build a policy from a PolicyConfig (or a dict of its fields)."""
     from rlalign.config import PolicyConfig
-    from rlalign.config_loading import build
+    from rlalign.config.loading import build
 
     if isinstance(cfg, dict):
         cfg = build(PolicyConfig, cfg)

@@ -18,6 +18,11 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 
+def adapter_bytes(state: dict[str, Tensor]) -> int:
+    """Bytes of the tensors in an adapter state: what one rollout replica receives per sync."""
+    return sum(t.numel() * t.element_size() for t in state.values())
+
+
 class LoraAdapter:
     """peft LoRA on the nn.Linear layers of `module` named by `target_modules` (base weights frozen)."""
 

@@ -1,6 +1,6 @@
 """Model files of every policy family: one safetensors file holding all weights and, in its metadata,
-the architecture as JSON and a format tag, so a file needs nothing else to load. Also where the
-built-in assets live and how `builtin:NAME` resolves."""
+the architecture as JSON and a format tag, so a file needs nothing else to load. `builtin:NAME`
+names resolve through rlalign.assets."""
 
 from __future__ import annotations
 
@@ -14,35 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
-
-REBUILD_HINTS = {
-    "shapes-nextscale": "python scripts/pretrain_shapes.py",
-    "shapes-captioner": "python scripts/pretrain_shapes_captioner.py",
-    "shapes-clip": "python scripts/train_shapes_rewards.py",
-    "shapes-aesthetic": "python scripts/train_shapes_rewards.py",
-}
-"""The script that reproduces each built-in asset."""
-
-
-def resolve_checkpoint(checkpoint: str) -> Path:
-    """`builtin:NAME` → rlalign/assets/NAME.safetensors; anything else is a local path."""
-    if checkpoint.startswith("builtin:"):
-        name = checkpoint.split(":", 1)[1]
-        path = ASSETS_DIR / f"{name}.safetensors"
-        if not path.is_file():
-            shipped = sorted(p.stem for p in ASSETS_DIR.glob("*.safetensors"))
-            hint = REBUILD_HINTS.get(name, "one of the scripts/ that build the built-in assets")
-            raise FileNotFoundError(f"built-in checkpoint {checkpoint!r} is not in {ASSETS_DIR} (shipped: "
-                                    f"{shipped or 'none'}); reproduce it with `{hint}`")
-        return path
-    path = Path(checkpoint).expanduser()
-    if path.is_dir():
-        raise FileNotFoundError(f"checkpoint {checkpoint!r} is a directory; give the .safetensors file itself "
-                                "or builtin:NAME")
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist; give a local file or builtin:NAME")
-    return path
+from rlalign.assets import resolve_checkpoint
 
 
 def save_with_architecture(module: nn.Module, architecture: dict[str, Any], path: str | Path, *, file_format: str,

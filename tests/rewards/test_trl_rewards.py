@@ -133,7 +133,7 @@ def test_factory_errors_name_the_reward_and_the_fix():
 
 
 def test_rlalign_score_hands_caption_ids_to_a_trl_factory(tmp_path):
-    from rewards.scoring import run_score
+    from rlalign.commands.score import run_score
 
     config = tmp_path / "c.yaml"
     config.write_text("policy: {kind: insertion, checkpoint: 'builtin:shapes-captioner'}\n"

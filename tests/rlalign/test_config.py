@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from rlalign.config import Config, ConfigError, derived_sizes, load_config
-from rlalign.config_loading import field_docs, reference_markdown
+from rlalign.config.loading import field_docs, reference_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = {"rewards": {"functions": [{"name": "rewards.examples:saturation"}]}}

@@ -1,11 +1,11 @@
-"""rlalign.failpoints: SIGKILL at a named point, on the N-th pass, once per marker file."""
+"""rlalign.utils.failpoints: SIGKILL at a named point, on the N-th pass, once per marker file."""
 
 import os
 import signal
 import subprocess
 import sys
 
-CODE = "from rlalign.failpoints import failpoint\nfor i in range(3):\n    failpoint('save:state')\n    print(i, flush=True)\n"
+CODE = "from rlalign.utils.failpoints import failpoint\nfor i in range(3):\n    failpoint('save:state')\n    print(i, flush=True)\n"
 
 
 def run(env):

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from rlalign.metrics import MetricsLogger, read_metrics
+from rlalign.utils.metrics import MetricsLogger, read_metrics
 
 
 def test_jsonl_records_in_order_and_non_finite_as_null(tmp_path):
@@ -49,7 +49,7 @@ def test_a_torn_last_line_is_skipped_with_a_warning_and_a_bad_middle_line_is_nam
 
 
 def test_resume_moves_a_torn_last_line_aside_with_the_tail(tmp_path):
-    from rlalign.trainer import _supersede_metrics
+    from rlalign.training.trainer import _supersede_metrics
 
     (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"step": 4, "x"')
     _supersede_metrics(tmp_path, after_step=2)

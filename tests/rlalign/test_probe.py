@@ -8,7 +8,7 @@ import torch
 from support.training import save_tiny_checkpoint, tiny_config
 
 from rlalign.cli import main
-from rlalign.probe import ProbeSizes, branch, suggest_prefix_steps, variance_shares
+from rlalign.commands.probe import ProbeSizes, branch, suggest_prefix_steps, variance_shares
 
 
 def test_shares_by_hand():

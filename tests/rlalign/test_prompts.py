@@ -2,7 +2,7 @@
 
 import pytest
 
-from rlalign.prompts import parse_prompt_source, prompts_from_arguments
+from rlalign.config.prompts import parse_prompt_source, prompts_from_arguments
 from rlalign.shapes import eval_prompts, parse_prompt
 
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from rlalign.report import summarize_run
+from rlalign.evaluation.run_report import summarize_run
 
 
 def test_summary_has_the_geneval_table_with_intervals(tmp_path):
@@ -34,7 +34,7 @@ def test_summary_has_the_geneval_table_with_intervals(tmp_path):
 def test_a_run_without_eval_sets_says_so_and_names_only_files_it_wrote(tmp_path):
     # prompts.eval={} : no eval records, no sample grids. The summary says evaluation was not measured
     # and how to measure it; no before_after.png is claimed.
-    from rlalign.report import write_summary
+    from rlalign.evaluation.run_report import write_summary
 
     step = {"step": 1, "time/step": 1.0, "rewards/clip/mean": 0.5, "charts/kl": 0.0}
     (tmp_path / "metrics.jsonl").write_text(json.dumps(step) + "\n")

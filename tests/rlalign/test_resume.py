@@ -1,14 +1,14 @@
-"""Resuming is strict: a changed setting that alters training is refused unless accepted (rlalign.resume)."""
+"""Resuming is strict: a changed setting that alters training is refused unless accepted (rlalign.training.resume)."""
 
 import shutil
 
 import pytest
 from support.training import save_tiny_checkpoint, tiny_config
 
-from rlalign.checkpoint import find_checkpoint
-from rlalign.metrics import read_metrics
-from rlalign.resume import ResumeConfigError, config_changes
-from rlalign.trainer import Trainer
+from rlalign.training.checkpoint import find_checkpoint
+from rlalign.training.resume import ResumeConfigError, config_changes
+from rlalign.training.trainer import Trainer
+from rlalign.utils.metrics import read_metrics
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 import torch
 
-from rlalign.seeding import grouped_generators, sample_seed
+from rlalign.utils.seeding import grouped_generators, sample_seed
 
 
 def test_seeds_are_deterministic_distinct_and_63_bit():

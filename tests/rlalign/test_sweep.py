@@ -7,9 +7,9 @@ import yaml
 from support.training import save_tiny_checkpoint, tiny_config
 
 from rlalign.cli import main
+from rlalign.commands.sweep import parse_prefix_steps
 from rlalign.config import to_dict
-from rlalign.metrics import read_metrics
-from rlalign.sweep import parse_prefix_steps
+from rlalign.utils.metrics import read_metrics
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_parallel_sweep_on_ray_matches_the_sequential_one(tmp_path, tiny_checkpo
 
 
 def test_pooled_categories_and_their_overall_match_hand_computation():
-    from rlalign.sweep_report import _pooled, _pooled_overall
+    from rlalign.evaluation.sweep_report import _pooled, _pooled_overall
 
     # Two seeds of one category: 0.5 of 8 and 0.75 of 8 -> 4 + 6 = 10 hits of 16 = 0.625.
     finals = [{"eval/h/counting/exact": 0.5, "eval/h/counting/samples": 8},
@@ -101,7 +101,7 @@ def _verdict_summary(full_final, full_ci, base):
 
 
 def test_prefix_verdict_names_the_cheap_m_and_flags_an_m_all_that_did_not_move():
-    from rlalign.sweep_report import prefix_verdict
+    from rlalign.evaluation.sweep_report import prefix_verdict
 
     # m = all 0.62 [0.58, 0.66] over a base of 0.40: m = 1's 0.60 ≥ 0.58 in 4 of 10 minutes (40%).
     text = prefix_verdict(_verdict_summary(0.62, [0.58, 0.66], base=0.40), {})

@@ -6,8 +6,8 @@ import pytest
 import torch
 from support.training import save_tiny_checkpoint, tiny_config
 
-from rlalign.metrics import read_metrics
-from rlalign.trainer import Trainer
+from rlalign.training.trainer import Trainer
+from rlalign.utils.metrics import read_metrics
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,7 @@ def always_fails(prompts, completions, **_):
 @pytest.mark.parametrize("reward", ["{name: 'MODULE:never_applies'}",
                                     "{name: 'MODULE:always_fails', on_error: skip}"])
 def test_a_run_without_learning_signal_warns_then_saves_and_stops(tmp_path, tiny_checkpoint, reward):
-    from rlalign.trainer import NoLearningSignal
+    from rlalign.training.trainer import NoLearningSignal
 
     cfg = tiny_config(tmp_path, tiny_checkpoint, **{"train.steps": 10, "train.stop_after_steps_without_signal": 3,
                                                      "rewards.functions": f"[{reward.replace('MODULE', __name__)}]"})

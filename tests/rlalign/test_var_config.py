@@ -12,8 +12,8 @@ import yaml
 
 from rewards.clip import ClipScore
 from rlalign.config import load_config
-from rlalign.metrics import read_metrics
-from rlalign.trainer import Trainer
+from rlalign.training.trainer import Trainer
+from rlalign.utils.metrics import read_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN_DIR = ROOT.parent / "shared" / "golden" / "var"

@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rlalign.viz import save_grid
+from rlalign.utils.grids import save_grid
 
 
 def test_grid_layout_and_pixels(tmp_path):

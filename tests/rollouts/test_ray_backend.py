@@ -26,7 +26,7 @@ from support.training import tiny_config as tiny_training_config
 
 from rlalign.config import RolloutConfig
 from rlalign.policies.base import load_policy
-from rlalign.trainer import Trainer
+from rlalign.training.trainer import Trainer
 from rollouts import LocalBackend, RolloutFailure, RolloutWorker, StaleAdapterError
 from rollouts.ray_backend import RayBackend
 

@@ -1,10 +1,10 @@
 """A tiny saved next-scale checkpoint and a small complete training config over it, for trainer tests."""
 
 import torch
-from support.next_scale import PROMPTS, TINY, randomize_like_trained
 
 from rlalign.config import load_config
 from rlalign.policies.next_scale.model import build_model, save_model
+from support.next_scale import PROMPTS, TINY, randomize_like_trained
 
 
 def save_tiny_checkpoint(directory):

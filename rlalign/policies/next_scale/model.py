@@ -15,12 +15,7 @@ from torch import nn
 from rlalign.policies.next_scale.conditioning import ClassConditioner, PromptEncoder
 from rlalign.policies.next_scale.tokenizer import MultiScaleVQTokenizer
 from rlalign.policies.next_scale.transformer import NextScaleTransformer
-from rlalign.policies.weights import (  # noqa: F401  (ASSETS_DIR, resolve_checkpoint: re-exported)
-    ASSETS_DIR,
-    load_with_architecture,
-    resolve_checkpoint,
-    save_with_architecture,
-)
+from rlalign.policies.weights import load_with_architecture, save_with_architecture
 
 
 class NextScaleModel(nn.Module):

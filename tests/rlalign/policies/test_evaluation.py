@@ -5,7 +5,7 @@ import torch
 from support.next_scale import PROMPTS
 
 from rewards.shapes_eval import Verdict
-from rlalign.evaluation import category_report, generate, verifier_report, wilson_interval
+from rlalign.evaluation.geneval import category_report, generate, verifier_report, wilson_interval
 from rlalign.shapes import CATEGORIES, render_batch, sample_category_scenes
 
 

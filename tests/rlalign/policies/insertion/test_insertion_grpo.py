@@ -6,7 +6,7 @@ import torch
 from rlalign.config import GrpoConfig, TrainConfig
 from rlalign.grpo.advantages import group_advantages
 from rlalign.grpo.update import grpo_update, rescore_old_logp
-from rlalign.seeding import grouped_generators
+from rlalign.utils.seeding import grouped_generators
 
 
 def red_share(texts):

@@ -2,7 +2,7 @@
 
 Shared by `rlalign sample`, `rlalign eval`, the trainer's evaluations and the pretraining report,
 so every number that says "exact match" is computed the same way: B = prompts × samples draws,
-each from its own seeded generator (rlalign.seeding), judged by `shapes_eval`.
+each from its own seeded generator (rlalign.utils.seeding), judged by `shapes_eval`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import torch
 
 from rewards.shapes_eval import verify_caption, verify_image
 from rlalign.policies.base import StepPolicy
-from rlalign.seeding import grouped_generators
 from rlalign.shapes import CATEGORIES, Scene, category_of
-from rlalign.viz import save_grid
+from rlalign.utils.grids import save_grid
+from rlalign.utils.seeding import grouped_generators
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlalign.config import load_config
-from rlalign.evaluation import generate
+from rlalign.config.prompts import check_prompt_words, prompts_from_arguments
+from rlalign.evaluation.geneval import generate
 from rlalign.policies.base import load_policy
-from rlalign.prompts import check_prompt_words, prompts_from_arguments
-from rlalign.viz import save_grid
+from rlalign.utils.grids import save_grid
 
 
 def run_sample(config: str, overrides: list[str], *, prompts: list[str], prefix_steps: str, adapter: str | None,
@@ -43,8 +43,8 @@ def run_eval(config: str, overrides: list[str], *, adapter: str, out: str) -> st
     import json
 
     from rewards.worker import RewardWorker
-    from rlalign.evaluation import evaluate_sets
-    from rlalign.prompts import parse_prompt_source
+    from rlalign.config.prompts import parse_prompt_source
+    from rlalign.evaluation.geneval import evaluate_sets
 
     cfg = load_config(config, overrides)
     policy = load_policy(cfg.policy)
@@ -57,7 +57,7 @@ def run_eval(config: str, overrides: list[str], *, adapter: str, out: str) -> st
                             seed=cfg.seed, prefix_steps=cfg.grpo.prefix_steps, grid_dir=out, step=0, base_cache={})
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    from rlalign.report import geneval_table
+    from rlalign.evaluation.run_report import geneval_table
     from rlalign.shapes import CATEGORIES
 
     tables = [line for name in sets for line in geneval_table(metrics, name)[0]]

@@ -14,10 +14,10 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from rlalign.evaluation import wilson_interval
-from rlalign.metrics import read_metrics
-from rlalign.plots import interval_panels, line_plot, stacked_bars
+from rlalign.evaluation.geneval import wilson_interval
 from rlalign.shapes import CATEGORIES
+from rlalign.utils.metrics import read_metrics
+from rlalign.utils.plots import interval_panels, line_plot, stacked_bars
 
 TIME_PARTS = ("rollout", "reward", "update", "sync", "eval")
 

@@ -2,7 +2,7 @@
 
 Every run is the config with only `grpo.prefix_steps`, `seed` and `output_dir` changed, so runs of
 the same seed draw the same training prompts at every step and the same evaluation randomness
-(per-sample seeds, rlalign.seeding): differences between m are paired, not luck of the draw.
+(per-sample seeds, rlalign.utils.seeding): differences between m are paired, not luck of the draw.
 Runs go one after another in this process, or `--parallel N` at a time as Ray tasks (local
 rollouts only: a run's own Ray actors would compete with its siblings for the same CPUs).
 
@@ -52,8 +52,8 @@ def train_run(values: dict, torch_threads: int = 0) -> str:
     finished runs are skipped and interrupted ones resumed. Returns what was done."""
     import torch
 
-    from rlalign.report import write_summary
-    from rlalign.trainer import train
+    from rlalign.evaluation.run_report import write_summary
+    from rlalign.training.trainer import train
 
     if torch_threads:
         torch.set_num_threads(torch_threads)
@@ -74,7 +74,7 @@ def train_run(values: dict, torch_threads: int = 0) -> str:
 def run_sweep(config: str, overrides: list[str], *, prefix_steps: str, seeds: int, out: str,
               parallel: int = 1) -> str:
     """Train every (m, seed) run of the sweep under `out`, then write out/report.md; returns a summary."""
-    from rlalign.sweep_report import write_report
+    from rlalign.evaluation.sweep_report import write_report
 
     base = load_config(config, overrides)
     num_steps = load_policy(base.policy).num_steps

@@ -18,7 +18,7 @@ from rlalign.shapes.categories import sample_category_scenes
 from rlalign.shapes.render import render_batch
 from rlalign.shapes.scene import parse_prompt
 from rlalign.shapes.splits import HELDOUT_PAIRS
-from rlalign.viz import save_grid
+from rlalign.utils.grids import save_grid
 
 
 def _judge(prompts: list[str], images: torch.Tensor) -> dict[str, float]:

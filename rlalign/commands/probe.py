@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from rlalign.policies.base import StepPolicy
-from rlalign.seeding import grouped_generators
+from rlalign.utils.seeding import grouped_generators
 
 ScoreFn = Callable[[list, object], dict[str, list[float]]]
 """(repeated prompts, outputs) -> {metric name: one value per output}."""
@@ -108,7 +108,7 @@ def config_scores(cfg, tokenizer=None) -> ScoreFn:
     scenes, the verifier's `exact` match."""
     from rewards.shapes_eval import shapes_eval
     from rewards.worker import RewardWorker
-    from rlalign.evaluation import is_shapes_prompt
+    from rlalign.evaluation.geneval import is_shapes_prompt
     from rlalign.shapes import Scene
 
     worker = RewardWorker(cfg.rewards.functions + cfg.rewards.eval, combine=None, tokenizer=tokenizer)
@@ -131,12 +131,12 @@ def run_probe(config: str, overrides: list[str], *, prompts: str | None, count: 
     import json
     from pathlib import Path
 
-    from rlalign.benchmarking import format_table, machine_info
     from rlalign.config import load_config
-    from rlalign.evaluation import grid_rows
-    from rlalign.plots import line_plot
+    from rlalign.config.prompts import parse_prompt_source
+    from rlalign.evaluation.geneval import grid_rows
     from rlalign.policies.base import load_policy, parse_prefix_steps, resolve_prefix_steps
-    from rlalign.prompts import parse_prompt_source
+    from rlalign.utils.plots import line_plot
+    from rlalign.utils.timing import format_table, machine_info
 
     cfg = load_config(config, overrides)
     policy = load_policy(cfg.policy)

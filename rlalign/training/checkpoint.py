@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import yaml
 
-from rlalign.failpoints import failpoint
+from rlalign.utils.failpoints import failpoint
 
 CHECKPOINTS = "checkpoints"
 MANIFEST = "manifest.json"

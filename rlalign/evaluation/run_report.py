@@ -7,8 +7,8 @@ import shutil
 import statistics
 from pathlib import Path
 
-from rlalign.metrics import read_metrics
 from rlalign.shapes import CATEGORIES
+from rlalign.utils.metrics import read_metrics
 
 
 def _final_eval(records: list[dict]) -> dict:

@@ -1,4 +1,4 @@
-"""Machinery behind rlalign/config.py: typed construction of dataclass trees from YAML and overrides.
+"""Machinery behind rlalign/config/schema.py: typed construction of dataclass trees from YAML and overrides.
 
 The schema lives in config.py; this module knows nothing about its sections. It checks types from
 the annotations (bool, int, float, str, Literal, Union/Optional, list[...], dict[str, ...], nested
@@ -292,7 +292,7 @@ def field_docs(cls: type) -> dict[str, str]:
 
 def reference_markdown(cls: type, title: str) -> str:
     """A Markdown reference of every field of a dataclass tree: key, type, default, documentation."""
-    lines = [f"# {title}", "", "Generated from the docstrings in `rlalign/config.py` by `scripts/gen_config_docs.py`;",
+    lines = [f"# {title}", "", "Generated from the docstrings in `rlalign/config/schema.py` by `scripts/gen_config_docs.py`;",
              "do not edit by hand.", ""]
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)

@@ -3,7 +3,7 @@
 YAML files hold values only; `load_config(path, overrides)` reads one, applies command-line
 overrides `section.key=value`, and builds the dataclass tree. Unknown keys, wrong types,
 out-of-range values and impossible combinations fail here, at load time, with a ConfigError that
-names the key, the value and what is allowed (see rlalign/config_loading.py for the machinery).
+names the key, the value and what is allowed (see rlalign/config/loading.py for the machinery).
 """
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rlalign.config_loading import ConfigError, bounded, build, to_dict
-
-__all__ = ["Config", "ConfigError", "load_config", "to_dict"]
+from rlalign.config.loading import ConfigError, bounded, build, to_dict
 
 
 @dataclass
@@ -244,7 +242,7 @@ def _check_combinations(cfg: Config) -> None:
 
 
 def _check_prompt_sources(prompts_cfg: PromptsConfig) -> None:
-    from rlalign.prompts import parse_prompt_source
+    from rlalign.config.prompts import parse_prompt_source
 
     sources = {"prompts.train": prompts_cfg.train, **{f"prompts.eval.{k}": v for k, v in prompts_cfg.eval.items()}}
     for key, source in sources.items():

@@ -22,17 +22,17 @@ from typing import Any
 import torch
 
 from rewards.worker import RewardResult, RewardWorker
-from rlalign.checkpoint import find_checkpoint, holds_a_run, load_checkpoint, save_checkpoint
 from rlalign.config import Config, ConfigError, derived_sizes, to_dict
-from rlalign.evaluation import evaluate_sets
+from rlalign.config.prompts import check_prompt_words, parse_prompt_source
+from rlalign.evaluation.geneval import evaluate_sets
 from rlalign.grpo.advantages import group_advantages, middle_value
 from rlalign.grpo.update import grpo_update, rescore_old_logp
-from rlalign.interrupts import StopRequests, TrainingInterrupted
-from rlalign.metrics import MetricsLogger
 from rlalign.policies.base import Rollout, load_policy, resolve_prefix_steps
-from rlalign.prompts import check_prompt_words, parse_prompt_source
-from rlalign.resume import apply_optimizer_settings, check_resume_config
-from rlalign.seeding import grouped_generators
+from rlalign.training.checkpoint import find_checkpoint, holds_a_run, load_checkpoint, save_checkpoint
+from rlalign.training.interrupts import StopRequests, TrainingInterrupted
+from rlalign.training.resume import apply_optimizer_settings, check_resume_config
+from rlalign.utils.metrics import MetricsLogger
+from rlalign.utils.seeding import grouped_generators
 from rollouts import RolloutFailure, make_backend
 
 
@@ -242,7 +242,7 @@ class Trainer:
                               cause=failure.cause)
 
     def _resume(self, checkpoint: Path, accept_changes: Sequence[str]) -> None:
-        """Restore the checkpoint; refuse config changes that alter training unless accepted (rlalign.resume)."""
+        """Restore the checkpoint; refuse config changes that alter training unless accepted (rlalign.training.resume)."""
         state = load_checkpoint(checkpoint, policy=self.policy, optimizer=self.optimizer, scheduler=self.scheduler)
         self.start_step, self.skipped_updates = state["step"], state["skipped_updates"]
         factor = learning_rate_factor(self.cfg.train, self.cfg.grpo.inner_iterations)

@@ -1,0 +1,2 @@
+"""The CLI commands other than train: sample, eval, score, showcase, probe, sweep (rlalign/cli.py
+dispatches to them)."""
