@@ -1,71 +1,47 @@
 """Reward functions and their registry (docs/rewards.md).
 
 Every reward follows TRL's convention, `fn(prompts, completions, **kwargs) -> list[float | None]`,
-so TRL's own reward functions plug in unchanged. `REGISTRY` maps a name to a factory that takes the
-reward's config spec (rlalign.config.RewardSpec) and returns such a function; a spec may instead
-name any importable `module:function`, which is used as the reward function itself with the spec's
-`args` bound as keyword arguments, or `module:function()`, a factory called once with the spec's
-`args` whose result is the reward function (TRL's `get_repetition_penalty_reward(ngram_size=...)`,
-`get_soft_overlong_punishment(...)`, `get_cosine_scaled_reward(...)` are such factories).
+so TRL's own reward functions plug in unchanged. A spec names a reward as an importable
+`module:function`, used as the reward itself with the spec's `args` bound as keyword arguments,
+or as `module:factory()`, called once with the spec's `args` to return the reward (TRL's
+`get_repetition_penalty_reward(ngram_size=...)` is such a factory; so is a class whose instances
+are rewards). `REGISTRY` only gives short names to such import strings, so registered and
+user-given rewards are resolved, and their args checked against the signature, by the same code.
+
+Nothing heavy is imported here: a reward's module (open_clip, scipy, ...) is imported when the
+reward is built, so `import rewards` (the config validates names against `REGISTRY`) stays cheap.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
-from typing import Any, Callable
-
-# Imported under another name so that `rewards.shapes_eval` stays the module.
-from rewards.shapes_eval import shapes_eval as _shapes_eval
+import inspect
+from collections.abc import Callable
+from typing import Any
 
 RewardFn = Callable[..., list]
 
-
-def _shapes_eval_factory(spec: Any) -> RewardFn:
-    return functools.partial(_shapes_eval, **spec.args)
-
-
-# The CLIP-based rewards import open_clip (and torchvision) when first built, not when `rewards` is
-# imported: that import takes seconds and most users of this package never build them.
-def _clip_score_factory(spec: Any) -> RewardFn:
-    from rewards.clip import clip_score_factory
-
-    return clip_score_factory(spec)
-
-
-def _aesthetic_factory(spec: Any) -> RewardFn:
-    from rewards.aesthetic import aesthetic_factory
-
-    return aesthetic_factory(spec)
-
-
-REGISTRY: dict[str, Callable[[Any], RewardFn]] = {
-    "shapes_eval": _shapes_eval_factory,
-    "clip_score": _clip_score_factory,
-    "aesthetic": _aesthetic_factory,
+REGISTRY: dict[str, str] = {
+    "shapes_eval": "rewards.shapes_eval:shapes_eval",
+    "clip_score": "rewards.clip:ClipScore()",
+    "aesthetic": "rewards.aesthetic:AestheticScore()",
 }
-"""name -> factory(spec) -> reward function."""
+"""name -> `module:function` or `module:factory()`; adding a reward is adding an entry here."""
 
 EVAL_ONLY: frozenset[str] = frozenset({"shapes_eval"})
 """Rewards that are evaluation ground truth: the config refuses them as trained rewards."""
 
+CALL_ARGS = frozenset({"prompts", "completions"})
+"""What every call passes (by keyword, as GRPOTrainer does): never a spec's `args`."""
+KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
 
 def build_reward(spec: Any) -> RewardFn:
-    """The reward function a spec (name, args, ...) asks for."""
-    if spec.name in REGISTRY:
-        return REGISTRY[spec.name](spec)
-    module_name, _, attribute = spec.name.partition(":")
-    if not attribute:
-        raise KeyError(f"unknown reward {spec.name!r}; registered: {', '.join(sorted(REGISTRY))}, "
-                       "module:function or module:factory()")
-    is_factory = attribute.endswith("()")
-    try:
-        fn = getattr(importlib.import_module(module_name), attribute.removesuffix("()"))
-    except (ImportError, AttributeError) as error:
-        raise KeyError(f"reward {spec.name!r} cannot be imported: {error}") from None
-    if not callable(fn):
-        raise TypeError(f"reward {spec.name!r} is a {type(fn).__name__}, not a function; name a function "
-                        f"fn(prompts, completions, **kwargs) or a factory module:factory() that returns one")
+    """The reward function a spec (name, args, ...) asks for; bad args fail here, not at the first call."""
+    target = REGISTRY.get(spec.name, spec.name)
+    fn, is_factory = _resolve(spec.name, target)
+    check_args(spec.name, fn, spec.args, is_factory)
     if not is_factory:
         return functools.partial(fn, **spec.args) if spec.args else fn
     try:
@@ -76,3 +52,61 @@ def build_reward(spec: Any) -> RewardFn:
         raise TypeError(f"reward factory {spec.name!r} returned a {type(reward).__name__}, not a reward function; "
                         f"name a plain function without '()' to bind args to it instead")
     return reward
+
+
+def _resolve(name: str, target: str) -> tuple[Callable, bool]:
+    """The callable `module:attribute` or `module:attribute()` names, and whether it is a factory."""
+    module_name, _, attribute = target.partition(":")
+    if not attribute:
+        raise KeyError(f"unknown reward {name!r}; registered: {', '.join(sorted(REGISTRY))}, "
+                       "module:function or module:factory()")
+    try:
+        fn = getattr(importlib.import_module(module_name), attribute.removesuffix("()"))
+    except (ImportError, AttributeError) as error:
+        raise KeyError(f"reward {name!r} cannot be imported: {error}") from None
+    if not callable(fn):
+        raise TypeError(f"reward {name!r} is a {type(fn).__name__}, not a function; name a function "
+                        f"fn(prompts, completions, **kwargs) or a factory module:factory() that returns one")
+    return fn, attribute.endswith("()")
+
+
+def check_args(name: str, fn: Callable, args: dict, is_factory: bool) -> None:
+    """Refuse args the signature cannot take, naming them and the accepted ones.
+
+    A factory's args must bind to its signature (unknown and missing required ones fail). A plain
+    reward function's args are bound before `prompts` and `completions`; its other parameters may
+    be filled at call time from the batch's metadata (`scenes=`, a dataset column), so only unknown
+    args fail, and none do when it takes `**kwargs`.
+    """
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins have no signature: calling them is the only check
+        return
+    parameters = [p for p in signature.parameters.values() if is_factory or p.name not in CALL_ARGS]
+    signature = signature.replace(parameters=parameters)
+    try:
+        if is_factory:
+            signature.bind(**args)
+        else:
+            signature.bind_partial(**args)
+    except TypeError as error:
+        raise ValueError(_args_error(name, parameters, args, is_factory, error)) from None
+
+
+def _args_error(name: str, parameters: list[inspect.Parameter], args: dict, is_factory: bool,
+                error: TypeError) -> str:
+    """What is wrong with a spec's args, what is accepted, and what to do."""
+    accepted = [p.name for p in parameters if p.kind in KEYWORD_KINDS]
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    unknown = [] if takes_any else sorted(set(args) - set(accepted))
+    missing = [p.name for p in parameters if is_factory and p.kind in KEYWORD_KINDS
+               and p.default is p.empty and p.name not in args]
+    problems = []
+    if unknown:
+        problems.append(f"unknown args {unknown} (remove or rename them)")
+    if missing:
+        problems.append(f"missing required args {missing} (add them)")
+    accepted_text = ", ".join(accepted) if accepted else "none"
+    return (f"reward {name!r}: {'; '.join(problems) or error}; it accepts {accepted_text}"
+            f"{' and any other keyword' if takes_any else ''} in the spec's `args` "
+            "(docs/rewards.md lists the registered rewards' args)")

@@ -19,13 +19,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from rewards.builtin_models import SHAPES_CLIP
-from rewards.clip import as_image_batch, check_args, load_clip, resolve_weights
+from rewards.clip import as_image_batch, load_clip, resolve_weights
 
-AESTHETIC_ARGS = ("weights", "clip_architecture", "clip_weights", "device", "batch_size")
-"""Keys accepted in an aesthetic spec's `args`."""
 HIDDEN_SIZES = (1024, 128, 64, 16, 1)
 """Output sizes of the five Linear layers at Sequential indices 0, 2, 4, 6, 7 (dropouts at 1, 3, 5)."""
 LINEAR_INDICES = (0, 2, 4, 6, 7)
+LAION_INPUT_SIZE = 768
+"""D of LAION's official predictor (OpenAI ViT-L/14), assumed only where a file has no 2-D `layers.0.weight`."""
 
 
 class AestheticMLP(nn.Module):
@@ -73,22 +73,34 @@ def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
 
 
 def load_aesthetic_mlp(weights: str, arg: str = "weights") -> AestheticMLP:
-    """The predictor from a file in LAION's layout (or `builtin:NAME`), in eval mode, float32."""
+    """The predictor from a file in LAION's layout (or `builtin:NAME`), in eval mode, float32.
+
+    D is read from `layers.0.weight`; `load_state_dict(strict=True)` then checks the rest of the
+    layout (every key present, none extra, every shape right), and its complaint becomes one
+    message naming the file.
+    """
     path = str(resolve_weights(weights, arg, "aesthetic"))
     state = _read_state_dict(path)
     first = state.get("layers.0.weight")
-    input_size = int(first.shape[1]) if isinstance(first, torch.Tensor) and first.ndim == 2 else None
-    layout = expected_layout(input_size if input_size is not None else "D")
-    found = {key: tuple(value.shape) for key, value in state.items() if isinstance(value, torch.Tensor)}
-    if input_size is None or found != layout:
-        expected = ", ".join(f"{key} {list(shape)}" for key, shape in layout.items())
-        actual = ", ".join(f"{key} {list(shape)}" for key, shape in sorted(found.items())[:20])
-        raise ValueError(f"aesthetic: args.{arg} = {weights!r} is not in LAION's aesthetic-predictor layout; "
-                         f"expected exactly {{{expected}}}, found {{{actual}}}"
-                         f"{' ...' if len(found) > 20 else ''}")
+    input_size = int(first.shape[1]) if isinstance(first, torch.Tensor) and first.ndim == 2 else LAION_INPUT_SIZE
     mlp = AestheticMLP(input_size)
-    mlp.load_state_dict({key: value.float() for key, value in state.items()})
+    try:
+        mlp.load_state_dict(state, strict=True)  # copies into the float32 parameters
+    except RuntimeError as error:
+        raise ValueError(_layout_error(weights, path, arg, input_size, error)) from None
     return mlp.eval().requires_grad_(False)
+
+
+def _layout_error(weights: str, path: str, arg: str, input_size: int, error: RuntimeError) -> str:
+    """torch's missing / unexpected keys and size mismatches, with the expected layout and the fix."""
+    # After its header line torch lists each problem on a line of its own.
+    details = "; ".join(line.strip().rstrip(".") for line in str(error).splitlines()[1:] if line.strip())
+    expected = ", ".join(f"{key} {list(shape)}" for key, shape in expected_layout(input_size).items())
+    where = f"{weights!r}" if str(weights) == path else f"{weights!r} ({path})"
+    return (f"aesthetic: args.{arg} = {where} is not in LAION's aesthetic-predictor layout: "
+            f"{details[:800]}{' ...' if len(details) > 800 else ''}. Expected exactly {{{expected}}}. "
+            "Give the predictor's own state dict in this layout (as LAION's sac+logos+ava1-l14-linearMSE.pth; "
+            "a 'state_dict' wrapper and a 'module.' prefix are removed), not another model's checkpoint")
 
 
 def save_aesthetic_mlp(mlp: AestheticMLP, path: str, metadata: dict[str, str] | None = None) -> None:
@@ -101,7 +113,11 @@ _MLPS: dict[tuple[str, str], AestheticMLP] = {}
 
 
 class AestheticScore:
-    """TRL-style reward: the predictor's score of each image (prompts are not used)."""
+    """TRL-style reward: the predictor's score of each image (prompts are not used).
+
+    The constructor is the registry's factory (`rewards.aesthetic:AestheticScore()`): a spec's
+    `args` are its keyword arguments, and both models load now so errors come early.
+    """
 
     __name__ = "aesthetic"
 
@@ -126,9 +142,3 @@ class AestheticScore:
             raise ValueError("aesthetic scores images [B, 3, H, W]; it does not apply to text completions")
         embeddings_BD = self.clip.encode_images(as_image_batch(completions), self.batch_size)
         return self.mlp(embeddings_BD.to(self.clip.device))[:, 0].float().cpu().tolist()
-
-
-def aesthetic_factory(spec: Any) -> AestheticScore:
-    """Registry factory: `aesthetic` from a RewardSpec's args (loads both models now)."""
-    check_args(spec.args, AESTHETIC_ARGS, "aesthetic")
-    return AestheticScore(**spec.args)

@@ -30,10 +30,6 @@ from rewards.builtin_models import SHAPES_CLIP, ensure_registered
 from rlalign.assets import resolve_checkpoint
 from rlalign.shapes import Scene, render_batch
 
-CLIP_ARGS = ("architecture", "weights", "device", "batch_size", "use_logit_scale", "class_names", "prompt_template")
-"""Keys accepted in a clip_score spec's `args`."""
-
-
 # ---------------------------------------------------------------------------------------------
 # Loading (cached per architecture, weights file and device)
 # ---------------------------------------------------------------------------------------------
@@ -258,6 +254,8 @@ def is_class_id(prompt: Any) -> bool:
 class ClipScore:
     """TRL-style reward: CLIP similarity of each image to its prompt, or of each caption to its image.
 
+    The constructor is the registry's factory (`rewards.clip:ClipScore()`): a spec's `args` are its
+    keyword arguments, checked against its signature, and the model loads now so errors come early.
     Class-id prompts (a class-conditional VAR) are turned into text as
     `prompt_template.format(class_names[id])`, e.g. "a photo of a goldfish.".
     """
@@ -314,16 +312,3 @@ class ClipScore:
             else:
                 texts.append(self.prompt_template.format(self.class_names[int(prompt)]))
         return texts
-
-
-def check_args(args: dict, allowed: tuple[str, ...], reward: str) -> None:
-    """Unknown keys fail when the reward is built, naming the allowed ones."""
-    unknown = sorted(set(args) - set(allowed))
-    if unknown:
-        raise ValueError(f"{reward}: unknown args {unknown}; allowed: {', '.join(allowed)}")
-
-
-def clip_score_factory(spec: Any) -> ClipScore:
-    """Registry factory: `clip_score` from a RewardSpec's args (loads the model now, so errors come early)."""
-    check_args(spec.args, CLIP_ARGS, "clip_score")
-    return ClipScore(**spec.args)

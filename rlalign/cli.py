@@ -42,7 +42,7 @@ def _explain(section: object, prefix: str = "") -> list[str]:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from rlalign.policies.base import declared_num_steps, resolve_prefix_steps
+    from rlalign.policies import declared_num_steps, resolve_prefix_steps
 
     cfg = load_config(args.config, args.overrides)
     num_steps = declared_num_steps(cfg.policy)  # checks that need the policy's T, from its metadata only

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
-from rlalign.policies.base import Rollout, StepPolicy, concat_rollouts
+from rlalign.policies import Rollout, StepPolicy, concat_rollouts
 from rlalign.policies.lora import adapter_bytes
 from rlalign.utils.seeding import sample_seed
 from rollouts.worker import RolloutWorker

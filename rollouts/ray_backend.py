@@ -31,7 +31,7 @@ import ray
 import torch
 from ray import exceptions as ray_errors
 
-from rlalign.policies.base import Rollout, concat_rollouts
+from rlalign.policies import Rollout, concat_rollouts
 from rlalign.policies.lora import adapter_bytes
 from rollouts import RolloutFailure
 from rollouts.local import sample_seeds, shard_bounds

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from rlalign.policies.base import Rollout, StepPolicy, load_policy
+from rlalign.policies import Rollout, StepPolicy, load_policy
 from rlalign.utils.failpoints import failpoint
 
 

@@ -21,7 +21,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rlalign.utils.timing import format_table, machine_info, write_json
+from rlalign.utils.files import write_json_atomic
+from rlalign.utils.tables import records_table
+from rlalign.utils.timing import machine_info
 
 SCRIPTS = {"rollout": "bench_rollout.py", "update": "bench_update.py", "ray": "bench_ray.py", "rewards": "bench_rewards.py"}
 
@@ -49,24 +51,24 @@ def tables(results: dict) -> list[str]:
     if "rollout" in results:
         r = results["rollout"]
         sections += [f"## Rollout (next-scale, batch {r['batch_size']}, fp32 peak {r['matmul_peak_gflop_per_s']:.1f} GFLOP/s)",
-                     format_table(r["rollouts"], ["m", "cfg_scale", "images_per_s", "prefill_s", "prefill_share",
+                     records_table(r["rollouts"], ["m", "cfg_scale", "images_per_s", "prefill_s", "prefill_share",
                                                   "gflop", "peak_fraction"]),
-                     format_table([r["kv_cache"]], ["cached_s", "naive_s", "speedup", "float32_max_abs_logit_difference"])]
+                     records_table([r["kv_cache"]], ["cached_s", "naive_s", "speedup", "float32_max_abs_logit_difference"])]
     if "update" in results:
         sections += [f"## Update cost vs m (batch {results['update']['batch_size']})",
-                     format_table(results["update"]["rows"], ["family", "m", "T", "update_s", "update_vs_T",
+                     records_table(results["update"]["rows"], ["family", "m", "T", "update_s", "update_vs_T",
                                                               "actions_per_sample", "action_share"])]
     if "ray" in results:
         r = results["ray"]
         title = (f"## Rollout backends (batch {r['batch_size']}, m = {r['prefix_steps']}; adapter "
                  f"{r['adapter_bytes']} B vs full model {r['full_model_bytes']} B)")
         sections += [title,
-                     format_table(r["rows"], ["backend", "workers", "torch_threads", "images_per_s", "sync_s",
+                     records_table(r["rows"], ["backend", "workers", "torch_threads", "images_per_s", "sync_s",
                                               "sync_share", "sync_bytes", "start_s"])]
     if "rewards" in results:
         rows = results["rewards"]["rows"]
         sections += [f"## Rewards (batch {rows[0]['batch']})",
-                     format_table(rows, ["reward", "model", "parameters", "images_per_s", "ms_per_batch", "load_s"])]
+                     records_table(rows, ["reward", "model", "parameters", "images_per_s", "ms_per_batch", "load_s"])]
     return sections
 
 
@@ -82,7 +84,7 @@ def main() -> None:
     text = "\n\n".join([f"# Benchmarks ({machine_info()['cpu_count']} CPUs, torch {machine_info()['torch']})",
                         *tables(results)]) + "\n"
     (out / "summary.md").write_text(text)
-    write_json({"machine": machine_info(), "ran": names, "quick": args.quick}, out / "summary.json")
+    write_json_atomic(out / "summary.json", {"machine": machine_info(), "ran": names, "quick": args.quick})
     print(text)
     print(f"wrote {out / 'summary.md'} and {out / 'summary.json'}")
 

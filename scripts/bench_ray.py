@@ -27,10 +27,12 @@ import ray
 import torch
 
 from rlalign.config import RolloutConfig
-from rlalign.policies.base import load_policy
+from rlalign.policies import load_policy
 from rlalign.policies.lora import adapter_bytes
 from rlalign.shapes import eval_prompts
-from rlalign.utils.timing import format_table, machine_info, write_json
+from rlalign.utils.files import write_json_atomic
+from rlalign.utils.tables import records_table
+from rlalign.utils.timing import machine_info
 from rollouts import LocalBackend
 from rollouts.ray_backend import RayBackend
 
@@ -106,7 +108,7 @@ def determinism(args, backends: dict, prompts: list[str]) -> dict[str, dict]:
     report = {}
     for name, rollout in rollouts.items():
         report[name] = {
-            "tokens_equal": all(torch.equal(a, b) for a, b in zip(rollout.state["tokens"], reference.state["tokens"])),
+            "tokens_equal": all(torch.equal(a, b) for a, b in zip(rollout.state.tokens, reference.state.tokens)),
             "old_logp_equal": all(torch.equal(a, b) for a, b in zip(rollout.old_logp, reference.old_logp)),
             "outputs_max_abs_diff": float((rollout.outputs - reference.outputs).abs().max()),
         }
@@ -159,12 +161,12 @@ def main(argv: list[str] | None = None) -> dict:
         "adapter_bytes": adapter_bytes(state), "full_model_bytes": model_bytes(policy),
         "adapter_tensors": len(state), "load_average_after": os.getloadavg(), "rows": rows,
     }
-    print(format_table(rows, ["backend", "workers", "torch_threads", "images_per_s", "generate_s", "sync_s",
+    print(records_table(rows, ["backend", "workers", "torch_threads", "images_per_s", "generate_s", "sync_s",
                               "step_s", "sync_share", "sync_bytes", "sync_vs_full_model", "start_s",
                               "tokens_equal", "old_logp_equal", "outputs_max_abs_diff"]))
     print(f"adapter {report['adapter_bytes']:,} bytes per replica vs full model {report['full_model_bytes']:,} bytes "
           f"({report['adapter_bytes'] / report['full_model_bytes']:.2%})")
-    print(f"wrote {write_json(report, args.out)}")
+    print(f"wrote {write_json_atomic(args.out, report)}")
     return report
 
 

@@ -28,7 +28,9 @@ from safetensors.torch import save_file
 from rewards.aesthetic import AestheticScore
 from rewards.clip import ClipScore
 from rlalign.shapes import render_batch, sample_scenes
-from rlalign.utils.timing import format_table, machine_info, median_seconds, write_json
+from rlalign.utils.files import write_json_atomic
+from rlalign.utils.tables import records_table
+from rlalign.utils.timing import machine_info, median_seconds
 
 COLUMNS = ["reward", "model", "parameters", "batch", "images_per_s", "ms_per_batch", "load_s"]
 
@@ -103,13 +105,13 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row("clip_score", "ViT-B-32 (random weights)", vit, prompts, images_B3HW, {}, load_s,
                             parameters, args.repeats))
 
-    print(format_table(rows, COLUMNS))
+    print(records_table(rows, COLUMNS))
     print(f"(importing open_clip took {import_s:.1f}s, not counted in load_s)")
     report = {"rows": rows, "machine": {**machine_info(), "cpu_model": cpu_name()},
               "import_open_clip_s": import_s,
               "settings": {"batch_size": args.batch_size, "repeats": args.repeats, "threads": torch.get_num_threads(),
                            "inputs": "Shapes heldout renders, 32×32, with their prompts"}}
-    print(f"\nwrote {write_json(report, args.out)}")
+    print(f"\nwrote {write_json_atomic(args.out, report)}")
     return 0
 
 

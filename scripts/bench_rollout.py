@@ -23,16 +23,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from rlalign.policies.next_scale.model import load_model
 from rlalign.policies.next_scale.policy import NextScalePolicy
-from rlalign.policies.next_scale.sampler import draw, guided_logits, kept_set, scale_log_probs, uniforms
+from rlalign.policies.next_scale.sampler import guided_logits, kept_set, scale_log_probs
+from rlalign.policies.shared import draw, uniforms
 from rlalign.shapes import eval_prompts
-from rlalign.utils.timing import (
-    format_table,
-    interleaved_medians,
-    machine_info,
-    matmul_peak_flops,
-    median_seconds,
-    write_json,
-)
+from rlalign.utils.files import write_json_atomic
+from rlalign.utils.tables import records_table
+from rlalign.utils.timing import interleaved_medians, machine_info, matmul_peak_flops, median_seconds
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -63,7 +59,7 @@ def sample_tokens(policy: NextScalePolicy, prompts: list[str], seed: int, *, cac
                 placeholder = torch.zeros(len(prompts), side * side, dtype=torch.long)
                 inputs = tokenizer.teacher_inputs(tokens + [placeholder]) if k > 0 else None
                 bounds = transformer.scale_bounds
-                logits_BlV = transformer.forward_teacher(cond_BD, inputs)[:, bounds[k] : bounds[k + 1]]
+                logits_BlV = transformer(cond_BD, inputs)[:, bounds[k] : bounds[k + 1]]
             scaled = guided_logits(logits_BlV, None, cfg_scale=0.0, scale_index=k,
                                    num_scales=transformer.num_scales, temperature=1.0)
             logp_BlV = scale_log_probs(scaled, kept_set(scaled, top_k=0, top_p=1.0))
@@ -90,7 +86,7 @@ def cache_equivalence(policy: NextScalePolicy, prompts: list[str]) -> dict:
             for k in range(transformer.num_scales):
                 inputs = tokenizer.teacher_inputs(tokens[: k + 1])[:, -tokens[k].shape[1]:] if k > 0 else None
                 cached_logits.append(transformer.step(cond_BD, inputs, cache))
-            full_BLV = transformer.forward_teacher(cond_BD, tokenizer.teacher_inputs(tokens))
+            full_BLV = transformer(cond_BD, tokenizer.teacher_inputs(tokens))
         cached_BLV = torch.cat(cached_logits, dim=1)
         name = str(dtype).removeprefix("torch.")
         result[f"{name}_max_abs_logit_difference"] = float((cached_BLV - full_BLV).abs().max())
@@ -120,14 +116,14 @@ def rollout_rows(policy: NextScalePolicy, prompts: list[str], repeats: int, cfg_
 @torch.no_grad()
 def prefill_seconds(policy: NextScalePolicy, rollout, repeats: int) -> float:
     """The adapter-off teacher pass that builds the frozen suffix's cache over scales 1..m."""
-    m, use_cfg = rollout.prefix_steps, rollout.state["sampling"]["cfg_scale"] > 0
+    m, use_cfg = rollout.prefix_steps, rollout.state.sampling["cfg_scale"] > 0
     cond_BD = policy._conditions(rollout.prompts, use_cfg)
-    inputs = policy.tokenizer.teacher_inputs(rollout.state["tokens"][:m]) if m > 1 else None
+    inputs = policy.tokenizer.teacher_inputs(rollout.state.tokens[:m]) if m > 1 else None
     inputs = policy._doubled(inputs, use_cfg)
 
     def prefill() -> None:
         with policy.adapter_disabled():
-            policy.transformer.prefill(cond_BD, inputs, policy.transformer.new_cache())
+            policy.transformer(cond_BD, inputs, cache=policy.transformer.new_cache())
 
     return median_seconds(prefill, repeats=repeats)
 
@@ -156,14 +152,14 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print(f"# rollout benchmark: {args.checkpoint}, batch {args.batch_size}, {torch.get_num_threads()} threads, "
           f"fp32 matmul peak {report['matmul_peak_gflop_per_s']:.1f} GFLOP/s")
-    print(format_table(rows, ["m", "cfg_scale", "rollout_s", "images_per_s", "prefill_s", "prefill_share", "gflop",
+    print(records_table(rows, ["m", "cfg_scale", "rollout_s", "images_per_s", "prefill_s", "prefill_share", "gflop",
                               "gflop_per_s", "peak_fraction"]))
     kv = report["kv_cache"]
     print(f"\nKV cache: {kv['cached_s']:.3f} s vs naive recomputation {kv['naive_s']:.3f} s per batch "
           f"(speedup {kv['speedup']:.2f}x)\nmax |cached − recomputed|: logits {kv['float32_max_abs_logit_difference']:.2e} "
           f"in float32 (largest |logit| {kv['max_abs_logit']:.1f}), {kv['float64_max_abs_logit_difference']:.2e} in "
           f"float64; probabilities {kv['float32_max_abs_prob_difference']:.2e} in float32")
-    print(f"wrote {write_json(report, args.out)}")
+    print(f"wrote {write_json_atomic(args.out, report)}")
     return report
 
 

@@ -19,9 +19,11 @@ import torch
 
 from rlalign.config import GrpoConfig, PolicyConfig, TrainConfig
 from rlalign.grpo.update import grpo_update
-from rlalign.policies.base import load_policy
+from rlalign.policies import load_policy
+from rlalign.utils.files import write_json_atomic
 from rlalign.utils.seeding import grouped_generators
-from rlalign.utils.timing import format_table, machine_info, median_seconds, write_json
+from rlalign.utils.tables import records_table
+from rlalign.utils.timing import machine_info, median_seconds
 
 POLICIES = {
     "next_scale": {"kind": "next_scale", "checkpoint": "builtin:shapes-nextscale"},
@@ -79,9 +81,9 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     rows = [row for family in args.families.split(",") for row in bench_family(family, args.batch_size, args.repeats)]
-    print(format_table(rows, ["family", "m", "T", "update_s", "update_vs_T", "actions_per_sample", "action_share"]))
-    path = write_json({"machine": machine_info(), "batch_size": args.batch_size, "repeats": args.repeats,
-                       "rows": rows}, args.out)
+    print(records_table(rows, ["family", "m", "T", "update_s", "update_vs_T", "actions_per_sample", "action_share"]))
+    path = write_json_atomic(args.out, {"machine": machine_info(), "batch_size": args.batch_size, "repeats": args.repeats,
+                       "rows": rows})
     print(f"wrote {path}")
 
 

@@ -33,7 +33,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from rlalign.utils.failpoints import POINTS
-from rlalign.utils.timing import format_table, machine_info, write_json
+from rlalign.utils.files import write_json_atomic
+from rlalign.utils.tables import records_table
+from rlalign.utils.timing import machine_info
 
 STEPS = 6
 CONFIG = {
@@ -223,10 +225,9 @@ def main(argv: list[str] | None = None) -> int:
                          "as_expected": "yes" if row["ok"] else "NO"})
             print(f"[fault_suite] {case.name}: {rows[-1]['bit_identical']}", file=sys.stderr, flush=True)
     seconds = round(time.perf_counter() - started, 1)
-    print(format_table(rows, ["case", "fault", "outcome", "resumed_from", "bit_identical", "as_expected"]))
+    print(records_table(rows, ["case", "fault", "outcome", "resumed_from", "bit_identical", "as_expected"]))
     print(f"({len(rows)} cases, {seconds} s; final adapters compared with an uninterrupted {STEPS}-step run)")
-    write_json({"rows": rows, "seconds": seconds, "steps": STEPS, "config": CONFIG, "machine": machine_info()},
-               args.out)
+    write_json_atomic(args.out, {"rows": rows, "seconds": seconds, "steps": STEPS, "config": CONFIG, "machine": machine_info()})
     return 0 if all(r["bit_identical"] == "yes" and r["as_expected"] == "yes" for r in rows) else 1
 
 

@@ -39,9 +39,11 @@ from rlalign.config import load_config
 from rlalign.config.prompts import parse_prompt_source
 from rlalign.grpo.advantages import group_advantages
 from rlalign.grpo.loss import action_weights, policy_loss
-from rlalign.policies.base import load_policy, resolve_prefix_steps
+from rlalign.policies import load_policy, resolve_prefix_steps
+from rlalign.utils.files import write_json_atomic
 from rlalign.utils.seeding import grouped_generators
-from rlalign.utils.timing import format_table, machine_info, write_json
+from rlalign.utils.tables import records_table
+from rlalign.utils.timing import machine_info
 
 
 def snr_estimate(gradients_NP: torch.Tensor) -> dict[str, float]:
@@ -115,10 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         row["samples_for_snr_1"] = round(batch / row["snr"]) if row["snr"] > 0 else "n/a (no signal measured)"
         rows.append(row)
     seconds = round(time.perf_counter() - start, 1)
-    print(format_table(rows, ["actions", "grad_norm", "signal_sq", "noise_sq", "snr", "cos", "samples_for_snr_1"]))
+    print(records_table(rows, ["actions", "grad_norm", "signal_sq", "noise_sq", "snr", "cos", "samples_for_snr_1"]))
     print(f"({args.batches} batches of {batch} samples, seed {args.seed}; {seconds}s)")
-    write_json({"config": args.config, "overrides": args.overrides, "batches": args.batches, "batch_samples": batch,
-                "seed": args.seed, "rows": rows, "seconds": seconds, "machine": machine_info()}, args.out)
+    write_json_atomic(args.out, {"config": args.config, "overrides": args.overrides, "batches": args.batches, "batch_samples": batch,
+                "seed": args.seed, "rows": rows, "seconds": seconds, "machine": machine_info()})
     return 0
 
 

@@ -30,11 +30,12 @@ import torch
 from rewards.shapes_eval import verify_caption
 from rlalign.assets import ASSETS_DIR
 from rlalign.evaluation.geneval import generate, wilson_interval
-from rlalign.policies.base import load_policy
+from rlalign.policies import load_policy
 from rlalign.policies.insertion.loss import corrupt, edit_flow_loss
 from rlalign.policies.insertion.model import InsertionTransformer, build_model, save_model, shapes_vocabulary
 from rlalign.policies.next_scale.pretraining import warmup_cosine
 from rlalign.shapes import Scene, render_batch, sample_scenes, sample_scenes_mixed
+from rlalign.utils.tables import markdown_table
 from rlalign.utils.timing import Clock, format_metrics
 
 DEFAULT_OUT = ASSETS_DIR / "shapes-captioner.safetensors"
@@ -92,9 +93,9 @@ def batch_loss(model: InsertionTransformer, images_B3HW: torch.Tensor, captions:
     t_B = torch.rand(batch, generator=generator)
     corrupted = corrupt(targets_BN, lengths_B, t_B, vocab_size=model.vocab_size, generator=generator)
     drop_B = torch.rand(batch, generator=generator) < drop_prob
-    cond_BCW, keep_BC = model.condition(images_B3HW, drop_B if drop_prob > 0 else None)
-    outputs = model(cond_BCW, keep_BC, t_B, corrupted.kept_BN, corrupted.kept_lengths_B)
-    loss = edit_flow_loss(outputs, corrupted.bag_counts_BGV, corrupted.kept_lengths_B)
+    cond_BED, keep_BE = model.condition(images_B3HW, drop_B if drop_prob > 0 else None)
+    outputs = model(cond_BED, keep_BE, t_B, corrupted.kept_BN, corrupted.kept_lengths_B)
+    loss = edit_flow_loss(outputs, corrupted.bag_counts_BIV, corrupted.kept_lengths_B)
     return loss.loss, {"loss": loss.loss.item(), "token": loss.token.item(), "rate": loss.rate.item(),
                        "zero": loss.zero.item()}
 
@@ -227,18 +228,17 @@ def caption_report(captions: list[str], scenes: list[Scene]) -> dict:
     return report
 
 
-def format_table(results: list[dict]) -> str:
-    lines = [f"{'T':>3} {'split':<8} {'group':<12} {'exact':>6} {'95% CI':>15} {'score':>6} {'parses':>6} {'n':>5}"]
+def results_table(results: list[dict]) -> str:
+    rows = []
     for row in results:
         for split in ("train", "heldout"):
             for group, stats in row[split].items():
                 if not isinstance(stats, dict) or "exact" not in stats:
                     continue
                 low, high = stats["exact_ci95"]
-                lines.append(f"{row['insertion_steps']:>3} {split:<8} {group:<12} {stats['exact']:6.3f} "
-                             f"[{low:.3f}, {high:.3f}] {stats['score']:6.3f} {stats['parses']:6.3f} "
-                             f"{stats['samples']:5d}")
-    return "\n".join(lines)
+                rows.append([row["insertion_steps"], split, group, f"{stats['exact']:.3f}", f"[{low:.3f}, {high:.3f}]",
+                             f"{stats['score']:.3f}", f"{stats['parses']:.3f}", stats["samples"]])
+    return markdown_table(["T", "split", "group", "exact", "95% CI", "score", "parses", "n"], rows, aligned=True)
 
 
 def _mean(metrics: list[dict[str, float]]) -> dict[str, float]:
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> dict:
     path = save_model(model, args.out)
     eval_start = clock()
     results = evaluate(path, args, clock)
-    print(format_table(results), flush=True)
+    print(results_table(results), flush=True)
     report = {
         "command": " ".join(["python scripts/pretrain_shapes_captioner.py", *(sys.argv[1:] if argv is None else argv)]),
         "seed": args.seed, "threads": args.threads, "torch": torch.__version__,

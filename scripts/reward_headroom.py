@@ -49,10 +49,12 @@ from rewards.shapes_eval import shapes_eval
 from rlalign.commands.probe import ProbeSizes, branch
 from rlalign.config import load_config
 from rlalign.evaluation.geneval import generate, pair_agreement
-from rlalign.policies.base import load_policy, parse_prefix_steps, resolve_prefix_steps
+from rlalign.policies import load_policy, parse_prefix_steps, resolve_prefix_steps
 from rlalign.shapes import CATEGORIES
 from rlalign.shapes.categories import eval_prompts_by_category
-from rlalign.utils.timing import format_table, machine_info, write_json
+from rlalign.utils.files import write_json_atomic
+from rlalign.utils.tables import records_table
+from rlalign.utils.timing import machine_info
 
 
 def best_of_n(select_PN: np.ndarray, value_PN: np.ndarray, n: int) -> float:
@@ -157,15 +159,15 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(overall_row(rows, ["base_exact", "best_by_reward", "best_by_verifier", *curve, *reward_curve]))
         tables.append({"steps": t, "completions": args.completions if t < policy.num_steps else 1, "rows": rows})
         print(f"\n## candidates: {'whole samples' if t == policy.num_steps else f'prefixes of t = {t} steps'}\n")
-        print(format_table(rows, ["category", "prompts", "base_exact", *curve, "best_by_verifier", "pair_agreement",
+        print(records_table(rows, ["category", "prompts", "base_exact", *curve, "best_by_verifier", "pair_agreement",
                                   "pairs"]))
-        print(f"\nthe trained reward of the chosen candidate:\n\n{format_table(rows, ['category', *reward_curve])}")
+        print(f"\nthe trained reward of the chosen candidate:\n\n{records_table(rows, ['category', *reward_curve])}")
     seconds = round(time.perf_counter() - start, 1)
     print(f"(reward {trained[0].label or trained[0].name}, {args.samples} candidates per prompt, "
           f"{args.split} lists, seed {args.seed}; {seconds}s)")
-    write_json({"config": args.config, "reward": trained[0].name, "samples": args.samples, "split": args.split,
+    write_json_atomic(args.out, {"config": args.config, "reward": trained[0].name, "samples": args.samples, "split": args.split,
                 "seed": args.seed, "categories": list(CATEGORIES), "rows": tables[-1]["rows"], "tables": tables,
-                "seconds": seconds, "machine": machine_info()}, args.out)
+                "seconds": seconds, "machine": machine_info()})
     return 0
 
 

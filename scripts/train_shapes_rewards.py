@@ -66,7 +66,8 @@ from rlalign.shapes import (
     sample_category_scenes,
     surface_forms,
 )
-from rlalign.utils.timing import format_table, write_json
+from rlalign.utils.files import write_json_atomic
+from rlalign.utils.tables import records_table
 
 # Seed streams (seed = 1000·stream + --seed), so no two purposes ever draw the same scenes.
 CLIP_DATA, AESTHETIC_DATA, RETRIEVAL_EVAL, DISTRACTORS, AESTHETIC_EVAL = 11, 12, 13, 14, 15
@@ -340,14 +341,14 @@ def train_both(args: argparse.Namespace, header: dict, clip_path: Path, aestheti
     save_clip(model, clip_path)
     clip_report = {**header, "open_clip_config": config, "parameters": sum(p.numel() for p in model.parameters()),
                    "training": clip_training}
-    write_json(clip_report, clip_path.with_suffix(".json"))
+    write_json_atomic(clip_path.with_suffix(".json"), clip_report)
     mlp, aesthetic_training = train_aesthetic(args, load_clip(SHAPES_CLIP, str(clip_path)))
     save_aesthetic_mlp(mlp, str(aesthetic_path), {"clip": SHAPES_CLIP})
     aesthetic_path.chmod(0o644)
     total = round(time.perf_counter() - start, 1)  # training only, both models, evaluations excluded
-    write_json({**header, "clip": "builtin:shapes-clip", "training": aesthetic_training,
-                "total_training_seconds_both_models": total}, aesthetic_path.with_suffix(".json"))
-    write_json({**clip_report, "total_training_seconds_both_models": total}, clip_path.with_suffix(".json"))
+    write_json_atomic(aesthetic_path.with_suffix(".json"), {**header, "clip": "builtin:shapes-clip", "training": aesthetic_training,
+                "total_training_seconds_both_models": total})
+    write_json_atomic(clip_path.with_suffix(".json"), {**clip_report, "total_training_seconds_both_models": total})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -372,8 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     reward = AestheticScore(weights=str(aesthetic_path), clip_architecture=SHAPES_CLIP, clip_weights=str(clip_path))
     aesthetic_report["ranking"] = evaluate_aesthetic(reward, args.eval_scenes, args.seed)
     clip_report["evaluation_seconds"] = aesthetic_report["evaluation_seconds"] = round(time.perf_counter() - start, 1)
-    write_json(clip_report, clip_path.with_suffix(".json"))
-    write_json(aesthetic_report, aesthetic_path.with_suffix(".json"))
+    write_json_atomic(clip_path.with_suffix(".json"), clip_report)
+    write_json_atomic(aesthetic_path.with_suffix(".json"), aesthetic_report)
     print_summary(clip_report, aesthetic_report, clip_path, aesthetic_path)
     return 0
 
@@ -382,7 +383,7 @@ def print_summary(clip_report: dict, aesthetic_report: dict, clip_path: Path, ae
     training, retrieval = clip_report["training"], clip_report["retrieval"]
     print(f"\nshapes-clip: {clip_report['parameters']:,} parameters, {clip_path.stat().st_size / 1e6:.2f} MB; "
           f"render {training['render_seconds']}s + train {training['train_seconds']}s")
-    print(format_table(retrieval, ["split", "scenes", "top1_easy", "top1_hard",
+    print(records_table(retrieval, ["split", "scenes", "top1_easy", "top1_hard",
                                    *(f"top1_hard_{c}" for c in CATEGORIES)]))
     print("pairwise true caption > one edit:", {r["split"]: r["pairwise_vs_edit"] for r in retrieval})
     if "generator_agreement" in clip_report:
@@ -392,7 +393,7 @@ def print_summary(clip_report: dict, aesthetic_report: dict, clip_path: Path, ae
           f"train {training['train_seconds']}s; clean > damaged overall {aesthetic['accuracy_overall']:.4f}, "
           f"per kind {aesthetic['accuracy_per_kind']}")
     rows = [{"case": case, **values} for case, values in aesthetic["per_kind_and_severity"].items()]
-    print(format_table(rows, ["case", "accuracy", "mean_clean", "mean_damaged"]))
+    print(records_table(rows, ["case", "accuracy", "mean_clean", "mean_damaged"]))
     print(f"\ntraining {clip_report.get('total_training_seconds_both_models')}s (both models), evaluation "
           f"{clip_report['evaluation_seconds']}s; reports: {clip_path.with_suffix('.json')}, "
           f"{aesthetic_path.with_suffix('.json')}")

@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from rewards.shapes_eval import mismatched_prompts, verify_caption, verify_image
 from rlalign.shapes import CATEGORIES, render_batch, sample_category_scenes
-from rlalign.utils.timing import format_table, write_json
+from rlalign.utils.files import write_json_atomic
+from rlalign.utils.tables import records_table
 
 TARGETS = {"true renders": (">=", 0.99), "other prompt": ("<=", 0.05), "noise": (">=", 0.95),
            "true caption": (">=", 0.99), "other caption": ("<=", 0.05)}
@@ -69,9 +70,9 @@ def main() -> None:
     parser.add_argument("--out", default="outputs/verifier_accuracy.json")
     args = parser.parse_args()
     results = measure(args.samples, args.seed, args.noise_std)
-    print(format_table(results["rows"], ["case", *CATEGORIES, "overall", "target", "met", "ms_per_sample"]))
+    print(records_table(results["rows"], ["case", *CATEGORIES, "overall", "target", "met", "ms_per_sample"]))
     print("scenes per category:", results["samples_per_category"])
-    print(f"wrote {write_json({'seed': args.seed, **results}, args.out)}")
+    print(f"wrote {write_json_atomic(args.out, {'seed': args.seed, **results})}")
 
 
 if __name__ == "__main__":

@@ -92,6 +92,11 @@ def _write_shapes_folder(folder: Path) -> None:
     (folder / "prompts.json").write_text(json.dumps(prompts))
 
 
+def _table_cells(line: str) -> list[str]:
+    """The cells of one row of a Markdown table ([] for any other line)."""
+    return [cell.strip() for cell in line.strip()[1:-1].split("|")] if line.startswith("|") else []
+
+
 def test_score_prints_trained_and_eval_tables(tmp_path):
     config = tmp_path / "score.yaml"
     config.write_text(SCORE_CONFIG)
@@ -102,13 +107,13 @@ def test_score_prints_trained_and_eval_tables(tmp_path):
     trained = rlalign("score", str(config), str(images), "--per-item")
     assert trained.returncode == 0, trained.stderr
     assert "scored 6 images" in trained.stdout and "prompts from prompts.json" in trained.stdout
-    rows = {line.split()[0]: line.split() for line in trained.stdout.splitlines() if line.strip()}
+    rows = {cells[0]: cells for cells in map(_table_cells, trained.stdout.splitlines()) if cells}
     assert rows["saturation"][6] == "6" and rows["total"][2:7] == rows["saturation"][2:7]  # total = one reward
     assert {f"{index:02d}.png" for index in range(6)} <= set(rows)  # --per-item rows
 
     evaluation = rlalign("score", str(config), str(images), "--eval")
     assert evaluation.returncode == 0, evaluation.stderr
-    verifier = next(line.split() for line in evaluation.stdout.splitlines() if line.startswith("shapes_eval"))
+    verifier = next(cells for cells in map(_table_cells, evaluation.stdout.splitlines()) if cells[:1] == ["shapes_eval"])
     assert verifier[2] == "0.8333" and verifier[6] == "6"  # 5 of 6 exact: 02.png has a wrong prompt
 
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from rlalign.cli import main
 from rlalign.config import PolicyConfig
-from rlalign.policies.base import load_policy
+from rlalign.policies import load_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "examples" / "custom_reward.yaml"

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rlalign.policies.base import StepPolicy
+from rlalign.policies import StepPolicy
 from rlalign.utils.seeding import grouped_generators
 
 ScoreFn = Callable[[list, object], dict[str, list[float]]]
@@ -128,15 +128,16 @@ def config_scores(cfg, tokenizer=None) -> ScoreFn:
 def run_probe(config: str, overrides: list[str], *, prompts: str | None, count: int, sizes: ProbeSizes,
               steps: str, level: float, out: str) -> str:
     """Probe the config's base policy; writes probe.json, probe.md and probe.png under `out`."""
-    import json
     from pathlib import Path
 
     from rlalign.config import load_config
     from rlalign.config.prompts import parse_prompt_source
     from rlalign.evaluation.geneval import grid_rows
-    from rlalign.policies.base import load_policy, parse_prefix_steps, resolve_prefix_steps
+    from rlalign.policies import load_policy, parse_prefix_steps, resolve_prefix_steps
+    from rlalign.utils.files import write_json_atomic, write_text_atomic
     from rlalign.utils.plots import line_plot
-    from rlalign.utils.timing import format_table, machine_info
+    from rlalign.utils.tables import records_table
+    from rlalign.utils.timing import machine_info
 
     cfg = load_config(config, overrides)
     policy = load_policy(cfg.policy)
@@ -157,16 +158,16 @@ def run_probe(config: str, overrides: list[str], *, prompts: str | None, count: 
                        [r["share_decided"] for r in rows if r["metric"] == metric]) for metric in metrics}
     line_plot(series, directory / "probe.png", title=f"share of Var(R) fixed by the first t steps (T = "
               f"{policy.num_steps})", xlabel="step t", ylabel="Var(E[R | s_t]) / Var(R)", hline=level)
-    table = format_table(rows, ["step", "metric", "mean", "share_decided", "best_prefix_mean", "prompts_with_variance"])
+    table = records_table(rows, ["step", "metric", "mean", "share_decided", "best_prefix_mean", "prompts_with_variance"])
     about = (f"{len(chosen)} prompts from `{source}`, {sizes.prefixes} prefixes × {sizes.completions} frozen "
              f"completions per prompt and step, seed {sizes.seed}; base model (adapter off).")
     lines = [f"# Probe: {config}", "", about, "", table, "",
              f"Smallest m whose share reaches {level}: " + ", ".join(f"{k} → {v}" for k, v in suggestion.items()),
              "", "![share per step](probe.png)"]
-    (directory / "probe.md").write_text("\n".join(lines) + "\n")
-    (directory / "probe.json").write_text(json.dumps(
+    write_text_atomic(directory / "probe.md", "\n".join(lines) + "\n")
+    write_json_atomic(directory / "probe.json", (
         {"config": config, "overrides": overrides, "prompts": source, "count": len(chosen),
          "sizes": dataclasses.asdict(sizes), "level": level,
-         "suggested_prefix_steps": suggestion, "rows": rows, "machine": machine_info()}, indent=2) + "\n")
+         "suggested_prefix_steps": suggestion, "rows": rows, "machine": machine_info()}))
     return "\n".join(lines[4:-2]) + f"\n(wrote {directory}/probe.md, probe.json, probe.png)"
 

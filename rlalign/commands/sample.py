@@ -7,7 +7,8 @@ from pathlib import Path
 from rlalign.config import load_config
 from rlalign.config.prompts import check_prompt_words, prompts_from_arguments
 from rlalign.evaluation.geneval import generate
-from rlalign.policies.base import load_policy
+from rlalign.policies import load_policy
+from rlalign.utils.files import write_json_atomic
 from rlalign.utils.grids import save_grid
 
 
@@ -40,7 +41,6 @@ def run_sample(config: str, overrides: list[str], *, prompts: list[str], prefix_
 
 def run_eval(config: str, overrides: list[str], *, adapter: str, out: str) -> str:
     """`rlalign eval`: base vs adapter on the config's eval sets; writes eval.json and grids; returns a table."""
-    import json
 
     from rewards.worker import RewardWorker
     from rlalign.config.prompts import parse_prompt_source
@@ -56,7 +56,7 @@ def run_eval(config: str, overrides: list[str], *, adapter: str, out: str) -> st
     metrics = evaluate_sets(policy, sets, worker, samples_per_prompt=cfg.prompts.eval_samples_per_prompt,
                             seed=cfg.seed, prefix_steps=cfg.grpo.prefix_steps, grid_dir=out, step=0, base_cache={})
     Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out) / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json_atomic(Path(out) / "eval.json", metrics)
     from rlalign.evaluation.run_report import geneval_table
     from rlalign.shapes import CATEGORIES
 

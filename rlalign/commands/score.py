@@ -29,6 +29,7 @@ from PIL import Image
 from rewards.combine import combine, reward_stats
 from rewards.worker import RewardWorker
 from rlalign.config import load_config
+from rlalign.utils.tables import markdown_table
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SIDECAR = "prompts.json"
@@ -135,44 +136,36 @@ def _score_all(worker: RewardWorker, prompts: list[str], load_batch, count: int,
     return {label: torch.cat(parts) for label, parts in chunks.items()}, seconds, skipped
 
 
-def _number(value: float, width: int = 8) -> str:
-    return f"{'nan':>{width}}" if math.isnan(value) else f"{value:>{width}.4f}"
+def _number(value: float) -> str:
+    return "nan" if math.isnan(value) else f"{value:.4f}"
 
 
 def format_table(per_reward: dict[str, torch.Tensor], weights: dict[str, float] | None,
                  seconds: dict[str, float], skipped: dict[str, int], total: torch.Tensor | None) -> str:
     """One row per reward (and the total): weight, mean, std, min, max, valid, NaN, skipped, time."""
-    width = max(12, *(len(label) for label in per_reward))
-    header = (f"{'reward':<{width}}  {'weight':>6} {'mean':>8} {'std':>8} {'min':>8} {'max':>8} "
-              f"{'valid':>6} {'NaN':>5} {'skipped':>7} {'time s':>7}")
-    rows = [header, "-" * len(header)]
     entries = [(label, values, weights[label] if weights else None, skipped[label], seconds[label])
                for label, values in per_reward.items()]
     if total is not None:
         entries.append(("total", total, None, None, sum(seconds.values())))
+    rows = []
     for label, values, weight, skips, time_s in entries:
         stats = reward_stats(values)
-        rows.append(f"{label:<{width}}  {'-' if weight is None else f'{weight:.2f}':>6} "
-                    + " ".join(_number(stats[key]) for key in ("mean", "std", "min", "max"))
-                    + f" {stats['count']:>6} {stats['nan_count']:>5} {'-' if skips is None else skips:>7}"
-                    + f" {time_s:>7.3f}")
-    return "\n".join(rows)
+        rows.append([label, "-" if weight is None else f"{weight:.2f}",
+                     *(_number(stats[key]) for key in ("mean", "std", "min", "max")),
+                     stats["count"], stats["nan_count"], "-" if skips is None else skips, f"{time_s:.3f}"])
+    header = ["reward", "weight", "mean", "std", "min", "max", "valid", "NaN", "skipped", "time s"]
+    return markdown_table(header, rows, aligned=True)
 
 
 def format_items(names: list[str], prompts: list[str], per_reward: dict[str, torch.Tensor],
                  total: torch.Tensor | None) -> str:
     """One row per item: name, prompt, each reward's value and the total."""
     columns = dict(per_reward, **({"total": total} if total is not None else {}))
-    name_width = max(4, *(len(name) for name in names))
-    prompt_width = min(40, max(6, *(len(prompt) for prompt in prompts)))
-    widths = {label: max(8, len(label)) for label in columns}
-    rows = [f"{'item':<{name_width}}  {'prompt':<{prompt_width}}  "
-            + " ".join(f"{label:>{widths[label]}}" for label in columns)]
+    rows = []
     for index, (name, prompt) in enumerate(zip(names, prompts)):
-        shown = prompt if len(prompt) <= prompt_width else prompt[: prompt_width - 1] + "…"
-        rows.append(f"{name:<{name_width}}  {shown:<{prompt_width}}  "
-                    + " ".join(_number(float(values[index]), widths[label]) for label, values in columns.items()))
-    return "\n".join(rows)
+        shown = prompt if len(prompt) <= 40 else prompt[:39] + "…"
+        rows.append([name, shown, *(_number(float(values[index])) for values in columns.values())])
+    return markdown_table(["item", "prompt", *columns], rows, aligned=True)
 
 
 def _caption_tokenizer(policy_cfg):

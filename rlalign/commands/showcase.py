@@ -7,7 +7,6 @@ verifier judges true renders, noisy renders and renders paired with another scen
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from rlalign.shapes.categories import sample_category_scenes
 from rlalign.shapes.render import render_batch
 from rlalign.shapes.scene import parse_prompt
 from rlalign.shapes.splits import HELDOUT_PAIRS
+from rlalign.utils.files import write_json_atomic
 from rlalign.utils.grids import save_grid
 
 
@@ -55,7 +55,7 @@ def run_showcase(output_dir: str | Path, *, count: int = 16, seed: int = 0, nois
             labels.append(f"[{split} {category}] {prompt} ({'ok' if verdict.exact else 'FAIL'})")
     grid_path = save_grid(torch.stack(tiles), labels, output_dir / "showcase.png", columns=8, scale=4)
     report["grid"] = str(grid_path)
-    (output_dir / "report.json").write_text(json.dumps(report, indent=2))
+    write_json_atomic(output_dir / "report.json", report)
     return report
 
 

@@ -14,13 +14,13 @@ missing and never overwrites finished work.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from rlalign.config import Config, load_config, to_dict
-from rlalign.policies.base import load_policy, parse_prefix_steps
+from rlalign.policies import load_policy, parse_prefix_steps
+from rlalign.utils.files import write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def run_sweep(config: str, overrides: list[str], *, prefix_steps: str, seeds: in
     manifest = {"config": config, "overrides": overrides, "num_steps": num_steps,
                 "reward_weights": {spec.label or spec.name: spec.weight for spec in base.rewards.functions},
                 "runs": [dataclasses.asdict(run) for run in runs]}
-    (Path(out) / "sweep.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_json_atomic(Path(out) / "sweep.json", manifest)
     resolved = [to_dict(run_config(config, overrides, run)) for run in runs]
     if parallel > 1:
         done = _train_on_ray(resolved, parallel, base)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rlalign.config.loading import ConfigError, bounded, build, to_dict
+from rlalign.config.loading import ConfigError, bounded, build
 
 
 @dataclass
@@ -111,8 +111,6 @@ class GrpoConfig:
     """Upper clip range (DAPO's clip-higher); None uses clip_eps."""
     beta: float = bounded(0.0, ge=0)
     """Coefficient of the KL penalty to the base model over prefix actions; 0 disables it."""
-    kl_estimator: Literal["k3", "exact"] = "k3"
-    """`k3`: e^δ − δ − 1 with δ = ref − logp; `exact`: full-distribution KL where available."""
     scale_rewards: Literal["group", "batch", "none"] = "group"
     """Divide advantages by the group's std, the batch's std, or not at all (Dr. GRPO)."""
     advantage_eps: float = bounded(1e-4, gt=0)

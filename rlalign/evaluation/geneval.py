@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from rewards.shapes_eval import verify_caption, verify_image
-from rlalign.policies.base import StepPolicy
+from rlalign.policies import StepPolicy
 from rlalign.shapes import CATEGORIES, Scene, category_of
 from rlalign.utils.grids import save_grid
 from rlalign.utils.seeding import grouped_generators
@@ -36,18 +36,18 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def pair_agreement(reward_PS, target_PS) -> tuple[float, int]:
+def pair_agreement(reward_PG, target_PG) -> tuple[float, int]:
     """Among same-prompt sample pairs whose target (e.g. the verifier) differs, the share that the
     reward orders the same way (what GRPO's group advantages compare), and how many such pairs.
-    Both arguments are [P prompts, S samples] arrays."""
+    Both arguments are [P prompts, G samples] arrays."""
     agree = pairs = 0
-    samples = len(reward_PS[0]) if len(reward_PS) else 0
-    for reward_S, target_S in zip(reward_PS, target_PS):
+    samples = len(reward_PG[0]) if len(reward_PG) else 0
+    for reward_G, target_G in zip(reward_PG, target_PG):
         for i in range(samples):
             for j in range(i + 1, samples):
-                if target_S[i] != target_S[j]:
+                if target_G[i] != target_G[j]:
                     pairs += 1
-                    agree += (reward_S[i] - reward_S[j]) * (target_S[i] - target_S[j]) > 0
+                    agree += (reward_G[i] - reward_G[j]) * (target_G[i] - target_G[j]) > 0
     return agree / max(pairs, 1), pairs
 
 

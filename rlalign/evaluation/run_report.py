@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import statistics
 from pathlib import Path
 
 from rlalign.shapes import CATEGORIES
+from rlalign.utils.files import atomic_path, write_json_atomic, write_text_atomic
 from rlalign.utils.metrics import read_metrics
+from rlalign.utils.tables import markdown_table
 
 
 def _final_eval(records: list[dict]) -> dict:
@@ -80,19 +81,19 @@ def geneval_table(record: dict, name: str) -> tuple[list[str], dict]:
     if not rows:
         return [], {}
     lines = [f"### {name}: verifier exact match (GenEval-style; overall = mean of the categories; 95% intervals)",
-             "", "| category | samples | base | final | change |", "|---|---|---|---|---|"]
-    numbers = {}
+             ""]
+    cells, numbers = [], {}
     for label, key in rows:
         base_key = key.replace(f"eval/{name}/", f"eval/{name}/base/", 1)
         base, value = record.get(base_key), record[key]
         samples = record.get(key.removesuffix("/exact") + "/samples" if label != "overall" else f"eval/{name}/samples")
         samples = None if samples is None else int(samples)  # metrics.jsonl stores numbers as floats
         bold = "**" if label == "overall" else ""
-        lines.append(f"| {bold}{label}{bold} | {samples} | {base:.3f}{_ci(record, base_key)} | "
-                     f"{bold}{value:.3f}{bold}{_ci(record, key)} | {value - base:+.3f} |")
+        cells.append([f"{bold}{label}{bold}", samples, f"{base:.3f}{_ci(record, base_key)}",
+                      f"{bold}{value:.3f}{bold}{_ci(record, key)}", f"{value - base:+.3f}"])
         numbers[label] = {"base": base, "base_ci95": _bounds(record, base_key), "final": value,
                           "final_ci95": _bounds(record, key), "samples": samples}
-    return lines + [""], numbers
+    return lines + [markdown_table(["category", "samples", "base", "final", "change"], cells), ""], numbers
 
 
 def _bounds(record: dict, key: str) -> list | None:
@@ -114,11 +115,12 @@ def write_summary(output_dir: str | Path) -> tuple[str, list[str]]:
     return the Markdown and the names of the files written."""
     output_dir = Path(output_dir)
     text, numbers = summarize_run(output_dir)
-    (output_dir / "summary.md").write_text(text + "\n")
-    (output_dir / "summary.json").write_text(json.dumps(numbers, indent=2) + "\n")
+    write_text_atomic(output_dir / "summary.md", text + "\n")
+    write_json_atomic(output_dir / "summary.json", numbers)
     written = ["summary.md", "summary.json"]
     grids = sorted((output_dir / "samples").glob("step_*_heldout.png")) or sorted((output_dir / "samples").glob("*.png"))
     if grids:
-        shutil.copyfile(grids[-1], output_dir / "before_after.png")
+        with atomic_path(output_dir / "before_after.png") as partial:
+            shutil.copyfile(grids[-1], partial)
         written.append("before_after.png")
     return text, written

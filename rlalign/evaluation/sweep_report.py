@@ -16,8 +16,10 @@ from pathlib import Path
 
 from rlalign.evaluation.geneval import wilson_interval
 from rlalign.shapes import CATEGORIES
+from rlalign.utils.files import write_json_atomic, write_text_atomic
 from rlalign.utils.metrics import read_metrics
 from rlalign.utils.plots import interval_panels, line_plot, stacked_bars
+from rlalign.utils.tables import markdown_table
 
 TIME_PARTS = ("rollout", "reward", "update", "sync", "eval")
 
@@ -151,15 +153,13 @@ def write_category_plot(results: dict[str, dict], out: Path) -> str:
 
 def format_category_table(results: dict[str, dict]) -> str:
     groups = [c for c in (*CATEGORIES, "overall") if c in next(iter(results.values()))["final"]]
-    lines = ["| m | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
     base = next(iter(results.values()))["base"]
-    lines.append("| base | " + " | ".join(f"{base[g]['exact']:.3f}" for g in groups) + " |")
+    rows = [["base", *(f"{base[g]['exact']:.3f}" for g in groups)]]
     for m in sorted(results, key=_order):
         final, start = results[m]["final"], results[m]["base"]
-        cells = [f"{final[g]['exact']:.3f} [{final[g]['ci95'][0]:.2f}, {final[g]['ci95'][1]:.2f}] "
-                 f"({final[g]['exact'] - start[g]['exact']:+.3f})" for g in groups]
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append([m, *(f"{final[g]['exact']:.3f} [{final[g]['ci95'][0]:.2f}, {final[g]['ci95'][1]:.2f}] "
+                          f"({final[g]['exact'] - start[g]['exact']:+.3f})" for g in groups)])
+    return markdown_table(["m", *groups], rows)
 
 
 def prefix_verdict(summary: dict, results: dict[str, dict]) -> str:
@@ -238,19 +238,18 @@ def _cell(value, spec: str = ".3f") -> str:
 
 
 def format_table(summary: dict) -> str:
-    header = ("| m | seeds | final [95% CI, pooled] | seed range | gain | wall min | gain / wall min | "
-              "actions / step | share of actions | update s / step | update vs m = T |")
-    lines = [header,
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    header = ["m", "seeds", "final [95% CI, pooled]", "seed range", "gain", "wall min", "gain / wall min",
+              "actions / step", "share of actions", "update s / step", "update vs m = T"]
+    rows = []
     for m in sorted(summary["rows"], key=_order):
         row = summary["rows"][m]
         ci = f" [{row['ci95'][0]:.3f}, {row['ci95'][1]:.3f}]" if "ci95" in row else ""
-        lines.append(f"| {m} | {row['finished']}/{row['seeds']} | {row['final']:.3f}{ci} | {row['seed_range'][0]:.3f}–"
-                     f"{row['seed_range'][1]:.3f} | {row['gain']:+.3f} | {row['wall_minutes']:.1f} | "
-                     f"{row['gain_per_wall_minute']:+.4f} | {row['trained_actions_per_step']:.0f} | "
-                     f"{_cell(row['action_share'])} | {row['update_seconds_per_step']:.3f} | "
-                     f"{_cell(row['update_cost_vs_T'])} |")
-    return "\n".join(lines)
+        rows.append([m, f"{row['finished']}/{row['seeds']}", f"{row['final']:.3f}{ci}",
+                     f"{row['seed_range'][0]:.3f}–{row['seed_range'][1]:.3f}", f"{row['gain']:+.3f}",
+                     f"{row['wall_minutes']:.1f}", f"{row['gain_per_wall_minute']:+.4f}",
+                     f"{row['trained_actions_per_step']:.0f}", _cell(row["action_share"]),
+                     f"{row['update_seconds_per_step']:.3f}", _cell(row["update_cost_vs_T"])])
+    return markdown_table(header, rows)
 
 
 def write_report(out: str | Path) -> str:
@@ -276,7 +275,7 @@ def write_report(out: str | Path) -> str:
         lines += ["## Per category (final exact [95% CI pooled over seeds] (gain over base))", "",
                   format_category_table(results), ""]
     lines += [f"![{name}]({name})" for name in plots]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
-    (out / "report.json").write_text(json.dumps({"eval_key": summary["eval_key"], "winner": winner, "rows": rows,
-                                                 "categories": results, "verdict": verdict}, indent=2) + "\n")
+    write_text_atomic(out / "report.md", "\n".join(lines) + "\n")
+    write_json_atomic(out / "report.json", {"eval_key": summary["eval_key"], "winner": winner, "rows": rows,
+                                           "categories": results, "verdict": verdict})
     return "\n".join(lines[4:7])

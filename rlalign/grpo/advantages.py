@@ -37,15 +37,6 @@ def group_advantages(rewards_B: Tensor, group_ids_B: Tensor, *, scale: str = "gr
     return advantages_B.float()
 
 
-def group_reward_std(rewards_B: Tensor, group_ids_B: Tensor) -> Tensor:
-    """Per-group population std of the valid rewards [num_groups] (NaN for a group with < 2 valid)."""
-    stds = []
-    for group in group_ids_B.unique().tolist():
-        values = rewards_B[(group_ids_B == group) & ~torch.isnan(rewards_B)]
-        stds.append(values.std(unbiased=False) if values.numel() > 1 else torch.tensor(float("nan")))
-    return torch.stack(stds).float()
-
-
 def middle_value(rewards_BK: Tensor, eta: float) -> Tensor:
     """Each prefix's reward [B] from the rewards [B, K] of its K frozen-suffix completions (docs/grpo.md).
 

@@ -72,22 +72,19 @@ class LossOutput:
 
 def policy_loss(logp_BA: Tensor, old_logp_BA: Tensor, advantages_B: Tensor, weights_BA: Tensor, *,
                 loss_type: str = "grpo", clip_eps: float = 0.2, clip_eps_high: float | None = None,
-                beta: float = 0.0, ref_logp_BA: Tensor | None = None, kl_BA: Tensor | None = None,
-                normalizer: float | None = None) -> LossOutput:
+                beta: float = 0.0, kl_BA: Tensor | None = None, normalizer: float | None = None) -> LossOutput:
     """The clipped GRPO-family loss of one micro-batch (see the module docstring for each type).
 
-    `weights_BA` comes from `action_weights` (per_sample=True for grpo/gspo). `kl_BA` may be given
-    directly (the exact KL per action where full distributions are known); otherwise k3 from
-    `ref_logp_BA` is used when beta > 0. `normalizer`: B of the whole batch (grpo, dr_grpo, gspo) or
+    `weights_BA` comes from `action_weights` (per_sample=True for grpo/gspo). `kl_BA` is the per-action
+    KL estimate to the base (`kl_k3(logp_BA, ref_logp_BA)`), needed when beta > 0 and logged whenever
+    given. `normalizer`: B of the whole batch (grpo, dr_grpo, gspo) or
     its total action weight (dapo); None uses this micro-batch's own.
     """
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
     high = clip_eps if clip_eps_high is None else clip_eps_high
     if beta > 0 and kl_BA is None:
-        if ref_logp_BA is None:
-            raise ValueError("beta > 0 needs ref_logp_BA (the base model's log-probs) or kl_BA")
-        kl_BA = kl_k3(logp_BA, ref_logp_BA)
+        raise ValueError("beta > 0 needs kl_BA, the per-action KL to the base (kl_k3(logp_BA, ref_logp_BA))")
     advantages_B1 = advantages_B[:, None]
     log_ratio_BA = logp_BA - old_logp_BA
     if loss_type == "gspo":

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from rlalign.grpo.loss import action_weights, kl_k3, policy_loss
-from rlalign.policies.base import Rollout, StepPolicy
+from rlalign.policies import Rollout, StepPolicy
 
 STAT_KEYS = ("clip_fraction_low", "clip_fraction_high", "ratio_mean", "kl", "kl_to_rollout_policy")
 

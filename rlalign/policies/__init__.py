@@ -1,0 +1,30 @@
+"""Generator families as StepPolicies (docs/architecture.md, "The two families").
+
+`load_policy(config.policy)` builds the family `policy.kind` names (registry.py); the protocol, the
+Rollout and the prefix-length helpers are in base.py. The families live in `next_scale/` and
+`insertion/`, and import only base.py, lora.py, weights.py and shared.py of this package.
+"""
+
+from rlalign.policies.base import (
+    Generators,
+    Rollout,
+    RolloutState,
+    StepPolicy,
+    concat_rollouts,
+    parse_prefix_steps,
+    resolve_prefix_steps,
+)
+from rlalign.policies.registry import FAMILIES, declared_num_steps, load_policy
+
+__all__ = [
+    "FAMILIES",
+    "Generators",
+    "Rollout",
+    "RolloutState",
+    "StepPolicy",
+    "concat_rollouts",
+    "declared_num_steps",
+    "load_policy",
+    "parse_prefix_steps",
+    "resolve_prefix_steps",
+]

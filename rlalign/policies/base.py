@@ -1,30 +1,56 @@
-"""The policy interface every generator family implements (docs/grpo.md, "Prefix and frozen suffix"), and `load_policy`.
+"""The policy interface every generator family implements (docs/grpo.md, "Prefix and frozen suffix").
 
 A policy samples T generation steps; the first m (the prefix) with its LoRA adapter on, the rest
 (the suffix) with the adapter off, i.e. from the frozen base. Only prefix actions are scored for
-the loss, so a Rollout keeps, per prefix step, the log-probs the sampler actually used.
+the loss, so a Rollout keeps, per prefix step, the log-probs the sampler actually used, and a
+family-typed state (`RolloutState`) with whatever that family's `log_prob` needs to re-score them.
+Families are built by name through `registry.load_policy`; this module imports none of them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from typing import Any, Protocol, Union, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
-Generators = Union[torch.Generator, Sequence[torch.Generator]]
+Generators = torch.Generator | Sequence[torch.Generator]
 """One generator for the whole batch, or one per sample (sample-level determinism, e.g. for sharding)."""
+
+
+class RolloutState(Protocol):
+    """A family's record of a rollout batch (NextScaleState, InsertionState): a dataclass of CPU
+    tensors, batch-first, so the Rollout pickles (Ray moves it between processes) and can be cut
+    into micro-batches or joined from worker shards without guessing what each value is."""
+
+    def select(self, index: Tensor) -> RolloutState:
+        """The samples `index` (LongTensor [b]), along the batch axis of every tensor."""
+        ...
+
+    @classmethod
+    def concat(cls, shards: Sequence[Any]) -> RolloutState:
+        """Shards of one step, in the given order; batch-independent settings come from the first."""
+        ...
+
+
+def select_steps(steps: Sequence[Tensor | None], index: Tensor) -> list[Tensor | None]:
+    """Rows `index` of each per-step batch-first tensor; a step that stored nothing (None) stays None."""
+    return [None if step is None else step[index] for step in steps]
+
+
+def concat_steps(shards: Sequence[Sequence[Tensor | None]]) -> list[Tensor | None]:
+    """Per-step batch-first tensors of several shards, joined step by step along the batch axis."""
+    return [None if steps[0] is None else torch.cat(steps) for steps in zip(*shards)]
 
 
 @dataclass
 class Rollout:
     """One batch of sampled trajectories with the rollout-time log-probs of their prefix actions.
 
-    Plain CPU tensors and lists only, so it pickles (Ray moves it between processes).
+    Plain CPU tensors, lists and dataclasses only, so it pickles (Ray moves it between processes).
     """
 
     prompts: list
@@ -39,9 +65,11 @@ class Rollout:
     """Per prefix step: [B, A_t] bool, False for padded actions."""
     prefix_steps: int
     """m, the number of prefix steps (len(old_logp))."""
-    state: dict = field(default_factory=dict)
-    """Policy-specific: whatever log_prob() needs to re-score the prefix. Values are batch-first
-    tensors, lists of per-step batch-first tensors (or None), or batch-independent settings."""
+    state: RolloutState
+    """The family's record for re-scoring the prefix and finishing it again (`complete`)."""
+    sampler_logp_gap: Tensor | None = None
+    """[B] max |sampler's own log-prob − log_prob's re-score| per sample over real actions, set by
+    `keep_rescored_old_logp` (a diagnostic: the two paths agree up to float rounding)."""
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -50,14 +78,16 @@ class Rollout:
         """The sub-batch of samples `index` (e.g. a micro-batch), sliced along the batch axis everywhere."""
         index = torch.as_tensor(index, dtype=torch.long)
         rows = index.tolist()
+        images = isinstance(self.outputs, Tensor)
         return Rollout(
             prompts=[self.prompts[i] for i in rows],
             group_ids=self.group_ids[index],
-            outputs=_take(self.outputs, index, rows),
+            outputs=self.outputs[index] if images else [self.outputs[i] for i in rows],
             old_logp=[t[index] for t in self.old_logp],
             action_mask=[t[index] for t in self.action_mask],
             prefix_steps=self.prefix_steps,
-            state={key: _take(value, index, rows) for key, value in self.state.items()},
+            state=self.state.select(index),
+            sampler_logp_gap=None if self.sampler_logp_gap is None else self.sampler_logp_gap[index],
         )
 
 
@@ -67,12 +97,12 @@ def keep_rescored_old_logp(rollout: Rollout, rescored: list[Tensor]) -> Rollout:
     A sampler and the teacher-style scoring pass compute the same distribution with different
     reduction orders (KV cache vs one block pass, per-step vs batched), so they differ by float
     rounding. Recording old_logp from log_prob's path makes the GRPO ratio exactly 1 before the
-    first update; the sampler's own values survive as state["sampler_logp_gap"] ([B], the max
+    first update; the sampler's own values survive as rollout.sampler_logp_gap ([B], the max
     |sampler − re-score| per sample over real actions) to show the two agree up to rounding.
     """
     gaps = torch.stack([((new - old).abs() * mask).amax(dim=1) for new, old, mask
                         in zip(rescored, rollout.old_logp, rollout.action_mask)])
-    rollout.state["sampler_logp_gap"] = gaps.amax(dim=0)
+    rollout.sampler_logp_gap = gaps.amax(dim=0)
     rollout.old_logp = rescored
     return rollout
 
@@ -84,38 +114,19 @@ def concat_rollouts(rollouts: Sequence[Rollout]) -> Rollout:
     first = rollouts[0]
     if any(r.prefix_steps != first.prefix_steps for r in rollouts):
         raise ValueError(f"cannot join rollouts of different prefix lengths {[r.prefix_steps for r in rollouts]}")
+    outputs = [r.outputs for r in rollouts]
+    gaps = [r.sampler_logp_gap for r in rollouts]
+    images = isinstance(outputs[0], Tensor)
     return Rollout(
         prompts=[p for r in rollouts for p in r.prompts],
         group_ids=torch.cat([r.group_ids for r in rollouts]),
-        outputs=_join([r.outputs for r in rollouts]),
+        outputs=torch.cat(outputs) if images else [text for texts in outputs for text in texts],
         old_logp=[torch.cat(steps) for steps in zip(*(r.old_logp for r in rollouts))],
         action_mask=[torch.cat(steps) for steps in zip(*(r.action_mask for r in rollouts))],
         prefix_steps=first.prefix_steps,
-        state={key: _join([r.state[key] for r in rollouts]) for key in first.state},
+        state=type(first.state).concat([r.state for r in rollouts]),
+        sampler_logp_gap=None if gaps[0] is None else torch.cat(gaps),
     )
-
-
-def _join(values: list) -> Any:
-    """Concatenate shards of one field: tensors, per-step tensor lists (or None), per-sample lists."""
-    first = values[0]
-    if isinstance(first, Tensor):
-        return torch.cat(values)
-    if isinstance(first, list) and first and all(isinstance(v, Tensor) or v is None for v in first):
-        return [None if steps[0] is None else torch.cat(steps) for steps in zip(*values)]
-    if isinstance(first, list):
-        return [item for value in values for item in value]
-    return first  # batch-independent settings: identical in every shard
-
-
-def _take(value: Any, index: Tensor, rows: list[int]) -> Any:
-    """Select batch rows of a tensor, of each tensor in a list, or of a per-sample list."""
-    if isinstance(value, Tensor):
-        return value[index]
-    if isinstance(value, list) and all(isinstance(v, Tensor) or v is None for v in value):
-        return [v[index] if v is not None else None for v in value]  # per step, batch-first (or empty)
-    if isinstance(value, list):
-        return [value[i] for i in rows]  # per sample (texts)
-    return value  # batch-independent entries (settings) pass through unchanged
 
 
 @runtime_checkable
@@ -156,29 +167,6 @@ def resolve_prefix_steps(prefix_steps: int | str, num_steps: int) -> int:
     return prefix_steps
 
 
-def declared_num_steps(cfg: Any) -> int | None:
-    """T as a PolicyConfig declares it, without loading any weights: the insertion steps, an imported
-    VAR's `patch_nums`, or the scales in a checkpoint file's architecture metadata; None if unknown."""
-    if cfg.kind == "insertion":
-        return cfg.insertion_steps
-    if cfg.kind != "next_scale":
-        return None
-    if cfg.architecture.get("patch_nums"):
-        return len(cfg.architecture["patch_nums"])
-    import json
-
-    from safetensors import SafetensorError, safe_open
-
-    from rlalign.assets import resolve_checkpoint
-
-    try:
-        with safe_open(str(resolve_checkpoint(cfg.checkpoint)), "pt") as handle:
-            architecture = json.loads((handle.metadata() or {}).get("architecture", "{}"))
-        return len(architecture["tokenizer"]["patch_nums"])
-    except (OSError, ValueError, KeyError, TypeError, SafetensorError):  # load_policy reports a bad file
-        return None
-
-
 def parse_prefix_steps(spec: str, num_steps: int) -> list[int | str]:
     """A comma list of m values, `1,2,all` -> [1, 2, 'all'], each checked by resolve_prefix_steps;
     the same m twice (`6,all` when T = 6) is an error."""
@@ -195,23 +183,3 @@ def parse_prefix_steps(spec: str, num_steps: int) -> list[int | str]:
         seen.add(m)
         values.append(value)
     return values
-
-
-def load_policy(cfg: Any) -> StepPolicy:
-    """Build a policy from a PolicyConfig (or a dict of its fields)."""
-    from rlalign.config import PolicyConfig
-    from rlalign.config.loading import build
-
-    if isinstance(cfg, dict):
-        cfg = build(PolicyConfig, cfg)
-    if not dataclasses.is_dataclass(cfg):
-        raise TypeError(f"load_policy takes a PolicyConfig or a dict, got {type(cfg).__name__}")
-    if cfg.kind == "next_scale":
-        from rlalign.policies.next_scale.policy import NextScalePolicy
-
-        return NextScalePolicy.from_config(cfg)
-    if cfg.kind == "insertion":
-        from rlalign.policies.insertion.policy import InsertionPolicy
-
-        return InsertionPolicy.from_config(cfg)
-    raise ValueError(f"policy.kind={cfg.kind!r} is not available in this version of rlalign (next_scale, insertion are)")

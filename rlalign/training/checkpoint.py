@@ -32,6 +32,7 @@ import torch
 import yaml
 
 from rlalign.utils.failpoints import failpoint
+from rlalign.utils.files import write_text_atomic
 
 CHECKPOINTS = "checkpoints"
 MANIFEST = "manifest.json"
@@ -70,9 +71,7 @@ def save_checkpoint(output_dir: str | Path, step: int, *, policy: Any, optimizer
         shutil.rmtree(final)
     os.replace(partial, final)
     failpoint("save:renamed")
-    pointer = root / "latest.partial"
-    pointer.write_text(final.name + "\n")
-    os.replace(pointer, root / "latest")
+    write_text_atomic(root / "latest", final.name + "\n")
     failpoint("save:latest")
     _prune(root, keep=KEEP)
     return final

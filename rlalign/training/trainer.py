@@ -27,10 +27,11 @@ from rlalign.config.prompts import check_prompt_words, parse_prompt_source
 from rlalign.evaluation.geneval import evaluate_sets
 from rlalign.grpo.advantages import group_advantages, middle_value
 from rlalign.grpo.update import grpo_update, rescore_old_logp
-from rlalign.policies.base import Rollout, load_policy, resolve_prefix_steps
+from rlalign.policies import Rollout, load_policy, resolve_prefix_steps
 from rlalign.training.checkpoint import find_checkpoint, holds_a_run, load_checkpoint, save_checkpoint
 from rlalign.training.interrupts import StopRequests, TrainingInterrupted
 from rlalign.training.resume import apply_optimizer_settings, check_resume_config
+from rlalign.utils.files import write_text_atomic
 from rlalign.utils.metrics import MetricsLogger
 from rlalign.utils.seeding import grouped_generators
 from rollouts import RolloutFailure, make_backend
@@ -61,9 +62,6 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.policy = load_policy(cfg.policy)
         self.prefix_steps = resolve_prefix_steps(cfg.grpo.prefix_steps, self.policy.num_steps)
-        if cfg.grpo.beta > 0 and cfg.grpo.kl_estimator == "exact":
-            raise ValueError("grpo.kl_estimator=exact is not implemented yet for this policy family; use k3 "
-                             "(the default), or set grpo.beta=0")
         self.backend = make_backend(cfg.rollout, cfg.policy, self.policy, cfg.seed)
         tokenizer = self.policy.completion_tokenizer()  # text families: rewards get TRL's completion_ids
         self.rewards = RewardWorker(cfg.rewards.functions, cfg.rewards.combine, eps=cfg.grpo.advantage_eps,
@@ -158,7 +156,7 @@ class Trainer:
             "debug/skipped_updates_total": self.skipped_updates,
             "debug/advantage_abs_mean": float(advantages_B.abs().mean()),
             "debug/finite_rewards": int(rewards_B.isfinite().sum()),
-            "debug/sampler_logp_gap": float(rollout.state.get("sampler_logp_gap", torch.zeros(1)).max()),
+            "debug/sampler_logp_gap": float(rollout.sampler_logp_gap.max()),
             "debug/worker_logp_gap": worker_gap,
             "debug/sync_bytes": sync_bytes,
             "time/sync": synced - started, "time/rollout": sampled - synced, "time/reward": rewarded - sampled,
@@ -295,9 +293,7 @@ def _supersede_metrics(output_dir: Path, after_step: int) -> None:
     if moved:
         with (output_dir / "metrics.superseded.jsonl").open("a") as file:
             file.write("\n".join(moved) + "\n")
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text("".join(line + "\n" for line in keep))
-        partial.replace(path)
+        write_text_atomic(path, "".join(line + "\n" for line in keep))
 
 
 def _record_step(line: str) -> float:

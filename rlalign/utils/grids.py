@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from rlalign.utils.files import atomic_path
+
 
 def save_grid(
     images: torch.Tensor,
@@ -43,9 +45,6 @@ def save_grid(
         sheet.paste(tile, (x, y))
         lines = textwrap.wrap(label, chars_per_line)[:label_lines]
         draw.multiline_text((x, y + tile_h + 2), "\n".join(lines), fill=(0, 0, 0), font=font, spacing=2)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    sheet.save(partial, format="PNG")
-    partial.replace(path)
-    return path
+    with atomic_path(path) as partial:
+        sheet.save(partial, format="PNG")
+    return Path(path)

@@ -1,4 +1,5 @@
-"""Small helpers shared by the benchmark scripts: timing medians, the matmul peak, tables and JSON.
+"""Small helpers shared by the benchmark scripts: timing medians, the matmul peak and machine facts
+(tables: rlalign.utils.tables; JSON: rlalign.utils.files).
 
 Benchmarks report medians of repeated runs after warm-up (machines here are noisy) and ratios
 measured within one run; each script prints a table and writes the same rows as JSON.
@@ -6,13 +7,11 @@ measured within one run; each script prints a table and writes the same rows as 
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
@@ -81,23 +80,3 @@ def machine_info() -> dict:
     """What the numbers were measured on."""
     return {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
             "processor": platform.processor() or platform.machine(), "python": platform.python_version()}
-
-
-def format_table(rows: list[dict], columns: list[str]) -> str:
-    """A Markdown table of `rows` restricted to `columns` (floats with 4 significant digits)."""
-    def cell(value: object) -> str:
-        return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def write_json(report: dict, path: str | Path) -> Path:
-    """Write the report atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(report, indent=2) + "\n")
-    partial.replace(path)
-    return path

@@ -48,8 +48,12 @@ def test_wrapped_and_safetensors_files_load(tmp_path):
     assert torch.allclose(again(embeddings_BD), mlp(embeddings_BD), atol=2e-3)
 
 
-@pytest.mark.parametrize("damage", ["missing", "shape", "extra"])
-def test_wrong_layout_names_expected_and_found_keys(tmp_path, damage):
+@pytest.mark.parametrize("damage, complaint", [
+    ("missing", r'Missing key\(s\) in state_dict: "layers\.7\.bias"'),
+    ("shape", r"size mismatch for layers\.2\.weight: .*\[128, 512\].*\[128, 1024\]"),
+    ("extra", r'Unexpected key\(s\) in state_dict: "layers\.1\.weight"'),
+])
+def test_wrong_layout_names_the_file_the_bad_keys_and_the_expected_layout(tmp_path, damage, complaint):
     state = laion_state_dict(64)
     if damage == "missing":
         del state["layers.7.bias"]
@@ -58,9 +62,17 @@ def test_wrong_layout_names_expected_and_found_keys(tmp_path, damage):
     else:
         state["layers.1.weight"] = torch.zeros(3)
     torch.save(state, tmp_path / "bad.pth")
-    with pytest.raises(ValueError, match=r"LAION's aesthetic-predictor layout; expected exactly \{layers\.0\.weight "
-                                         r"\[1024, 64\].*found \{"):
+    with pytest.raises(ValueError, match=r"(?s)args\.weights = '.*bad\.pth' is not in LAION's aesthetic-predictor "
+                                         rf"layout: .*{complaint}.*Expected exactly \{{layers\.0\.weight \[1024, 64\]"):
         load_aesthetic_mlp(str(tmp_path / "bad.pth"))
+
+
+def test_file_without_a_first_layer_is_refused_with_the_missing_key(tmp_path):
+    state = laion_state_dict(64)
+    del state["layers.0.weight"]  # D cannot be read: the message still names what is missing
+    torch.save(state, tmp_path / "headless.pth")
+    with pytest.raises(ValueError, match=r'Missing key\(s\) in state_dict: "layers\.0\.weight"'):
+        load_aesthetic_mlp(str(tmp_path / "headless.pth"))
 
 
 def test_missing_predictor_file_names_the_argument(tmp_path):
@@ -94,7 +106,7 @@ def test_builtin_scores_clean_above_heavily_damaged(reward):
 def test_builtin_rejects_text_and_unknown_args(reward):
     with pytest.raises(ValueError, match="does not apply to text"):
         reward(["a red circle on the left"], ["a caption"])
-    with pytest.raises(ValueError, match=r"unknown args \['architecture'\]"):
+    with pytest.raises(ValueError, match=r"'aesthetic': unknown args \['architecture'\]"):
         build_reward(RewardSpec(name="aesthetic", args={"architecture": "ViT-L-14"}))
 
 

@@ -143,5 +143,6 @@ def test_rlalign_score_hands_caption_ids_to_a_trl_factory(tmp_path):
     captions.write_text("p\ta red circle\np\ta red a red a red\n")
     table = run_score(str(config), str(captions), [], per_item=True)
     # The vocabulary comes from policy.checkpoint; bigram repeats as in the test above: 0 and −0.6.
-    rows = [line.split() for line in table.splitlines() if line.startswith("line ")]
+    # Cells split on blanks, with or without markdown table bars.
+    rows = [line.replace("|", " ").split() for line in table.splitlines() if line.strip("| ").startswith("line ")]
     assert [float(row[3]) for row in rows] == pytest.approx([0.0, -0.6]), table

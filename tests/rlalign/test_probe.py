@@ -39,7 +39,7 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 def test_branches_share_their_prefix(tiny_checkpoint, tmp_path):
-    from rlalign.policies.base import load_policy
+    from rlalign.policies import load_policy
 
     policy = load_policy(tiny_config(tmp_path, tiny_checkpoint).policy)
     images, prompts = branch(policy, ["a red circle"], 2, ProbeSizes(prefixes=2, completions=3))

@@ -25,7 +25,7 @@ from support.training import save_tiny_checkpoint
 from support.training import tiny_config as tiny_training_config
 
 from rlalign.config import RolloutConfig
-from rlalign.policies.base import load_policy
+from rlalign.policies import load_policy
 from rlalign.training.trainer import Trainer
 from rollouts import LocalBackend, RolloutFailure, RolloutWorker, StaleAdapterError
 from rollouts.ray_backend import RayBackend
@@ -137,8 +137,8 @@ def assert_identical(got, expected, *, same_split=True):
         assert all(torch.equal(a, b) for a, b in zip(getattr(got, name), getattr(expected, name), strict=True))
     for key in ("tokens", "kept_masks"):
         assert all(a is b is None or torch.equal(a, b)  # kept_masks: None where nothing was cut
-                   for a, b in zip(got.state[key], expected.state[key], strict=True)), key
-    assert got.state["sampling"] == expected.state["sampling"]
+                   for a, b in zip(getattr(got.state, key), getattr(expected.state, key), strict=True)), key
+    assert got.state.sampling == expected.state.sampling
 
 
 # -------------------------------------------------------------------------------------------------

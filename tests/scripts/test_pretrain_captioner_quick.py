@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlalign.policies.base import load_policy
+from rlalign.policies import load_policy
 from rlalign.shapes import sample_scenes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +36,7 @@ def test_quick_run_writes_a_loadable_captioner_and_report(tmp_path):
             overall = row[split]["overall"]
             assert overall["samples"] == report["hyperparameters"]["eval_scenes"]
             assert 0.0 <= overall["exact_ci95"][0] <= overall["exact"] <= overall["exact_ci95"][1] <= 1.0
-    assert "split    group" in result.stdout  # the printed table
+    assert "| split   | group" in result.stdout  # the printed table
 
     policy = load_policy({"kind": "insertion", "checkpoint": str(out)})
     assert policy.num_steps == 8

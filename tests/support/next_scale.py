@@ -2,8 +2,6 @@
 
 import torch
 
-from rlalign.policies.next_scale.model import build_model
-from rlalign.policies.next_scale.policy import NextScalePolicy
 from rlalign.shapes import COLOURS, SHAPES
 
 WORDS = "a an in the center on left right at top bottom to of above below".split() + list(COLOURS) + list(SHAPES)

@@ -1,6 +1,6 @@
 """Insertion (Edit Flows / OneFlow style) generator family: insertion transformer, sampler, training loss.
 
-See docs/insertion.md and docs/insertion.md.
+See docs/insertion.md.
 """
 
 from rlalign.policies.insertion.loss import Corruption, EditFlowLoss, corrupt, edit_flow_loss
@@ -25,12 +25,15 @@ from rlalign.policies.insertion.sampler import (
     step_log_prob,
     step_width,
 )
+from rlalign.policies.insertion.state import InsertionState, InsertionTrace
 
 __all__ = [
     "Corruption",
     "EditFlowLoss",
     "GapOutputs",
     "InsertionPolicy",
+    "InsertionState",
+    "InsertionTrace",
     "InsertionTransformer",
     "StepDistribution",
     "apply_insertions",

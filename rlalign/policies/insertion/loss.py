@@ -28,7 +28,7 @@ from rlalign.policies.insertion.sampler import insertable_log_probs
 class Corruption(NamedTuple):
     kept_BN: Tensor  # [B, N] the kept tokens in order, 0-padded: the state X_t
     kept_lengths_B: Tensor  # [B] n = number of kept tokens
-    bag_counts_BGV: Tensor  # [B, N + 1, V] float: how often token v was deleted from gap g of X_t
+    bag_counts_BIV: Tensor  # [B, N + 1, V] float: how often token v was deleted from gap g of X_t
 
 
 class EditFlowLoss(NamedTuple):
@@ -54,34 +54,34 @@ def corrupt(targets_BN: Tensor, lengths_B: Tensor, t_B: Tensor, *, vocab_size: i
     # A deleted token j lies in gap (#kept before j): gap 0 is before the first kept token.
     deleted_BN = real_BN & ~keep_BN
     rows, cols = deleted_BN.nonzero(as_tuple=True)
-    bag_counts_BGV = torch.zeros(batch, num_tokens + 1, vocab_size, device=device)
-    bag_counts_BGV.index_put_((rows, kept_before_BN[rows, cols], targets_BN[rows, cols]),
+    bag_counts_BIV = torch.zeros(batch, num_tokens + 1, vocab_size, device=device)
+    bag_counts_BIV.index_put_((rows, kept_before_BN[rows, cols], targets_BN[rows, cols]),
                               torch.ones(rows.shape[0], device=device), accumulate=True)
-    return Corruption(kept_BN[:, :num_tokens], keep_BN.sum(1), bag_counts_BGV)
+    return Corruption(kept_BN[:, :num_tokens], keep_BN.sum(1), bag_counts_BIV)
 
 
-def edit_flow_loss(outputs: GapOutputs, bag_counts_BGV: Tensor, kept_lengths_B: Tensor) -> EditFlowLoss:
+def edit_flow_loss(outputs: GapOutputs, bag_counts_BIV: Tensor, kept_lengths_B: Tensor) -> EditFlowLoss:
     """The per-gap loss above, averaged over real gaps (g ≤ n) of the whole batch.
 
-    `outputs` are the model's heads on X_t (G = N + 1 gaps); the specials' token logits are masked.
+    `outputs` are the model's heads on X_t (I = N + 1 gaps); the specials' token logits are masked.
     """
-    if outputs.zero_logit_BG.shape != bag_counts_BGV.shape[:2]:
-        raise ValueError(f"outputs have {tuple(outputs.zero_logit_BG.shape)} gaps but the bags "
-                         f"{tuple(bag_counts_BGV.shape[:2])}: run the model on corrupt()'s kept_BN")
-    if bag_counts_BGV[..., :NUM_SPECIAL].any():
+    if outputs.zero_logit_BI.shape != bag_counts_BIV.shape[:2]:
+        raise ValueError(f"outputs have {tuple(outputs.zero_logit_BI.shape)} gaps but the bags "
+                         f"{tuple(bag_counts_BIV.shape[:2])}: run the model on corrupt()'s kept_BN")
+    if bag_counts_BIV[..., :NUM_SPECIAL].any():
         raise ValueError("a target contains a special token (pad, unk or BOS), which can never be inserted")
-    num_gaps = bag_counts_BGV.shape[1]
-    real_BG = torch.arange(num_gaps, device=bag_counts_BGV.device) <= kept_lengths_B.to(bag_counts_BGV.device)[:, None]
+    num_gaps = bag_counts_BIV.shape[1]
+    real_BI = torch.arange(num_gaps, device=bag_counts_BIV.device) <= kept_lengths_B.to(bag_counts_BIV.device)[:, None]
     # −inf on specials times a zero count would be NaN: zero those columns, no bag holds them.
-    token_logp_BGV = insertable_log_probs(outputs.token_logits_BGV)
-    special_V = torch.arange(token_logp_BGV.shape[-1], device=token_logp_BGV.device) < NUM_SPECIAL
-    token_logp_BGV = token_logp_BGV.masked_fill(special_V, 0.0)
-    token_BG = -(bag_counts_BGV * token_logp_BGV).sum(-1)
-    count_BG = bag_counts_BGV.sum(-1)  # k_i
-    log_rate_BG = outputs.log_rate_BG.float()
-    rate_BG = torch.where(count_BG > 0, log_rate_BG.exp() - count_BG * log_rate_BG, torch.zeros_like(log_rate_BG))
-    zero_BG = F.binary_cross_entropy_with_logits(outputs.zero_logit_BG.float(), (count_BG == 0).float(),
+    token_logp_BIV = insertable_log_probs(outputs.token_logits_BIV)
+    special_V = torch.arange(token_logp_BIV.shape[-1], device=token_logp_BIV.device) < NUM_SPECIAL
+    token_logp_BIV = token_logp_BIV.masked_fill(special_V, 0.0)
+    token_BI = -(bag_counts_BIV * token_logp_BIV).sum(-1)
+    count_BI = bag_counts_BIV.sum(-1)  # k_i
+    log_rate_BI = outputs.log_rate_BI.float()
+    rate_BI = torch.where(count_BI > 0, log_rate_BI.exp() - count_BI * log_rate_BI, torch.zeros_like(log_rate_BI))
+    zero_BI = F.binary_cross_entropy_with_logits(outputs.zero_logit_BI.float(), (count_BI == 0).float(),
                                                  reduction="none")
-    weight_BG = real_BG.float() / real_BG.sum().clamp_min(1)
-    parts = [(part_BG * weight_BG).sum() for part_BG in (token_BG, rate_BG, zero_BG)]
+    weight_BI = real_BI.float() / real_BI.sum().clamp_min(1)
+    parts = [(part_BI * weight_BI).sum() for part_BI in (token_BI, rate_BI, zero_BI)]
     return EditFlowLoss(parts[0] + parts[1] + parts[2], *parts)

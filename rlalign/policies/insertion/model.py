@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rlalign.policies.next_scale.conditioning import split_words
+from rlalign.policies.shared import split_words
 from rlalign.policies.weights import load_with_architecture, save_with_architecture
-from rlalign.shapes import DESCRIBED_WORDS, Scene, render
+from rlalign.shapes import DESCRIBED_WORDS
 
 PAD, UNK, BOS = 0, 1, 2
 NUM_SPECIAL = 3
@@ -43,7 +43,6 @@ NUM_SPECIAL = 3
 SPECIAL_WORDS = ("<pad>", "<unk>", "<bos>")
 FORMAT = "rlalign-insertion-v1"
 TIME_FREQUENCIES = 8
-
 
 
 def shapes_vocabulary() -> list[str]:
@@ -64,11 +63,11 @@ class WordIds:
 
 
 class GapOutputs(NamedTuple):
-    """The three per-gap heads; G = n + 1 gaps per row (rows past a sequence's length are padding)."""
+    """The three per-gap heads; I = n + 1 gaps per row (rows past a sequence's length are padding)."""
 
-    zero_logit_BG: Tensor  # [B, G] z, π = σ(z) = P(no insertion)
-    log_rate_BG: Tensor  # [B, G] log λ, λ = softplus(·)
-    token_logits_BGV: Tensor  # [B, G, V] raw logits of Q (specials not yet masked)
+    zero_logit_BI: Tensor  # [B, I] z, π = σ(z) = P(no insertion)
+    log_rate_BI: Tensor  # [B, I] log λ, λ = softplus(·)
+    token_logits_BIV: Tensor  # [B, I, V] raw logits of Q (specials not yet masked)
 
 
 class Attention(nn.Module):
@@ -82,9 +81,9 @@ class Attention(nn.Module):
         self.mat_qkv = nn.Linear(width, 3 * width)  # [q | k | v]
         self.proj = nn.Linear(width, width)
 
-    def forward(self, x_BSW: Tensor, attend_B11S: Tensor) -> Tensor:
-        batch, length, width = x_BSW.shape
-        qkv_3BHSc = self.mat_qkv(x_BSW).view(batch, length, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+    def forward(self, x_BSD: Tensor, attend_B11S: Tensor) -> Tensor:
+        batch, length, width = x_BSD.shape
+        qkv_3BHSc = self.mat_qkv(x_BSD).view(batch, length, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         out_BHSc = F.scaled_dot_product_attention(*qkv_3BHSc.unbind(0), attn_mask=attend_B11S)
         return self.proj(out_BHSc.transpose(1, 2).reshape(batch, length, width))
 
@@ -99,9 +98,9 @@ class Block(nn.Module):
         hidden = round(width * mlp_ratio)
         self.fc1, self.fc2 = nn.Linear(width, hidden), nn.Linear(hidden, width)
 
-    def forward(self, x_BSW: Tensor, attend_B11S: Tensor) -> Tensor:
-        x_BSW = x_BSW + self.attn(self.norm1(x_BSW), attend_B11S)
-        return x_BSW + self.fc2(F.gelu(self.fc1(self.norm2(x_BSW))))
+    def forward(self, x_BSD: Tensor, attend_B11S: Tensor) -> Tensor:
+        x_BSD = x_BSD + self.attn(self.norm1(x_BSD), attend_B11S)
+        return x_BSD + self.fc2(F.gelu(self.fc1(self.norm2(x_BSD))))
 
 
 class InsertionTransformer(nn.Module):
@@ -111,8 +110,8 @@ class InsertionTransformer(nn.Module):
         vocabulary: the insertable words (specials are prepended: 0 pad, 1 unk, 2 BOS).
         width, depth, num_heads, mlp_ratio: transformer size.
         max_len: the longest text (tokens); the sampler never grows a text past it.
-        condition: `image` (a [3, image_size, image_size] picture in [0, 1], or a Shapes Scene)
-            or `text` (a prompt of at most max_prompt_words words).
+        condition: `image` (a [3, image_size, image_size] picture in [0, 1]; InsertionPolicy renders
+            Shapes Scenes into such pictures) or `text` (a prompt of at most max_prompt_words words).
     """
 
     def __init__(self, vocabulary: Sequence[str], *, width: int = 128, depth: int = 4, num_heads: int = 4,
@@ -186,7 +185,7 @@ class InsertionTransformer(nn.Module):
     # ---------------------------------------------------------------------------------------------
 
     def condition(self, prompts: Sequence | Tensor, drop_B: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Condition tokens cond_BCW and their key mask keep_BC (True = real) for a batch of prompts.
+        """Condition tokens cond_BED and their key mask keep_BE (True = real) for a batch of prompts.
 
         `drop_B` (bool [B]) replaces those rows by the null condition (condition dropout in training,
         which is what teaches the unconditional model that CFG needs).
@@ -194,41 +193,42 @@ class InsertionTransformer(nn.Module):
         if self.condition_kind == "image":
             images_B3HW = self._images(prompts)
             batch, side, patch = images_B3HW.shape[0], self.image_size // self.patch_size, self.patch_size
-            patches_BCP = (images_B3HW.reshape(batch, 3, side, patch, side, patch).permute(0, 2, 4, 1, 3, 5)
+            patches_BEF = (images_B3HW.reshape(batch, 3, side, patch, side, patch).permute(0, 2, 4, 1, 3, 5)
                            .reshape(batch, side * side, 3 * patch * patch))
-            cond_BCW = self.patch_embed(patches_BCP) + self.condition_pos
-            keep_BC = torch.ones(cond_BCW.shape[:2], dtype=torch.bool, device=self.device)
+            cond_BED = self.patch_embed(patches_BEF) + self.condition_pos
+            keep_BE = torch.ones(cond_BED.shape[:2], dtype=torch.bool, device=self.device)
         else:
-            ids_BC = self._prompt_ids(prompts)
-            cond_BCW, keep_BC = self.token_embed(ids_BC) + self.condition_pos, ids_BC != PAD
+            ids_BE = self._prompt_ids(prompts)
+            cond_BED, keep_BE = self.token_embed(ids_BE) + self.condition_pos, ids_BE != PAD
         if drop_B is not None:
-            null_BCW, null_keep_BC = self.null_condition(cond_BCW.shape[0])
+            null_BED, null_keep_BE = self.null_condition(cond_BED.shape[0])
             drop_B = drop_B.to(self.device)
-            cond_BCW = torch.where(drop_B[:, None, None], null_BCW, cond_BCW)
-            keep_BC = torch.where(drop_B[:, None], null_keep_BC, keep_BC)
-        return cond_BCW, keep_BC
+            cond_BED = torch.where(drop_B[:, None, None], null_BED, cond_BED)
+            keep_BE = torch.where(drop_B[:, None], null_keep_BE, keep_BE)
+        return cond_BED, keep_BE
 
     def null_condition(self, batch_size: int) -> tuple[Tensor, Tensor]:
         """The learned null condition: one token (slot 0), the other condition slots masked out."""
         width = self.null_cond.shape[0]
-        rest_BCW = torch.zeros(batch_size, self.num_condition_tokens - 1, width, device=self.device)
-        cond_BCW = torch.cat([self.null_cond.expand(batch_size, 1, width), rest_BCW], 1)
-        keep_BC = torch.zeros(batch_size, self.num_condition_tokens, dtype=torch.bool, device=self.device)
-        keep_BC[:, 0] = True
-        return cond_BCW, keep_BC
+        rest_BED = torch.zeros(batch_size, self.num_condition_tokens - 1, width, device=self.device)
+        cond_BED = torch.cat([self.null_cond.expand(batch_size, 1, width), rest_BED], 1)
+        keep_BE = torch.zeros(batch_size, self.num_condition_tokens, dtype=torch.bool, device=self.device)
+        keep_BE[:, 0] = True
+        return cond_BED, keep_BE
 
     def _images(self, prompts: Sequence | Tensor) -> Tensor:
-        """Prompts → images [B, 3, H, W]: a batch tensor, or a list of [3, H, W] tensors / Shapes Scenes."""
+        """Prompts → images [B, 3, H, W]: a batch tensor, or a list of [3, H, W] tensors."""
         side = self.image_size
         if isinstance(prompts, Tensor) and prompts.ndim == 4:
             images = prompts
         else:
-            items = [render(p) if isinstance(p, Scene) else p for p in prompts]
+            items = list(prompts)
             if not all(isinstance(p, Tensor) and p.shape == (3, side, side) for p in items):
                 bad = next(p for p in items if not (isinstance(p, Tensor) and p.shape == (3, side, side)))
                 described = f"tensor of shape {tuple(bad.shape)}" if isinstance(bad, Tensor) else repr(bad)[:60]
-                raise ValueError(f"this insertion model is conditioned on images: each prompt must be a float "
-                                 f"tensor [3, {side}, {side}] in [0, 1] or a Shapes Scene, got {described}")
+                raise ValueError(f"this insertion model is conditioned on images: each prompt must be a "
+                                 f"float tensor [3, {side}, {side}] in [0, 1] or (through the policy) a "
+                                 f"Shapes Scene, got {described}")
             images = torch.stack(items) if items else torch.zeros(0, 3, side, side)
         if images.shape[1:] != (3, side, side) or not images.is_floating_point():
             raise ValueError(f"images must be float [B, 3, {side}, {side}] in [0, 1], got {images.dtype} "
@@ -236,7 +236,7 @@ class InsertionTransformer(nn.Module):
         return images.to(self.device, torch.float32)
 
     def _prompt_ids(self, prompts: Sequence) -> Tensor:
-        ids_BC = torch.zeros(len(prompts), self.num_condition_tokens, dtype=torch.long)
+        ids_BE = torch.zeros(len(prompts), self.num_condition_tokens, dtype=torch.long)
         for row, prompt in enumerate(prompts):
             if not isinstance(prompt, str):  # ValueError for every bad prompt, as PromptEncoder raises
                 raise ValueError(f"this insertion model is conditioned on text prompts (strings), got {prompt!r}")  # noqa: TRY004
@@ -244,32 +244,32 @@ class InsertionTransformer(nn.Module):
             if not 1 <= len(words) <= self.num_condition_tokens:
                 raise ValueError(f"prompt {prompt!r} has {len(words)} words; this model takes "
                                  f"1..{self.num_condition_tokens}")
-            ids_BC[row, : len(words)] = torch.tensor([self.word_index.get(w, UNK) for w in words])
-        return ids_BC.to(self.device)
+            ids_BE[row, : len(words)] = torch.tensor([self.word_index.get(w, UNK) for w in words])
+        return ids_BE.to(self.device)
 
     # ---------------------------------------------------------------------------------------------
     # Forward
     # ---------------------------------------------------------------------------------------------
 
-    def forward(self, cond_BCW: Tensor, cond_keep_BC: Tensor, t_B: Tensor, tokens_BN: Tensor,
+    def forward(self, cond_BED: Tensor, cond_keep_BE: Tensor, t_B: Tensor, tokens_BN: Tensor,
                 lengths_B: Tensor) -> GapOutputs:
-        """Per-gap heads for texts tokens_BN (0-padded past lengths_B) at times t_B; G = N + 1."""
+        """Per-gap heads for texts tokens_BN (0-padded past lengths_B) at times t_B; I = N + 1 gaps."""
         batch, num_tokens = tokens_BN.shape
         if num_tokens > self.max_len:
             raise ValueError(f"texts of {num_tokens} tokens exceed this model's max_len={self.max_len}")
         bos_B1 = torch.full((batch, 1), BOS, dtype=torch.long, device=tokens_BN.device)
-        text_BGW = self.token_embed(torch.cat([bos_B1, tokens_BN], 1)) + self.text_pos[: num_tokens + 1]
-        time_B1W = self.time_embed(time_features(t_B.to(self.device)))[:, None]
-        x_BSW = torch.cat([cond_BCW, time_B1W, text_BGW], 1)
-        text_keep_BG = torch.arange(num_tokens + 1, device=self.device) <= lengths_B.to(self.device)[:, None]
-        keep_BS = torch.cat([cond_keep_BC, torch.ones_like(text_keep_BG[:, :1]), text_keep_BG], 1)
+        text_BID = self.token_embed(torch.cat([bos_B1, tokens_BN], 1)) + self.text_pos[: num_tokens + 1]
+        time_B1D = self.time_embed(time_features(t_B.to(self.device)))[:, None]
+        x_BSD = torch.cat([cond_BED, time_B1D, text_BID], 1)
+        text_keep_BI = torch.arange(num_tokens + 1, device=self.device) <= lengths_B.to(self.device)[:, None]
+        keep_BS = torch.cat([cond_keep_BE, torch.ones_like(text_keep_BI[:, :1]), text_keep_BI], 1)
         attend_B11S = keep_BS[:, None, None, :]  # key padding mask, True = may attend
         for block in self.blocks:
-            x_BSW = block(x_BSW, attend_B11S)
-        gaps_BGW = self.norm(x_BSW[:, cond_BCW.shape[1] + 1 :])
+            x_BSD = block(x_BSD, attend_B11S)
+        gaps_BID = self.norm(x_BSD[:, cond_BED.shape[1] + 1 :])
         # log λ through a floor: softplus can underflow to 0, and log 0 would poison gradients.
-        log_rate_BG = F.softplus(self.rate_head(gaps_BGW).squeeze(-1)).clamp_min(1e-30).log()
-        return GapOutputs(self.zero_head(gaps_BGW).squeeze(-1), log_rate_BG, self.token_head(gaps_BGW))
+        log_rate_BI = F.softplus(self.rate_head(gaps_BID).squeeze(-1)).clamp_min(1e-30).log()
+        return GapOutputs(self.zero_head(gaps_BID).squeeze(-1), log_rate_BI, self.token_head(gaps_BID))
 
 
 def time_features(t_B: Tensor) -> Tensor:

@@ -7,16 +7,9 @@ text the prefix produced: exactly p_base(suffix | prefix), with no hybrid state 
 
 Actions of a step are its gaps. Step s has A_s = min(max_len, 2^s − 1) + 1 gap slots (the most a
 text can have then, see sampler.step_width): a width that depends on (s, max_len) only, so rollouts
-of different workers and micro-batches concatenate; `action_mask` marks the open gaps.
-
-Rollout state (lists are per prefix step, each entry batch-first, CPU):
-    sequences   LongTensor [B, A_s − 1]  the text before the step (0-padded word ids)
-    lengths     LongTensor [B]           its length n
-    fired       BoolTensor [B, A_s]      which gaps inserted a token
-    inserted    LongTensor [B, A_s]      the inserted token ids (0 where not fired)
-    final_tokens [B, max_len], final_lengths [B]   the finished texts as ids
-    sampling    dict of settings (cfg_scale, temperature, num_steps, eps)
-    sampler_logp_gap [B]   max |sampler's own log-prob − log_prob's re-score| per sample
+of different workers and micro-batches concatenate; `action_mask` marks the open gaps. What a
+rollout keeps of each prefix step (the text before it, which gaps fired, which words) is its
+InsertionState (state.py).
 """
 
 from __future__ import annotations
@@ -24,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -43,11 +36,32 @@ from rlalign.policies.insertion.sampler import (
     step_log_prob,
     step_width,
 )
+from rlalign.policies.insertion.state import InsertionState, InsertionTrace
 from rlalign.policies.lora import LoraAdapter
-from rlalign.policies.next_scale.sampler import uniforms
+from rlalign.policies.shared import uniforms
+from rlalign.shapes import Scene, render
 
-RECORD_KEYS = ("sequences", "lengths", "fired", "inserted")
-TRACE_KEYS = ("trace_sequences", "trace_lengths", "trace_log_fire", "trace_token_logp")
+
+class InsertionSample(NamedTuple):
+    """What the sampling loop returns; the per-step lists cover the prefix steps s < m."""
+
+    tokens_BL: Tensor  # the finished texts' word ids [B, max_len], on the policy's device
+    lengths_B: Tensor  # their lengths
+    sequences: list[Tensor]  # per prefix step: the text before it, [B, A_s − 1] (CPU)
+    lengths: list[Tensor]  # per prefix step: its length [B] (CPU)
+    fired: list[Tensor]  # per prefix step: bool [B, A_s], the gaps that inserted a word (CPU)
+    inserted: list[Tensor]  # per prefix step: [B, A_s] the inserted word ids, 0 where not fired (CPU)
+    logp: list[Tensor]  # per sampled (not forced) prefix step: the sampler's own [B, A_s] log-probs (CPU)
+    trace: InsertionTrace | None  # with keep_trace: every sampled step's text and distribution
+
+
+def rendered_scenes(prompts: list) -> list:
+    """The prompts with every Shapes Scene replaced by its picture [3, H, W] in [0, 1].
+
+    The caption demo's prompts are Scenes, because its rewards check a caption against the scene
+    itself; the model is conditioned on pixels only, so the policy renders them.
+    """
+    return [render(prompt) if isinstance(prompt, Scene) else prompt for prompt in prompts]
 
 
 class InsertionPolicy:
@@ -81,6 +95,11 @@ class InsertionPolicy:
         return cls(model, num_steps=cfg.insertion_steps, cfg_scale=cfg.cfg_scale, temperature=cfg.temperature,
                    lora_rank=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                    target_modules=lora.target_modules)
+
+    @staticmethod
+    def declared_num_steps(cfg: Any) -> int:
+        """T is the config's own `policy.insertion_steps`."""
+        return cfg.insertion_steps
 
     @property
     def device(self) -> torch.device:
@@ -122,12 +141,13 @@ class InsertionPolicy:
     def _condition_rows(self, prompts: list, repeats: int, use_cfg: bool) -> tuple[Tensor, Tensor]:
         """Condition tokens for `repeats` stacked copies of the batch, with the null condition's copies
         stacked below them when CFG is used: ([R or 2R, C, W], [R or 2R, C])."""
-        cond_BCW, keep_BC = self.model.condition(prompts)
-        cond_RCW, keep_RC = cond_BCW.repeat(repeats, 1, 1), keep_BC.repeat(repeats, 1)
+        inputs = rendered_scenes(prompts) if self.model.condition_kind == "image" else prompts
+        cond_BED, keep_BE = self.model.condition(inputs)
+        cond_RED, keep_RE = cond_BED.repeat(repeats, 1, 1), keep_BE.repeat(repeats, 1)
         if not use_cfg:
-            return cond_RCW, keep_RC
-        null_RCW, null_keep_RC = self.model.null_condition(cond_RCW.shape[0])
-        return torch.cat([cond_RCW, null_RCW]), torch.cat([keep_RC, null_keep_RC])
+            return cond_RED, keep_RE
+        null_RED, null_keep_RE = self.model.null_condition(cond_RED.shape[0])
+        return torch.cat([cond_RED, null_RED]), torch.cat([keep_RE, null_keep_RE])
 
     def _distribution(self, condition: tuple[Tensor, Tensor], tokens_RN: Tensor, lengths_R: Tensor, t_R: Tensor,
                       settings: dict) -> StepDistribution:
@@ -156,59 +176,61 @@ class InsertionPolicy:
                 group_ids: Tensor | None = None, keep_trace: bool = False) -> Rollout:
         """Caption B prompts: insertion steps 1..m with the adapter on, m+1..T with the frozen base.
 
-        `keep_trace` also stores every step's pre-step text and distribution (state["trace_*"],
-        lists over all T steps), for diagnostics such as checking the frozen suffix.
+        `keep_trace` also stores every step's pre-step text and distribution (state.trace, lists over
+        all T steps), for diagnostics such as checking the frozen suffix.
         """
         m = resolve_prefix_steps(prefix_steps, self.num_steps)
         prompts = list(prompts)
         settings = dict(self.sampling)
-        tokens_BL, lengths_B, record, sampler_logp, trace = self._sample(prompts, m, generator, settings,
-                                                                        keep_trace=keep_trace)
+        sample = self._sample(prompts, m, generator, settings, keep_trace=keep_trace)
         batch, max_len = len(prompts), self.model.max_len
         rollout = Rollout(
             prompts=prompts,
             group_ids=group_ids.cpu() if group_ids is not None else torch.arange(batch),
-            outputs=self.model.decode_texts(tokens_BL, lengths_B),
-            old_logp=sampler_logp,
-            action_mask=[open_gaps(n_B, fired.shape[1], max_len) for n_B, fired in zip(record["lengths"], record["fired"])],
+            outputs=self.model.decode_texts(sample.tokens_BL, sample.lengths_B),
+            old_logp=sample.logp,
+            action_mask=[open_gaps(n_B, fired_BI.shape[1], max_len)
+                         for n_B, fired_BI in zip(sample.lengths, sample.fired)],
             prefix_steps=m,
-            state={**record, "final_tokens": tokens_BL.cpu(), "final_lengths": lengths_B.cpu(), "sampling": settings,
-                   **trace},
+            state=InsertionState(sequences=sample.sequences, lengths=sample.lengths, fired=sample.fired,
+                                 inserted=sample.inserted, final_tokens=sample.tokens_BL.cpu(),
+                                 final_lengths=sample.lengths_B.cpu(), sampling=settings, trace=sample.trace),
         )
         return self._rescored(rollout)
 
     def _sample(self, prompts: list, m: int, generator: Generators, settings: dict, *,
-                forced: dict | None = None, keep_trace: bool = False):
-        """The sampling loop. Steps s < m use the adapter (or, with `forced`, replay those steps' fired
-        gaps and tokens); steps s ≥ m are the frozen base's. Each step draws 2·A_s uniforms per sample
-        (fire, then token) whatever the batch, so per-sample generators make samples batch-independent."""
+                forced_prefix: tuple[Sequence[Tensor], Sequence[Tensor]] | None = None,
+                keep_trace: bool = False) -> InsertionSample:
+        """The sampling loop. Steps s < m use the adapter (or, with `forced_prefix` = (fired, inserted)
+        per prefix step, replay those steps' fired gaps and words); steps s ≥ m are the frozen base's.
+        Each step draws 2·A_s uniforms per sample (fire, then word) whatever the batch, so per-sample
+        generators make samples batch-independent."""
         batch, max_len, num_steps = len(prompts), self.model.max_len, settings["num_steps"]
         condition = self._condition_rows(prompts, 1, settings["cfg_scale"] > 0)
         tokens_BL = torch.zeros(batch, max_len, dtype=torch.long, device=self.device)
         lengths_B = torch.zeros(batch, dtype=torch.long, device=self.device)
-        record = {key: [] for key in RECORD_KEYS}
-        trace = {key: [] for key in TRACE_KEYS} if keep_trace else {}
-        sampler_logp = []
+        sequences, lengths, fired, inserted, sampler_logp = [], [], [], [], []
+        trace = InsertionTrace([], [], [], []) if keep_trace else None
         for s in range(num_steps):
             num_gaps = step_width(s, max_len) + 1
             tokens_BN = tokens_BL[:, : num_gaps - 1]
-            if forced is not None and s < m:
-                fired_BG, inserted_BG = forced["fired"][s].to(self.device), forced["inserted"][s].to(self.device)
+            if forced_prefix is not None and s < m:
+                fired_BI, inserted_BI = (steps[s].to(self.device) for steps in forced_prefix)
             else:
                 with nullcontext() if s < m else self.adapter_disabled():
                     dist = self._distribution(condition, tokens_BN, lengths_B, self._times(s, settings, batch), settings)
-                uniform_fire_BG = uniforms((batch, num_gaps), generator)
-                fired_BG, inserted_BG = sample_step(dist, uniform_fire_BG, uniforms((batch, num_gaps), generator))
+                uniform_fire_BI = uniforms((batch, num_gaps), generator)
+                fired_BI, inserted_BI = sample_step(dist, uniform_fire_BI, uniforms((batch, num_gaps), generator))
                 if s < m:
-                    sampler_logp.append(step_log_prob(dist, fired_BG, inserted_BG).cpu())
-                if keep_trace:
-                    for key, value in zip(TRACE_KEYS, (tokens_BN, lengths_B, dist.log_fire_BG, dist.token_logp_BGV)):
-                        trace[key].append(value.cpu())
+                    sampler_logp.append(step_log_prob(dist, fired_BI, inserted_BI).cpu())
+                if trace is not None:
+                    trace.append(tokens_BN, lengths_B, dist.log_fire_BI, dist.token_logp_BIV)
             if s < m:
-                for key, value in zip(RECORD_KEYS, (tokens_BN, lengths_B, fired_BG, inserted_BG)):
-                    record[key].append(value.cpu())
-            tokens_BL, lengths_B = apply_insertions(tokens_BN, lengths_B, fired_BG, inserted_BG, max_len)
-        return tokens_BL, lengths_B, record, sampler_logp, trace
+                for steps, value in zip((sequences, lengths, fired, inserted),
+                                        (tokens_BN, lengths_B, fired_BI, inserted_BI)):
+                    steps.append(value.cpu())
+            tokens_BL, lengths_B = apply_insertions(tokens_BN, lengths_B, fired_BI, inserted_BI, max_len)
+        return InsertionSample(tokens_BL, lengths_B, sequences, lengths, fired, inserted, sampler_logp, trace)
 
     @torch.no_grad()
     def complete(self, rollout: Rollout, samples: int, *, generator: Generators) -> tuple[list[str], list, Tensor]:
@@ -220,9 +242,10 @@ class InsertionPolicy:
         """
         m, k = rollout.prefix_steps, samples
         prompts = [p for p in rollout.prompts for _ in range(k)]
-        forced = {key: [t.repeat_interleave(k, dim=0) for t in rollout.state[key][:m]] for key in ("fired", "inserted")}
-        tokens_BL, lengths_B, *_ = self._sample(prompts, m, generator, rollout.state["sampling"], forced=forced)
-        return self.model.decode_texts(tokens_BL, lengths_B), prompts, tokens_BL.cpu()
+        fired = [t.repeat_interleave(k, dim=0) for t in rollout.state.fired[:m]]
+        inserted = [t.repeat_interleave(k, dim=0) for t in rollout.state.inserted[:m]]
+        sample = self._sample(prompts, m, generator, rollout.state.sampling, forced_prefix=(fired, inserted))
+        return self.model.decode_texts(sample.tokens_BL, sample.lengths_B), prompts, sample.tokens_BL.cpu()
 
     def _rescored(self, rollout: Rollout) -> Rollout:
         """old_logp from log_prob's one batched pass over all prefix steps, not the sampler's per-step
@@ -235,19 +258,19 @@ class InsertionPolicy:
         All m pre-step texts go through the model in one pass (rows step-major, texts padded to the
         widest prefix step); closed gaps score exactly 0.
         """
-        settings, m, batch = rollout.state["sampling"], rollout.prefix_steps, len(rollout)
-        state = rollout.state
-        width = state["sequences"][m - 1].shape[1]
-        tokens_RN = torch.cat([F.pad(t, (0, width - t.shape[1])) for t in state["sequences"][:m]])
-        lengths_R = torch.cat(state["lengths"][:m])
+        state, m, batch = rollout.state, rollout.prefix_steps, len(rollout)
+        settings = state.sampling
+        width = state.sequences[m - 1].shape[1]
+        tokens_RN = torch.cat([F.pad(t, (0, width - t.shape[1])) for t in state.sequences[:m]])
+        lengths_R = torch.cat(state.lengths[:m])
         t_R = torch.cat([self._times(s, settings, batch) for s in range(m)])
         condition = self._condition_rows(rollout.prompts, m, settings["cfg_scale"] > 0)
         dist = self._distribution(condition, tokens_RN, lengths_R, t_R, settings)
         result = []
         for s in range(m):
-            fired_BG = state["fired"][s]
-            step = dist.select(slice(s * batch, (s + 1) * batch), fired_BG.shape[1])
-            result.append(step_log_prob(step, fired_BG, state["inserted"][s]))
+            fired_BI = state.fired[s]
+            step = dist.select(slice(s * batch, (s + 1) * batch), fired_BI.shape[1])
+            result.append(step_log_prob(step, fired_BI, state.inserted[s]))
         return result
 
     @torch.no_grad()

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rlalign.policies.insertion.model import NUM_SPECIAL, PAD, GapOutputs
-from rlalign.policies.next_scale.sampler import draw
+from rlalign.policies.shared import draw
 
 FIRE_EPS = 1e-6
 """ε of the clamp p ∈ [ε, 1 − ε] (float32 represents 1 − 1e-6; it keeps log p and log(1 − p) finite)."""
@@ -47,10 +47,10 @@ FIRE_EPS = 1e-6
 class StepDistribution(NamedTuple):
     """The distribution of one insertion step over every gap of a batch of texts."""
 
-    log_fire_BG: Tensor  # [B, G] log p_i (clamped)
-    log_skip_BG: Tensor  # [B, G] log(1 − p_i)
-    token_logp_BGV: Tensor  # [B, G, V] log Q_i, −inf on special tokens
-    open_BG: Tensor  # [B, G] bool: a real gap that may fire under the length cap
+    log_fire_BI: Tensor  # [B, I] log p_i (clamped)
+    log_skip_BI: Tensor  # [B, I] log(1 − p_i)
+    token_logp_BIV: Tensor  # [B, I, V] log Q_i, −inf on special tokens
+    open_BI: Tensor  # [B, I] bool: a real gap that may fire under the length cap
 
     def select(self, rows: slice, num_gaps: int) -> StepDistribution:
         """Rows `rows` and the first `num_gaps` gaps."""
@@ -71,11 +71,11 @@ def guide(cond: GapOutputs, uncond: GapOutputs | None, weight: float) -> GapOutp
     return GapOutputs(*(weight * c + (1 - weight) * u for c, u in zip(cond, uncond)))
 
 
-def insertable_log_probs(token_logits_BGV: Tensor, temperature: float = 1.0) -> Tensor:
-    """log Q [B, G, V] in float32: logits / temperature, specials (pad, unk, BOS) at −inf."""
-    logits_BGV = token_logits_BGV.float() / temperature
-    special_V = torch.arange(logits_BGV.shape[-1], device=logits_BGV.device) < NUM_SPECIAL
-    return torch.log_softmax(logits_BGV.masked_fill(special_V, float("-inf")), dim=-1)
+def insertable_log_probs(token_logits_BIV: Tensor, temperature: float = 1.0) -> Tensor:
+    """log Q [B, I, V] in float32: logits / temperature, specials (pad, unk, BOS) at −inf."""
+    logits_BIV = token_logits_BIV.float() / temperature
+    special_V = torch.arange(logits_BIV.shape[-1], device=logits_BIV.device) < NUM_SPECIAL
+    return torch.log_softmax(logits_BIV.masked_fill(special_V, float("-inf")), dim=-1)
 
 
 def rate_factors(t_B: Tensor, dt: float) -> Tensor:
@@ -85,60 +85,60 @@ def rate_factors(t_B: Tensor, dt: float) -> Tensor:
     return dt / (1 - t_B.double())
 
 
-def fire_log_probs(zero_logit_BG: Tensor, log_rate_BG: Tensor, factor_B: Tensor,
+def fire_log_probs(zero_logit_BI: Tensor, log_rate_BI: Tensor, factor_B: Tensor,
                    eps: float = FIRE_EPS) -> tuple[Tensor, Tensor]:
-    """(log p, log(1 − p)) [B, G] with p = (1 − σ(z))·min(1, factor·λ) clamped to [ε, 1 − ε].
+    """(log p, log(1 − p)) [B, I] with p = (1 − σ(z))·min(1, factor·λ) clamped to [ε, 1 − ε].
 
     log(1 − σ(z)) = logsigmoid(−z) and min(1, ·) in log space stay finite for any z and λ;
     log(1 − p) = log1p(−p) is accurate for small p.
     """
     log_factor_B1 = factor_B.log().float()[:, None]
-    log_fire_BG = F.logsigmoid(-zero_logit_BG.float()) + (log_factor_B1 + log_rate_BG.float()).clamp_max(0.0)
-    log_fire_BG = log_fire_BG.clamp(min=math.log(eps), max=math.log1p(-eps))
-    return log_fire_BG, torch.log1p(-log_fire_BG.exp())
+    log_fire_BI = F.logsigmoid(-zero_logit_BI.float()) + (log_factor_B1 + log_rate_BI.float()).clamp_max(0.0)
+    log_fire_BI = log_fire_BI.clamp(min=math.log(eps), max=math.log1p(-eps))
+    return log_fire_BI, torch.log1p(-log_fire_BI.exp())
 
 
 def open_gaps(lengths_B: Tensor, num_gaps: int, max_len: int) -> Tensor:
-    """bool [B, G]: gap g is real (g ≤ n) and under the cap (g < max_len − n)."""
-    gaps_G = torch.arange(num_gaps, device=lengths_B.device)
+    """bool [B, I]: gap g is real (g ≤ n) and under the cap (g < max_len − n)."""
+    gaps_I = torch.arange(num_gaps, device=lengths_B.device)
     lengths_B1 = lengths_B[:, None]
-    return (gaps_G <= lengths_B1) & (gaps_G < max_len - lengths_B1)
+    return (gaps_I <= lengths_B1) & (gaps_I < max_len - lengths_B1)
 
 
 def step_distribution(outputs: GapOutputs, *, t_B: Tensor, dt: float, lengths_B: Tensor, max_len: int,
                       temperature: float = 1.0, eps: float = FIRE_EPS) -> StepDistribution:
     """The (already guided) heads → the step's distribution (docs/insertion.md)."""
-    log_fire_BG, log_skip_BG = fire_log_probs(outputs.zero_logit_BG, outputs.log_rate_BG,
-                                              rate_factors(t_B, dt).to(outputs.zero_logit_BG.device), eps)
-    token_logp_BGV = insertable_log_probs(outputs.token_logits_BGV, temperature)
-    open_BG = open_gaps(lengths_B.to(log_fire_BG.device), log_fire_BG.shape[1], max_len)
-    return StepDistribution(log_fire_BG, log_skip_BG, token_logp_BGV, open_BG)
+    log_fire_BI, log_skip_BI = fire_log_probs(outputs.zero_logit_BI, outputs.log_rate_BI,
+                                              rate_factors(t_B, dt).to(outputs.zero_logit_BI.device), eps)
+    token_logp_BIV = insertable_log_probs(outputs.token_logits_BIV, temperature)
+    open_BI = open_gaps(lengths_B.to(log_fire_BI.device), log_fire_BI.shape[1], max_len)
+    return StepDistribution(log_fire_BI, log_skip_BI, token_logp_BIV, open_BI)
 
 
-def sample_step(dist: StepDistribution, uniform_fire_BG: Tensor, uniform_token_BG: Tensor) -> tuple[Tensor, Tensor]:
-    """Fired flags (bool [B, G]) and inserted tokens (long [B, G], PAD where not fired).
+def sample_step(dist: StepDistribution, uniform_fire_BI: Tensor, uniform_token_BI: Tensor) -> tuple[Tensor, Tensor]:
+    """Fired flags (bool [B, I]) and inserted tokens (long [B, I], PAD where not fired).
 
     A gap fires iff u < p (one uniform: the AND of the two Bernoullis by its marginal) and is open;
     its token is drawn from Q by inverse CDF with a second uniform.
     """
-    device = dist.log_fire_BG.device
-    fired_BG = (uniform_fire_BG.to(device) < dist.log_fire_BG.exp()) & dist.open_BG
-    drawn_BG = draw(dist.token_logp_BGV, uniform_token_BG.to(device))
-    return fired_BG, torch.where(fired_BG, drawn_BG, torch.full_like(drawn_BG, PAD))
+    device = dist.log_fire_BI.device
+    fired_BI = (uniform_fire_BI.to(device) < dist.log_fire_BI.exp()) & dist.open_BI
+    drawn_BI = draw(dist.token_logp_BIV, uniform_token_BI.to(device))
+    return fired_BI, torch.where(fired_BI, drawn_BI, torch.full_like(drawn_BI, PAD))
 
 
-def step_log_prob(dist: StepDistribution, fired_BG: Tensor, tokens_BG: Tensor) -> Tensor:
-    """log-prob [B, G] of each gap's outcome; exactly 0 on closed (padded or capped) gaps."""
-    device = dist.log_fire_BG.device
-    fired_BG, tokens_BG = fired_BG.to(device), tokens_BG.to(device)
+def step_log_prob(dist: StepDistribution, fired_BI: Tensor, tokens_BI: Tensor) -> Tensor:
+    """log-prob [B, I] of each gap's outcome; exactly 0 on closed (padded or capped) gaps."""
+    device = dist.log_fire_BI.device
+    fired_BI, tokens_BI = fired_BI.to(device), tokens_BI.to(device)
     # Unfired gaps hold PAD (log Q = −inf); gather a real token there so no −inf enters the graph.
-    safe_BG = torch.where(fired_BG, tokens_BG, torch.full_like(tokens_BG, NUM_SPECIAL))
-    token_logp_BG = dist.token_logp_BGV.gather(-1, safe_BG[..., None]).squeeze(-1)
-    logp_BG = torch.where(fired_BG, dist.log_fire_BG + token_logp_BG, dist.log_skip_BG)
-    return torch.where(dist.open_BG, logp_BG, torch.zeros_like(logp_BG))
+    safe_BI = torch.where(fired_BI, tokens_BI, torch.full_like(tokens_BI, NUM_SPECIAL))
+    token_logp_BI = dist.token_logp_BIV.gather(-1, safe_BI[..., None]).squeeze(-1)
+    logp_BI = torch.where(fired_BI, dist.log_fire_BI + token_logp_BI, dist.log_skip_BI)
+    return torch.where(dist.open_BI, logp_BI, torch.zeros_like(logp_BI))
 
 
-def apply_insertions(tokens_BN: Tensor, lengths_B: Tensor, fired_BG: Tensor, inserted_BG: Tensor,
+def apply_insertions(tokens_BN: Tensor, lengths_B: Tensor, fired_BI: Tensor, inserted_BI: Tensor,
                      max_len: int) -> tuple[Tensor, Tensor]:
     """Insert every fired gap's token at once; positions come from the pre-step text.
 
@@ -147,20 +147,20 @@ def apply_insertions(tokens_BN: Tensor, lengths_B: Tensor, fired_BG: Tensor, ins
     """
     batch, num_tokens = tokens_BN.shape
     device = tokens_BN.device
-    fired_BG, inserted_BG, lengths_B = fired_BG.to(device), inserted_BG.to(device), lengths_B.to(device)
-    gaps_G = torch.arange(num_tokens + 1, device=device)
-    if fired_BG.shape[1] != num_tokens + 1 or (fired_BG & (gaps_G > lengths_B[:, None])).any():
+    fired_BI, inserted_BI, lengths_B = fired_BI.to(device), inserted_BI.to(device), lengths_B.to(device)
+    gaps_I = torch.arange(num_tokens + 1, device=device)
+    if fired_BI.shape[1] != num_tokens + 1 or (fired_BI & (gaps_I > lengths_B[:, None])).any():
         raise ValueError("fired gaps must be [B, N + 1] and lie within each text (gap g ≤ length)")
-    new_lengths_B = lengths_B + fired_BG.sum(1)
+    new_lengths_B = lengths_B + fired_BI.sum(1)
     if (new_lengths_B > max_len).any():
         raise ValueError(f"insertions would grow a text to {int(new_lengths_B.max())} > max_len={max_len} tokens; "
                          "only open gaps (sampler.open_gaps) may fire")
-    fired_before_BG = fired_BG.long().cumsum(1)  # fired gaps ≤ g
+    fired_before_BI = fired_BI.long().cumsum(1)  # fired gaps ≤ g
     dump = max_len  # one spare column takes the writes of padding, then is cut off
     out_BL = torch.zeros(batch, max_len + 1, dtype=torch.long, device=device)
-    real_BN = gaps_G[:num_tokens] < lengths_B[:, None]
-    old_to_BN = torch.where(real_BN, gaps_G[:num_tokens] + fired_before_BG[:, :num_tokens], dump)
+    real_BN = gaps_I[:num_tokens] < lengths_B[:, None]
+    old_to_BN = torch.where(real_BN, gaps_I[:num_tokens] + fired_before_BI[:, :num_tokens], dump)
     out_BL.scatter_(1, old_to_BN, torch.where(real_BN, tokens_BN, 0))
-    new_to_BG = torch.where(fired_BG, gaps_G + fired_before_BG - fired_BG.long(), dump)
-    out_BL.scatter_(1, new_to_BG, torch.where(fired_BG, inserted_BG, 0))
+    new_to_BI = torch.where(fired_BI, gaps_I + fired_before_BI - fired_BI.long(), dump)
+    out_BL.scatter_(1, new_to_BI, torch.where(fired_BI, inserted_BI, 0))
     return out_BL[:, :max_len], new_lengths_B

@@ -16,13 +16,13 @@ of colours to shapes and the order of a relation, survives.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from rlalign.policies.next_scale.transformer import NextScaleTransformer
+from rlalign.policies.shared import split_words
 
 PAD, UNKNOWN = "<pad>", "<unk>"
 
@@ -49,11 +49,6 @@ class ClassConditioner(nn.Module):
 
     def null(self, batch_size: int) -> torch.Tensor:
         return self._transformer[0].null_condition(batch_size)
-
-
-def split_words(prompt: str) -> list[str]:
-    """Lower-cased words of a prompt (punctuation dropped)."""
-    return re.findall(r"[a-z]+", prompt.lower())
 
 
 class PromptEncoder(nn.Module):
@@ -105,24 +100,24 @@ class PromptEncoder(nn.Module):
 
     def tokenize(self, prompts: Sequence[str]) -> torch.Tensor:
         """Word ids [B, max_words] (0-padded); unknown words map to index 1."""
-        ids_BT = torch.zeros(len(prompts), self.max_words, dtype=torch.long)
+        ids_BN = torch.zeros(len(prompts), self.max_words, dtype=torch.long)
         for row, prompt in enumerate(prompts):
             if not isinstance(prompt, str):
                 raise ValueError(f"a text-conditioned model takes strings as prompts, got {prompt!r}")
             words = split_words(prompt)
             if not words or len(words) > self.max_words:
                 raise ValueError(f"prompt {prompt!r} has {len(words)} words; this encoder takes 1..{self.max_words}")
-            ids_BT[row, : len(words)] = torch.tensor([self.word_index.get(w, 1) for w in words])
-        return ids_BT.to(self.word_embed.weight.device)
+            ids_BN[row, : len(words)] = torch.tensor([self.word_index.get(w, 1) for w in words])
+        return ids_BN.to(self.word_embed.weight.device)
 
     def forward(self, prompts: Sequence[str]) -> torch.Tensor:
-        ids_BT = self.tokenize(prompts)
-        keep_BT = ids_BT != 0
-        hidden_BTW = self.layers(self.word_embed(ids_BT) + self.position_embed, src_key_padding_mask=~keep_BT)
-        hidden_BTW = hidden_BTW * keep_BT[..., None]
+        ids_BN = self.tokenize(prompts)
+        keep_BN = ids_BN != 0
+        hidden_BND = self.layers(self.word_embed(ids_BN) + self.position_embed, src_key_padding_mask=~keep_BN)
+        hidden_BND = hidden_BND * keep_BN[..., None]
         if self.pooling == "flatten":
-            return self.out(hidden_BTW.flatten(1))  # [B, T·W]: one slot per word position
-        return self.out(hidden_BTW.sum(1) / keep_BT.sum(1, keepdim=True))
+            return self.out(hidden_BND.flatten(1))  # [B, T·W]: one slot per word position
+        return self.out(hidden_BND.sum(1) / keep_BN.sum(1, keepdim=True))
 
     def null(self, batch_size: int) -> torch.Tensor:
         return self.null_cond.expand(batch_size, -1)

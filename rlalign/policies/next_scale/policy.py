@@ -8,20 +8,35 @@ block-masked teacher-forced pass over Σ_{k≤m} p_k² tokens, both CFG halves, 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
+from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
+from rlalign.assets import resolve_checkpoint
 from rlalign.policies.base import Generators, Rollout, keep_rescored_old_logp, resolve_prefix_steps
 from rlalign.policies.lora import LoraAdapter
-from rlalign.policies.next_scale.conditioning import ClassConditioner, split_words
+from rlalign.policies.next_scale.conditioning import ClassConditioner
 from rlalign.policies.next_scale.model import NextScaleModel, load_model
-from rlalign.policies.next_scale.sampler import draw, guided_logits, kept_set, scale_log_probs, uniforms
+from rlalign.policies.next_scale.sampler import guided_logits, kept_set, scale_log_probs
+from rlalign.policies.next_scale.state import NextScaleState
 from rlalign.policies.next_scale.var_import import from_var_checkpoint
+from rlalign.policies.shared import draw, split_words, uniforms
+
+
+class NextScaleSample(NamedTuple):
+    """What the sampling loop returns; per-scale lists cover all K scales unless said otherwise."""
+
+    tokens: list[Tensor]  # LongTensor [B, p_k²] per scale, on the policy's device
+    logp: list[Tensor]  # per sampled prefix scale: [B, p_k²] float32 log-probs of the drawn tokens (CPU)
+    kept_masks: list[Tensor | None]  # per sampled prefix scale: bool [B, p_k², V] kept set, or None (CPU)
+    scale_logits: list[Tensor] | None  # with keep_scale_logits: ℓ̃ [B, p_k², V] per sampled scale (CPU)
+    f_hat_BCHW: Tensor  # the accumulated latent of all scales, which the tokenizer decodes
 
 
 class NextScalePolicy:
@@ -54,6 +69,19 @@ class NextScalePolicy:
         return cls(model, cfg_scale=cfg.cfg_scale, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
                    lora_rank=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                    target_modules=lora.target_modules)
+
+    @staticmethod
+    def declared_num_steps(cfg: Any) -> int | None:
+        """T without loading any weights: an imported VAR's `patch_nums`, or the scales in a checkpoint
+        file's architecture metadata; None if the file cannot tell (load_policy then reports it)."""
+        if cfg.architecture.get("patch_nums"):
+            return len(cfg.architecture["patch_nums"])
+        try:
+            with safe_open(str(resolve_checkpoint(cfg.checkpoint)), "pt") as handle:
+                architecture = json.loads((handle.metadata() or {}).get("architecture", "{}"))
+            return len(architecture["tokenizer"]["patch_nums"])
+        except (OSError, ValueError, KeyError, TypeError, SafetensorError):
+            return None
 
     @property
     def device(self) -> torch.device:
@@ -116,7 +144,7 @@ class NextScalePolicy:
         tokens = [t.to(self.device) for t in tokens]
         cond_BD = self._conditions(prompts, use_cfg)
         inputs_BLC = self._doubled(self.tokenizer.teacher_inputs(tokens), use_cfg) if num_scales > 1 else None
-        logits_BLV = self.transformer.forward_teacher(cond_BD, inputs_BLC)
+        logits_BLV = self.transformer(cond_BD, inputs_BLC)
         bounds = self.transformer.scale_bounds
         per_scale = []
         for k in range(num_scales):
@@ -157,45 +185,46 @@ class NextScalePolicy:
         """Sample B images: scales 1..m with the adapter on, m+1..K from the frozen base.
 
         `keep_scale_logits` also stores every scale's ℓ̃ (CFG-mixed / temperature) in
-        state["scale_logits"], for diagnostics such as checking the frozen suffix.
+        state.scale_logits, for diagnostics such as checking the frozen suffix.
         """
         m = resolve_prefix_steps(prefix_steps, self.num_steps)
         settings = dict(self.sampling)
         batch = len(prompts)
-        tokens, old_logp, kept_masks, all_logits, f_hat = self._sample(
-            prompts, m, generator, settings, keep_scale_logits=keep_scale_logits)
+        sample = self._sample(prompts, m, generator, settings, keep_scale_logits=keep_scale_logits)
         rollout = Rollout(
             prompts=list(prompts),
             group_ids=group_ids.cpu() if group_ids is not None else torch.arange(batch),
-            outputs=self.tokenizer.f_hat_to_images(f_hat).cpu(),
-            old_logp=old_logp,
-            action_mask=[torch.ones_like(lp, dtype=torch.bool) for lp in old_logp],
+            outputs=self.tokenizer.f_hat_to_images(sample.f_hat_BCHW).cpu(),
+            old_logp=sample.logp,
+            action_mask=[torch.ones_like(lp, dtype=torch.bool) for lp in sample.logp],
             prefix_steps=m,
-            state={"tokens": [t.cpu() for t in tokens], "kept_masks": kept_masks, "sampling": settings,
-                   **({"scale_logits": all_logits} if keep_scale_logits else {})},
+            state=NextScaleState(tokens=[t.cpu() for t in sample.tokens], kept_masks=sample.kept_masks,
+                                 sampling=settings, scale_logits=sample.scale_logits),
         )
         return self._rescored(rollout)
 
     def _sample(self, prompts: list, m: int, generator: Generators, settings: dict, *,
-                forced_prefix: Sequence[Tensor] | None = None, keep_scale_logits: bool = False):
+                forced_prefix: Sequence[Tensor] | None = None,
+                keep_scale_logits: bool = False) -> NextScaleSample:
         """The sampling loop. Scales k < m use the adapter (or, with `forced_prefix`, take those
         tokens as given); scales k ≥ m are the frozen base's, from a cache the base prefilled."""
         use_cfg = settings["cfg_scale"] > 0
         batch = len(prompts)
         cond_BD = self._conditions(prompts, use_cfg)
         cache = self.transformer.new_cache()
-        f_hat = self.tokenizer.empty_f_hat(batch, device=self.device)
-        next_input, tokens, old_logp, kept_masks, all_logits = None, [], [], [], []
+        f_hat_BCHW = self.tokenizer.empty_f_hat(batch, device=self.device)
+        next_input, tokens, old_logp, kept_masks = None, [], [], []
+        scale_logits: list[Tensor] | None = [] if keep_scale_logits else None
         for k, side in enumerate(self.transformer.patch_nums):
             if forced_prefix is not None and k < m:
                 tokens.append(forced_prefix[k].to(self.device))
-                f_hat, next_input = self.tokenizer.accumulate(f_hat, tokens[-1], k)
+                f_hat_BCHW, next_input = self.tokenizer.accumulate(f_hat_BCHW, tokens[-1], k)
                 continue
             if k == m:  # frozen suffix: the base model's own cache over the prefix (one teacher pass)
                 cache = self.transformer.new_cache()
                 with self.adapter_disabled():
                     prefix_inputs = self.tokenizer.teacher_inputs(tokens) if m > 1 else None
-                    self.transformer.prefill(cond_BD, self._doubled(prefix_inputs, use_cfg), cache)
+                    self.transformer(cond_BD, self._doubled(prefix_inputs, use_cfg), cache=cache)
             with nullcontext() if k < m else self.adapter_disabled():
                 logits = self.transformer.step(cond_BD, self._doubled(next_input, use_cfg), cache)
             scaled_BlV = guided_logits(logits[:batch], logits[batch:] if use_cfg else None,
@@ -208,10 +237,10 @@ class NextScalePolicy:
                 old_logp.append(logp_BlV.gather(-1, tokens_Bl[..., None]).squeeze(-1).cpu())
                 kept_masks.append(kept_BlV.cpu() if kept_BlV is not None else None)
             tokens.append(tokens_Bl)
-            if keep_scale_logits:
-                all_logits.append(scaled_BlV.cpu())
-            f_hat, next_input = self.tokenizer.accumulate(f_hat, tokens_Bl, k)
-        return tokens, old_logp, kept_masks, all_logits, f_hat
+            if scale_logits is not None:
+                scale_logits.append(scaled_BlV.cpu())
+            f_hat_BCHW, next_input = self.tokenizer.accumulate(f_hat_BCHW, tokens_Bl, k)
+        return NextScaleSample(tokens, old_logp, kept_masks, scale_logits, f_hat_BCHW)
 
     @torch.no_grad()
     def complete(self, rollout: Rollout, samples: int, *, generator: Generators) -> tuple[Tensor, list, list]:
@@ -223,9 +252,10 @@ class NextScalePolicy:
         """
         m, k = rollout.prefix_steps, samples
         prompts = [p for p in rollout.prompts for _ in range(k)]
-        prefix = [t.repeat_interleave(k, dim=0) for t in rollout.state["tokens"][:m]]
-        tokens, *_, f_hat = self._sample(prompts, m, generator, rollout.state["sampling"], forced_prefix=prefix)
-        return self.tokenizer.f_hat_to_images(f_hat).cpu(), prompts, [t.cpu() for t in tokens]
+        prefix = [t.repeat_interleave(k, dim=0) for t in rollout.state.tokens[:m]]
+        sample = self._sample(prompts, m, generator, rollout.state.sampling, forced_prefix=prefix)
+        images = self.tokenizer.f_hat_to_images(sample.f_hat_BCHW).cpu()
+        return images, prompts, [t.cpu() for t in sample.tokens]
 
     def _rescored(self, rollout: Rollout) -> Rollout:
         """old_logp from the teacher-forced pass `log_prob` runs, not the KV-cached sampler's (the two
@@ -234,13 +264,13 @@ class NextScalePolicy:
 
     def log_prob(self, rollout: Rollout) -> list[Tensor]:
         """[B, p_k²] log-probs of the prefix tokens under the current adapter, with gradients."""
-        settings, m = rollout.state["sampling"], rollout.prefix_steps
-        use_cfg = settings["cfg_scale"] > 0
-        scaled = self._teacher_logits(rollout.prompts, rollout.state["tokens"][:m], settings, use_cfg=use_cfg)
+        state, m = rollout.state, rollout.prefix_steps
+        use_cfg = state.sampling["cfg_scale"] > 0
+        scaled = self._teacher_logits(rollout.prompts, state.tokens[:m], state.sampling, use_cfg=use_cfg)
         result = []
         for k, scaled_BlV in enumerate(scaled):
-            kept = rollout.state["kept_masks"][k]
-            logp_BlV = scale_log_probs(scaled_BlV, kept.to(self.device) if kept is not None else None)
-            tokens_Bl = rollout.state["tokens"][k].to(self.device)
+            kept_BlV = state.kept_masks[k]
+            logp_BlV = scale_log_probs(scaled_BlV, kept_BlV.to(self.device) if kept_BlV is not None else None)
+            tokens_Bl = state.tokens[k].to(self.device)
             result.append(logp_BlV.gather(-1, tokens_Bl[..., None]).squeeze(-1))
         return result

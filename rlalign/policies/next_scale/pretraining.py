@@ -118,7 +118,7 @@ def teacher_forced_loss(
         inputs_BLC = model.tokenizer.teacher_inputs(split_tokens(tokens_BL, patch_nums))
     cond_BD = drop_conditions(model.condition(list(prompts)), model.null_condition(len(prompts)),
                               drop_prob, generator)
-    logits_BLV = model.transformer.forward_teacher(cond_BD, inputs_BLC)
+    logits_BLV = model.transformer(cond_BD, inputs_BLC)
     loss_BL = F.cross_entropy(logits_BLV.transpose(1, 2), tokens_BL, reduction="none")
     last_scale = patch_nums[-1] ** 2
     metrics = {

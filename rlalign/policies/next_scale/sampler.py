@@ -6,12 +6,11 @@ At scale k the policy is exactly the distribution sampled from:
     kept = top-k ∩ top-p set of softmax(ℓ̃)
     log π(a) = ℓ̃(a) − logsumexp_{b ∈ kept} ℓ̃(b)   for a ∈ kept
 Sampling and re-scoring both go through `scale_log_probs`, with the kept set found at sampling time
-and stored, so the two agree up to float error.
+and stored, so the two agree up to float error. The draw itself (`shared.draw`, from `shared.uniforms`)
+is shared with the insertion family.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -60,23 +59,3 @@ def scale_log_probs(logits_BlV: Tensor, kept_BlV: Tensor | None) -> Tensor:
     if kept_BlV is not None:
         logits_BlV = logits_BlV.masked_fill(~kept_BlV, float("-inf"))
     return torch.log_softmax(logits_BlV, dim=-1)
-
-
-def uniforms(shape: tuple[int, int], generator: torch.Generator | Sequence[torch.Generator]) -> Tensor:
-    """U[0, 1) noise [B, l]: from one generator, or row b from generator b (batch-composition free)."""
-    if isinstance(generator, torch.Generator):
-        return torch.rand(shape, generator=generator)
-    if len(generator) != shape[0]:
-        raise ValueError(f"got {len(generator)} generators for {shape[0]} samples")
-    return torch.stack([torch.rand(shape[1:], generator=g) for g in generator])
-
-
-def draw(logp_BlV: Tensor, uniform_Bl: Tensor) -> Tensor:
-    """Inverse-CDF sampling: the first token whose cumulative probability exceeds u·total.
-
-    Scaling u by the total keeps the draw inside the kept set even when the float cumulative sum
-    ends slightly below 1, and a token of probability 0 can never be returned.
-    """
-    cdf_BlV = logp_BlV.exp().cumsum(dim=-1)
-    target_Bl1 = uniform_Bl.to(cdf_BlV.device).unsqueeze(-1) * cdf_BlV[..., -1:]
-    return torch.searchsorted(cdf_BlV, target_Bl1, right=True).squeeze(-1).clamp_max(cdf_BlV.shape[-1] - 1)

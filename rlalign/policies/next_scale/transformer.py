@@ -1,5 +1,8 @@
 """The VAR next-scale transformer (VAR paper §3–4), with teacher forcing and KV-cached sampling.
 
+Two passes: ``forward`` (teacher forcing over the first m scales; with a cache, the prefill) and
+``step`` (one more scale from a KV cache).
+
 Sequence layout: the token maps of scales 1..K concatenated row-major, L = Σ_k p_k² positions.
 Scale 1's p_1² inputs are the start-of-sequence tokens (condition vector + ``pos_start``); scale k ≥ 2's
 inputs are Linear(f̂ of scales < k, area-downsampled to p_k) (see ``quant.MultiScaleQuantizer``).
@@ -239,34 +242,25 @@ class NextScaleTransformer(nn.Module):
         return self.class_condition(torch.full((batch_size,), -1, device=self.pos_start.device))
 
     def new_cache(self) -> KVCache:
-        """An empty KV cache for ``step`` / ``prefill``."""
+        """An empty KV cache for ``forward`` to prefill and ``step`` to extend."""
         return KVCache.empty(self.depth)
 
-    def forward(self, cond_BD: torch.Tensor, x_BLCvae: torch.Tensor | None = None) -> torch.Tensor:
-        """Teacher-forced logits; see ``forward_teacher``."""
-        return self.forward_teacher(cond_BD, x_BLCvae)
-
-    def forward_teacher(
+    def forward(
         self, cond_BD: torch.Tensor, x_BLCvae: torch.Tensor | None = None, cache: KVCache | None = None
     ) -> torch.Tensor:
-        """Logits [B, Σ_{k≤m} p_k², V] of the first m scales in one block-causal pass.
+        """Logits [B, Σ_{k≤m} p_k², V] of the first m scales in one block-causal teacher-forced pass.
 
-        ``x_BLCvae`` holds the inputs of scales 2..m (``tokenizer.teacher_inputs``), [B, Σ_{k=2..m} p_k²,
-        Cvae]; m is read off its length (None or length 0 means m = 1). Passing only a prefix of the
-        full input re-scores only the first m scales. With ``cache`` (which must be empty) the keys and
-        values are kept so ``step`` can continue at scale m + 1: this is the prefill.
+        VAR's own ``forward``. ``x_BLCvae`` holds the inputs of scales 2..m (``tokenizer.teacher_inputs``),
+        [B, Σ_{k=2..m} p_k², Cvae]; m is read off its length (None or length 0 means m = 1). Passing
+        only a prefix of the full input re-scores only the first m scales. With ``cache`` (which must be
+        empty) the keys and values are kept so ``step`` can continue at scale m + 1: this is the
+        prefill of the frozen suffix.
         """
         num_scales = self._num_scales_of_input(x_BLCvae)
         if cache is not None and cache.num_scales != 0:
-            raise ValueError(
-                f"forward_teacher needs an empty cache, got one holding {cache.num_scales} scales"
-            )
+            raise ValueError(f"a prefill needs an empty cache, got one holding {cache.num_scales} scales")
         x_BLC = self._embed_scales(cond_BD, x_BLCvae, first_scale=0, end_scale=num_scales)
         return self._run_blocks(x_BLC, cond_BD, first_scale=0, end_scale=num_scales, cache=cache)
-
-    def prefill(self, cond_BD: torch.Tensor, x_BLCvae: torch.Tensor | None, cache: KVCache) -> torch.Tensor:
-        """Fill an empty ``cache`` with the first m scales in one teacher-forced pass; return their logits."""
-        return self.forward_teacher(cond_BD, x_BLCvae, cache=cache)
 
     def step(self, cond_BD: torch.Tensor, x_BlCvae: torch.Tensor | None, cache: KVCache) -> torch.Tensor:
         """Logits [B, p_k², V] of the next scale k = ``cache.num_scales`` (0-based), extending ``cache``.

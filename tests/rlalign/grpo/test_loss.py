@@ -85,10 +85,10 @@ def test_k3_kl_penalty():
     assert kl.item() == pytest.approx(0.5 + LOG(2) - 1)
     weights = torch.ones(1, 1)
     out = policy_loss(torch.tensor([[LOG(0.5)]]), torch.tensor([[LOG(0.5)]]), torch.tensor([0.0]), weights,
-                      beta=0.1, ref_logp_BA=torch.tensor([[LOG(0.25)]]))
+                      beta=0.1, kl_BA=kl)
     # ρ = 1 and A = 0 → surrogate 0; loss = β·KL = 0.1·0.1931 = 0.01931.
     assert out.loss.item() == pytest.approx(0.1 * (0.5 + LOG(2) - 1))
-    with pytest.raises(ValueError, match="ref_logp_BA"):
+    with pytest.raises(ValueError, match="kl_BA"):
         policy_loss(torch.zeros(1, 1), torch.zeros(1, 1), torch.zeros(1), weights, beta=0.1)
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from support.next_scale import PROMPTS, perturb_adapter
 
-from rlalign.policies.base import StepPolicy
+from rlalign.policies import StepPolicy
 from rlalign.policies.next_scale.policy import NextScalePolicy
 
 SETTINGS = {
@@ -33,14 +33,14 @@ def test_on_policy_log_probs_match_rollout_for_every_prefix(make_policy, setting
             assert (old < 0).any()  # real distributions, not a kept set of one token
         # old_logp is recorded by log_prob's own teacher pass; the KV-cached sampler's log-probs of the
         # same tokens (the distribution actually sampled) must agree with it too.
-        assert rollout.state["sampler_logp_gap"].shape == (batch,)
-        assert rollout.state["sampler_logp_gap"].max() <= 1e-5
+        assert rollout.sampler_logp_gap.shape == (batch,)
+        assert rollout.sampler_logp_gap.max() <= 1e-5
 
 
 def test_truncation_is_stored_and_respected(make_policy):
     policy = make_policy(cfg_scale=2.0, top_k=5, top_p=0.9)
     rollout = policy.rollout(prompts_of(8), 3, generator=torch.Generator().manual_seed(0))
-    for kept, tokens in zip(rollout.state["kept_masks"], rollout.state["tokens"]):
+    for kept, tokens in zip(rollout.state.kept_masks, rollout.state.tokens):
         assert 1 <= kept.sum(-1).min() and kept.sum(-1).max() <= 5
         assert kept.gather(-1, tokens[..., None]).all()  # every sampled token is in its kept set
 
@@ -49,12 +49,12 @@ def test_frozen_suffix_samples_from_the_base_given_the_prefix(make_policy):
     policy = make_policy(cfg_scale=2.0, temperature=0.9)
     prompts, m = prompts_of(5), 2
     rollout = policy.rollout(prompts, m, generator=torch.Generator().manual_seed(3), keep_scale_logits=True)
-    sampled = rollout.state["scale_logits"]
-    settings = rollout.state["sampling"]
+    sampled = rollout.state.scale_logits
+    settings = rollout.state.sampling
     with torch.no_grad():
-        adapter = policy._teacher_logits(prompts, rollout.state["tokens"], settings, use_cfg=True)
+        adapter = policy._teacher_logits(prompts, rollout.state.tokens, settings, use_cfg=True)
         with policy.adapter_disabled():
-            base = policy._teacher_logits(prompts, rollout.state["tokens"], settings, use_cfg=True)
+            base = policy._teacher_logits(prompts, rollout.state.tokens, settings, use_cfg=True)
     for k in range(policy.num_steps):
         if k < m:  # prefix: the adapter's distribution, which differs from the base
             assert (sampled[k] - adapter[k]).abs().max() <= 1e-5
@@ -105,7 +105,7 @@ def test_per_sample_generators_make_samples_independent_of_the_batch(make_policy
     seeds = [11, 12, 13, 14]
     together = policy.rollout(prompts, 2, generator=[torch.Generator().manual_seed(s) for s in seeds])
     alone = policy.rollout(prompts[2:3], 2, generator=[torch.Generator().manual_seed(seeds[2])])
-    for joint, single in zip(together.state["tokens"], alone.state["tokens"]):
+    for joint, single in zip(together.state.tokens, alone.state.tokens):
         assert torch.equal(joint[2:3], single)
 
 
@@ -117,7 +117,7 @@ def test_rollout_select_and_pickle(make_policy):
                              group_ids=torch.tensor([0, 0, 1, 1, 2, 2]))
     part = pickle.loads(pickle.dumps(rollout)).select([1, 4])
     assert part.prompts == [rollout.prompts[1], rollout.prompts[4]] and part.group_ids.tolist() == [0, 2]
-    assert torch.equal(part.state["tokens"][5], rollout.state["tokens"][5][[1, 4]])
+    assert torch.equal(part.state.tokens[5], rollout.state.tokens[5][[1, 4]])
     rescored = policy.log_prob(part)
     assert torch.allclose(rescored[1].detach(), rollout.old_logp[1][[1, 4]], atol=1e-5)
 
@@ -133,7 +133,7 @@ def test_prefix_steps_out_of_range_is_named(make_policy):
 def test_encode_decode_and_teacher_logits_api(make_policy):
     policy = make_policy(cfg_scale=2.0)
     rollout = policy.rollout(prompts_of(2), 6, generator=torch.Generator().manual_seed(0))
-    tokens = rollout.state["tokens"]
+    tokens = rollout.state.tokens
     assert torch.allclose(policy.decode(tokens), rollout.outputs, atol=1e-5)
     assert [t.shape for t in policy.encode(rollout.outputs)] == [t.shape for t in tokens]
     conditional = policy.logits(rollout.prompts, tokens[:3])
@@ -149,7 +149,7 @@ def test_complete_keeps_the_prefix_and_redraws_the_suffix_from_the_base(make_pol
     generators = [torch.Generator().manual_seed(100 + i) for i in range(12)]
     images, prompts, tokens = policy.complete(rollout, 4, generator=generators)
     assert images.shape == (12, 3, 32, 32) and prompts == [p for p in rollout.prompts for _ in range(4)]
-    for scale, prefix in enumerate(rollout.state["tokens"][:2]):  # the prefix is kept, K times each
+    for scale, prefix in enumerate(rollout.state.tokens[:2]):  # the prefix is kept, K times each
         assert torch.equal(tokens[scale], prefix.repeat_interleave(4, dim=0))
     assert not torch.equal(tokens[-1][0], tokens[-1][1])  # the suffixes differ between completions
     # The suffix is the frozen base's: the same draws with the adapter switched off give the same tokens.

@@ -85,10 +85,10 @@ def test_teacher_input_and_logits_reproduce_golden(
     tokenizer, transformer, config = imported
     x_BLCvae = tokenizer.teacher_inputs(golden_tokens(vectors, len(config["patch_nums"])))
     assert_max_abs_error(x_BLCvae, vectors["teacher_input"], FLOAT_TOLERANCE, "teacher_input")
-    logits_cond_BLV = transformer.forward_teacher(transformer.class_condition(vectors["labels"]), x_BLCvae)
+    logits_cond_BLV = transformer(transformer.class_condition(vectors["labels"]), x_BLCvae)
     assert_max_abs_error(logits_cond_BLV, vectors["logits_cond"], FLOAT_TOLERANCE, "logits_cond")
     null_labels_B = torch.full_like(vectors["labels"], config["num_classes"])
-    logits_uncond_BLV = transformer.forward_teacher(transformer.class_condition(null_labels_B), x_BLCvae)
+    logits_uncond_BLV = transformer(transformer.class_condition(null_labels_B), x_BLCvae)
     assert_max_abs_error(logits_uncond_BLV, vectors["logits_uncond"], FLOAT_TOLERANCE, "logits_uncond")
 
 
@@ -152,7 +152,7 @@ def test_kv_cached_logits_equal_teacher_forced_pass(
     x_BLCvae = tokenizer.teacher_inputs(golden_tokens(vectors, len(config["patch_nums"])))
     cond_2BD = cfg_conditions(transformer, vectors["labels"])
     x_2BLCvae = x_BLCvae.repeat(2, 1, 1)
-    full_2BLV = transformer.forward_teacher(cond_2BD, x_2BLCvae)
+    full_2BLV = transformer(cond_2BD, x_2BLCvae)
     cached_2BLV = cached_logits(transformer, cond_2BD, x_2BLCvae)
     assert_max_abs_error(cached_2BLV, full_2BLV, CACHE_TOLERANCE, "cached logits")
 
@@ -165,10 +165,10 @@ def test_prefix_teacher_forcing_equals_rows_of_full_pass(
     tokenizer, transformer, config = imported
     tokens = golden_tokens(vectors, len(config["patch_nums"]))
     cond_BD = transformer.class_condition(vectors["labels"])
-    full_BLV = transformer.forward_teacher(cond_BD, tokenizer.teacher_inputs(tokens))
+    full_BLV = transformer(cond_BD, tokenizer.teacher_inputs(tokens))
     for prefix_scales in range(1, transformer.num_scales + 1):
         prefix_input = tokenizer.teacher_inputs(tokens[:prefix_scales])  # needs only the prefix tokens
-        prefix_BLV = transformer.forward_teacher(cond_BD, prefix_input)
+        prefix_BLV = transformer(cond_BD, prefix_input)
         prefix_length = transformer.scale_bounds[prefix_scales]
         assert prefix_BLV.shape[1] == prefix_length
         expected_BLV = full_BLV[:, :prefix_length]
@@ -185,11 +185,11 @@ def test_prefill_then_step_continues_like_full_pass(
     tokens = golden_tokens(vectors, len(config["patch_nums"]))
     cond_BD = transformer.class_condition(vectors["labels"])
     x_BLCvae = tokenizer.teacher_inputs(tokens)
-    full_BLV = transformer.forward_teacher(cond_BD, x_BLCvae)
+    full_BLV = transformer(cond_BD, x_BLCvae)
     bounds, offset = transformer.scale_bounds, transformer.scale_bounds[1]
     for prefix_scales in range(1, transformer.num_scales):
         cache = transformer.new_cache()
-        transformer.prefill(cond_BD, x_BLCvae[:, : bounds[prefix_scales] - offset], cache)
+        transformer(cond_BD, x_BLCvae[:, : bounds[prefix_scales] - offset], cache=cache)
         assert cache.num_scales == prefix_scales
         for scale_index in range(prefix_scales, transformer.num_scales):
             begin, end = bounds[scale_index], bounds[scale_index + 1]
@@ -252,13 +252,13 @@ def test_cache_matches_teacher_pass_for_other_variants(shared_aln: bool, attn_l2
         parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
     x_BLCvae = torch.randn(3, transformer.sequence_length - 1, 4, generator=generator)
     cond_BD = transformer.class_condition(torch.tensor([0, 4, 5]))
-    full_BLV = transformer.forward_teacher(cond_BD, x_BLCvae)
+    full_BLV = transformer(cond_BD, x_BLCvae)
     assert full_BLV.shape == (3, transformer.sequence_length, 16)
     cached_BLV = cached_logits(transformer, cond_BD, x_BLCvae)
     assert_max_abs_error(cached_BLV, full_BLV, CACHE_TOLERANCE, "cached logits")
     # Changing the last scale's input must not change any earlier scale's logits (block-causal mask).
     perturbed = x_BLCvae.clone()
     perturbed[:, -9:] += 1.0
-    perturbed_BLV = transformer.forward_teacher(cond_BD, perturbed)
+    perturbed_BLV = transformer(cond_BD, perturbed)
     assert torch.allclose(perturbed_BLV[:, :5], full_BLV[:, :5], atol=1e-6)
     assert not torch.allclose(perturbed_BLV[:, 5:], full_BLV[:, 5:], atol=1e-3)

@@ -17,13 +17,13 @@ def test_corrupt_at_the_ends_of_time():
     lengths = torch.tensor([3, 1])
     everything = corrupt(targets, lengths, torch.ones(2), vocab_size=V)
     assert torch.equal(everything.kept_BN, targets) and everything.kept_lengths_B.tolist() == [3, 1]
-    assert everything.bag_counts_BGV.sum() == 0
+    assert everything.bag_counts_BIV.sum() == 0
     nothing = corrupt(targets, lengths, torch.zeros(2), vocab_size=V)
     assert nothing.kept_lengths_B.tolist() == [0, 0] and nothing.kept_BN.sum() == 0
     # every token falls in gap 0 of the empty text: row 0 has a twice and b once, row 1 b once
-    assert nothing.bag_counts_BGV[0, 0].tolist() == [0, 0, 0, 2, 1]
-    assert nothing.bag_counts_BGV[1, 0].tolist() == [0, 0, 0, 0, 1]
-    assert nothing.bag_counts_BGV[:, 1:].sum() == 0
+    assert nothing.bag_counts_BIV[0, 0].tolist() == [0, 0, 0, 2, 1]
+    assert nothing.bag_counts_BIV[1, 0].tolist() == [0, 0, 0, 0, 1]
+    assert nothing.bag_counts_BIV[:, 1:].sum() == 0
 
 
 def test_corrupt_bags_are_the_tokens_between_kept_ones():
@@ -49,7 +49,7 @@ def test_corrupt_bags_are_the_tokens_between_kept_ones():
             else:
                 bags[gap][token] += 1
         kept_total += n
-        assert result.bag_counts_BGV[row].long().tolist() == bags
+        assert result.bag_counts_BIV[row].long().tolist() == bags
     # about half the tokens survive at t ~ U(0, 1)
     assert 0.35 < kept_total / int(lengths.sum()) < 0.65
 
@@ -59,11 +59,11 @@ def test_corrupt_bag_totals_match_deleted_tokens():
     targets = torch.randint(3, V, (50, 7), generator=generator)
     lengths = torch.full((50,), 7)
     result = corrupt(targets, lengths, torch.full((50,), 0.3), vocab_size=V, generator=generator)
-    assert torch.equal(result.bag_counts_BGV.sum((1, 2)).long(), 7 - result.kept_lengths_B)
+    assert torch.equal(result.bag_counts_BIV.sum((1, 2)).long(), 7 - result.kept_lengths_B)
     per_token = torch.stack([(targets == v).sum(1) for v in range(V)], 1)
     kept_per_token = torch.stack([((result.kept_BN == v) & (torch.arange(7) < result.kept_lengths_B[:, None])).sum(1)
                                   for v in range(V)], 1)
-    assert torch.equal(result.bag_counts_BGV.sum(1).long(), per_token - kept_per_token)
+    assert torch.equal(result.bag_counts_BIV.sum(1).long(), per_token - kept_per_token)
 
 
 def test_loss_by_hand():
@@ -78,9 +78,9 @@ def test_loss_by_hand():
     # zero (0.693147 + 0.287682 + 0.693147)/3.
     word_logits = torch.tensor([0.0, 0.0, 0.0, 0.0, math.log(3.0)])
     outputs = GapOutputs(
-        zero_logit_BG=torch.tensor([[0.0, math.log(3.0)], [0.0, 50.0]]),  # the padded gap's 50 must not count
-        log_rate_BG=torch.tensor([[math.log(2.0), 7.0], [0.0, 7.0]]),
-        token_logits_BGV=word_logits.expand(2, 2, V).clone(),
+        zero_logit_BI=torch.tensor([[0.0, math.log(3.0)], [0.0, 50.0]]),  # the padded gap's 50 must not count
+        log_rate_BI=torch.tensor([[math.log(2.0), 7.0], [0.0, 7.0]]),
+        token_logits_BIV=word_logits.expand(2, 2, V).clone(),
     )
     bags = torch.zeros(2, 2, V)
     bags[0, 0, A] = 1
@@ -128,7 +128,7 @@ def test_training_on_the_loss_lowers_it(images):
     def loss_of(t, corruption, repeats):
         cond, keep = model.condition(images * repeats)
         outputs = model(cond, keep, t, corruption.kept_BN, corruption.kept_lengths_B)
-        return edit_flow_loss(outputs, corruption.bag_counts_BGV, corruption.kept_lengths_B).loss
+        return edit_flow_loss(outputs, corruption.bag_counts_BIV, corruption.kept_lengths_B).loss
 
     with torch.no_grad():
         before = loss_of(t_fixed, held, 8).item()

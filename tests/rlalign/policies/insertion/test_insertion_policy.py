@@ -6,10 +6,10 @@ import pickle
 import pytest
 import torch
 
-from rlalign.policies.base import StepPolicy, concat_rollouts
+from rlalign.policies import StepPolicy, concat_rollouts
 from rlalign.policies.insertion.model import NUM_SPECIAL, load_model, save_model
 from rlalign.policies.insertion.sampler import open_gaps, sample_step, step_log_prob, step_width
-from rlalign.policies.next_scale.sampler import uniforms
+from rlalign.policies.shared import uniforms
 
 SETTINGS = {"no-cfg": {"cfg_scale": 0.0, "temperature": 1.0}, "cfg": {"cfg_scale": 1.5, "temperature": 0.8}}
 
@@ -31,27 +31,27 @@ def test_on_policy_log_probs_match_rollout_for_every_prefix(make_insertion_polic
         for s, (new, old, mask) in enumerate(zip(rescored, rollout.old_logp, rollout.action_mask)):
             gaps = step_width(s, max_len) + 1
             assert new.shape == old.shape == mask.shape == (batch, gaps) and new.dtype == torch.float32
-            assert torch.equal(mask, open_gaps(rollout.state["lengths"][s], gaps, max_len))
+            assert torch.equal(mask, open_gaps(rollout.state.lengths[s], gaps, max_len))
             worst = max(worst, float((new.detach() - old).abs().max()))
             assert (old[~mask] == 0).all() and (new.detach()[~mask] == 0).all()  # padded actions are exactly 0
             assert (old[mask] < 0).all()  # every real action is a real (non-certain) choice
-            fired_any += int(rollout.state["fired"][s].sum())
+            fired_any += int(rollout.state.fired[s].sum())
         # The sampler's own log-probs of what it drew agree with log_prob's batched re-scoring.
-        assert rollout.state["sampler_logp_gap"].shape == (batch,)
-        assert rollout.state["sampler_logp_gap"].max() <= 1e-5
+        assert rollout.sampler_logp_gap.shape == (batch,)
+        assert rollout.sampler_logp_gap.max() <= 1e-5
     assert worst <= 1e-5
     assert fired_any > 0
 
 
-def _outcome_frequencies(fired_NG, tokens_NG, vocab):
-    """Per gap: frequencies [G, 1 + V] of "no insertion" (column 0) and "insert token v" (column 1 + v)."""
-    outcome_NG = torch.where(fired_NG, tokens_NG + 1, torch.zeros_like(tokens_NG))
-    return torch.stack([torch.bincount(column, minlength=vocab + 1) for column in outcome_NG.T]).double() / len(fired_NG)
+def _outcome_frequencies(fired_NI, tokens_NI, vocab):
+    """Per gap: frequencies [I, 1 + V] of "no insertion" (column 0) and "insert token v" (column 1 + v)."""
+    outcome_NI = torch.where(fired_NI, tokens_NI + 1, torch.zeros_like(tokens_NI))
+    return torch.stack([torch.bincount(column, minlength=vocab + 1) for column in outcome_NI.T]).double() / len(fired_NI)
 
 
 def _outcome_probabilities(dist, vocab):
-    """exp(step_log_prob) of every outcome of every gap of row 0: [G, 1 + V], scored as log_prob scores."""
-    gaps = dist.log_fire_BG.shape[1]
+    """exp(step_log_prob) of every outcome of every gap of row 0: [I, 1 + V], scored as log_prob scores."""
+    gaps = dist.log_fire_BI.shape[1]
     no_fire = step_log_prob(dist, torch.zeros(1, gaps, dtype=torch.bool), torch.zeros(1, gaps, dtype=torch.long))
     columns = [no_fire[0]]
     for token in range(vocab):
@@ -79,9 +79,9 @@ def test_monte_carlo_frequencies_match_scored_probabilities(make_insertion_polic
     expected = _outcome_probabilities(one, model.vocab_size)
     assert torch.allclose(expected.sum(1), torch.ones(gaps, dtype=torch.float64), atol=1e-5)
     assert (expected[:, 0] < 0.95).all()  # every gap really may fire: the check is not vacuous
-    tv_G = 0.5 * (empirical - expected).abs().sum(1)
-    print(f"{setting}: per-gap TV {tv_G.tolist()}")
-    assert tv_G.max() <= 0.02
+    tv_I = 0.5 * (empirical - expected).abs().sum(1)
+    print(f"{setting}: per-gap TV {tv_I.tolist()}")
+    assert tv_I.max() <= 0.02
 
 
 def test_monte_carlo_of_the_rollout_itself(make_insertion_policy, make_insertion_model, images):
@@ -90,7 +90,8 @@ def test_monte_carlo_of_the_rollout_itself(make_insertion_policy, make_insertion
     policy = make_insertion_policy(model=make_insertion_model(patch_size=16), num_steps=1, cfg_scale=1.0)
     draws = 20_000
     rollout = policy.rollout([images[5]] * draws, 1, generator=torch.Generator().manual_seed(0))
-    fired, inserted, logp = rollout.state["fired"][0][:, 0], rollout.state["inserted"][0][:, 0], rollout.old_logp[0][:, 0]
+    state = rollout.state
+    fired, inserted, logp = state.fired[0][:, 0], state.inserted[0][:, 0], rollout.old_logp[0][:, 0]
     outcome = torch.where(fired, inserted + 1, torch.zeros_like(inserted))
     empirical = torch.bincount(outcome, minlength=policy.model.vocab_size + 1).double() / draws
     expected = torch.zeros_like(empirical)
@@ -108,24 +109,24 @@ def test_frozen_suffix_uses_the_base_given_the_prefix(make_insertion_policy, ima
     policy = make_insertion_policy(cfg_scale=1.5, temperature=0.9)
     prompts, m = prompts_of(images, 6), 2
     rollout = policy.rollout(prompts, m, generator=torch.Generator().manual_seed(3), keep_trace=True)
-    state = rollout.state
+    trace = rollout.state.trace
     for s in range(policy.num_steps):
-        texts, lengths = state["trace_sequences"][s], state["trace_lengths"][s]
+        texts, lengths = trace.sequences[s], trace.lengths[s]
         adapter = policy.distribution(prompts, texts, lengths, s)
         with policy.adapter_disabled():
             base = policy.distribution(prompts, texts, lengths, s)
-        real = adapter.open_BG
-        sampled = (state["trace_log_fire"][s], state["trace_token_logp"][s][..., NUM_SPECIAL:])
+        real = adapter.open_BI
+        sampled = (trace.log_fire[s], trace.token_logp[s][..., NUM_SPECIAL:])
         for name, used, model_value in (("adapter", sampled, adapter), ("base", sampled, base)):
-            gap_fire = (used[0] - model_value.log_fire_BG)[real].abs().max()
-            gap_token = (used[1] - model_value.token_logp_BGV[..., NUM_SPECIAL:])[real].abs().max()
+            gap_fire = (used[0] - model_value.log_fire_BI)[real].abs().max()
+            gap_token = (used[1] - model_value.token_logp_BIV[..., NUM_SPECIAL:])[real].abs().max()
             matches = max(gap_fire, gap_token) <= 1e-5
             differs = max(gap_fire, gap_token) > 1e-3
             if (s < m) == (name == "adapter"):
                 assert matches, (s, name, gap_fire, gap_token)
             else:
                 assert differs, (s, name, gap_fire, gap_token)
-    assert state["trace_lengths"][-1].sum() > 0
+    assert trace.lengths[-1].sum() > 0
 
 
 def test_only_lora_parameters_receive_gradients(make_insertion_policy, images):
@@ -144,9 +145,9 @@ def test_per_sample_generators_make_samples_independent_of_the_batch(make_insert
     together = policy.rollout(prompts, 2, generator=[torch.Generator().manual_seed(s) for s in seeds])
     alone = policy.rollout(prompts[2:3], 2, generator=[torch.Generator().manual_seed(seeds[2])])
     assert together.outputs[2] == alone.outputs[0]
-    assert torch.equal(together.state["final_tokens"][2:3], alone.state["final_tokens"])
+    assert torch.equal(together.state.final_tokens[2:3], alone.state.final_tokens)
     for key in ("sequences", "fired", "inserted"):
-        for joint, single in zip(together.state[key], alone.state[key]):
+        for joint, single in zip(getattr(together.state, key), getattr(alone.state, key)):
             assert torch.equal(joint[2:3], single)
 
 
@@ -156,7 +157,7 @@ def test_rollout_pickles_selects_concatenates_and_rescores(make_insertion_policy
                              group_ids=torch.tensor([0, 0, 1, 1, 2, 2]))
     part = pickle.loads(pickle.dumps(rollout)).select([1, 4])
     assert part.group_ids.tolist() == [0, 2] and part.outputs == [rollout.outputs[1], rollout.outputs[4]]
-    assert torch.equal(part.state["fired"][3], rollout.state["fired"][3][[1, 4]])
+    assert torch.equal(part.state.fired[3], rollout.state.fired[3][[1, 4]])
     for new, old in zip(policy.log_prob(part), rollout.old_logp):
         assert torch.allclose(new.detach(), old[[1, 4]], atol=1e-5)
     # Shards of different sizes (as from two workers) join: every step has a batch-independent width.
@@ -174,7 +175,7 @@ def test_the_length_cap_closes_gaps_in_sampling_and_scoring(make_insertion_polic
         model.rate_head.bias.fill_(30.0)
     policy = make_insertion_policy(model=model, num_steps=6)
     rollout = policy.rollout(prompts_of(images, 5), "all", generator=torch.Generator().manual_seed(0))
-    lengths = [n.tolist() for n in rollout.state["lengths"]] + [rollout.state["final_lengths"].tolist()]
+    lengths = [n.tolist() for n in rollout.state.lengths] + [rollout.state.final_lengths.tolist()]
     assert lengths[:5] == [[0] * 5, [1] * 5, [3] * 5, [7] * 5, [12] * 5]  # 7 → 15 is capped at max_len = 12
     assert rollout.action_mask[3].sum(1).tolist() == [5] * 5  # n = 7: only 12 − 7 = 5 gaps are open
     assert rollout.action_mask[4].sum() == 0  # a full text has no actions
@@ -192,7 +193,7 @@ def test_complete_keeps_the_prefix_and_redraws_the_suffix_from_the_base(make_ins
     # The prefix is kept: its words appear, in order, in every completion.
     prefix_rollout = policy.rollout(prompts_of(images, 3), 2, generator=[torch.Generator().manual_seed(i)
                                                                           for i in range(3)], keep_trace=True)
-    after_prefix = prefix_rollout.state["trace_sequences"][2]
+    after_prefix = prefix_rollout.state.trace.sequences[2]
     for row in range(12):
         words, text = after_prefix[row // 4].tolist(), tokens[row].tolist()
         kept = [w for w in words if w]
@@ -225,7 +226,7 @@ def test_adapter_state_round_trip(make_insertion_policy, images, tmp_path):
 
 
 def test_model_file_round_trip_and_load_policy(make_insertion_model, images, tmp_path):
-    from rlalign.policies.base import load_policy
+    from rlalign.policies import load_policy
 
     model = make_insertion_model()
     path = save_model(model, tmp_path / "captioner.safetensors", half=False)

@@ -30,9 +30,9 @@ def test_fire_probability_is_the_product_of_both_bernoullis():
     # gap 0: π = σ(0) = 1/2, λ = 2, Δt·w_t = 0.25  → p = 1/2 · min(1, 0.5) = 1/4
     # gap 1: π = σ(log 3) = 3/4, λ = 8             → p = 1/4 · min(1, 2)  = 1/4 (the rate saturates)
     # gap 2: π = σ(−log 3) = 1/4, λ = 1            → p = 3/4 · 0.25      = 3/16
-    zero_BG = torch.tensor([[0.0, math.log(3.0), -math.log(3.0)]])
-    log_rate_BG = torch.tensor([[math.log(2.0), math.log(8.0), 0.0]])
-    log_fire, log_skip = fire_log_probs(zero_BG, log_rate_BG, torch.tensor([0.25], dtype=torch.float64))
+    zero_BI = torch.tensor([[0.0, math.log(3.0), -math.log(3.0)]])
+    log_rate_BI = torch.tensor([[math.log(2.0), math.log(8.0), 0.0]])
+    log_fire, log_skip = fire_log_probs(zero_BI, log_rate_BI, torch.tensor([0.25], dtype=torch.float64))
     expected = torch.tensor([[1 / 4, 1 / 4, 3 / 16]])
     assert torch.allclose(log_fire.exp(), expected, atol=1e-7)
     assert torch.allclose(log_skip.exp(), 1 - expected, atol=1e-7)
@@ -74,11 +74,11 @@ def test_guidance_is_geometric_in_rate_and_token_distribution():
     uncond_logits = torch.tensor([0.0, 0.0, 0.0, math.log(3.0), 0.0])  # Q_u = [3/4, 1/4]
     uncond = GapOutputs(torch.tensor([[3.0]]), torch.tensor([[math.log(2.0)]]), uncond_logits[None, None])
     mixed = guide(cond, uncond, 2.0)
-    assert mixed.zero_logit_BG.item() == pytest.approx(-1.0)
-    assert mixed.log_rate_BG.exp().item() == pytest.approx(8.0, rel=1e-6)
+    assert mixed.zero_logit_BI.item() == pytest.approx(-1.0)
+    assert mixed.log_rate_BI.exp().item() == pytest.approx(8.0, rel=1e-6)
     q_c, q_u = torch.tensor([0.25, 0.75]), torch.tensor([0.75, 0.25])
     expected = q_c**2 / q_u / (q_c**2 / q_u).sum()
-    assert torch.allclose(insertable_log_probs(mixed.token_logits_BGV)[0, 0, 3:].exp(), expected, atol=1e-6)
+    assert torch.allclose(insertable_log_probs(mixed.token_logits_BIV)[0, 0, 3:].exp(), expected, atol=1e-6)
     assert guide(cond, None, 2.0) is cond
 
 
@@ -88,7 +88,7 @@ def test_step_log_prob_of_each_outcome():
     outputs = GapOutputs(torch.zeros(1, 3), torch.full((1, 3), math.log(2.0)), LOGITS_V.expand(1, 3, 5))
     dist = step_distribution(outputs, t_B=torch.tensor([0.0], dtype=torch.float64), dt=0.25,
                              lengths_B=torch.tensor([1]), max_len=4)
-    assert dist.open_BG.tolist() == [[True, True, False]]
+    assert dist.open_BI.tolist() == [[True, True, False]]
     logp = step_log_prob(dist, torch.tensor([[True, False, False]]), torch.tensor([[4, PAD, PAD]]))
     expected = [math.log(1 / 4) + math.log(3 / 4), math.log(3 / 4), 0.0]
     assert torch.allclose(logp, torch.tensor([expected]), atol=1e-6)
@@ -96,9 +96,9 @@ def test_step_log_prob_of_each_outcome():
 
 def test_open_gaps_respect_length_and_cap():
     # max_len 6: n = 0 → gap 0; n = 2 → gaps 0..2; n = 5 → only gap 0 (one more token fits); n = 6 → none.
-    open_BG = open_gaps(torch.tensor([0, 2, 5, 6]), 7, 6)
-    assert open_BG.sum(1).tolist() == [1, 3, 1, 0]
-    assert open_BG[1].tolist() == [True, True, True, False, False, False, False]
+    open_BI = open_gaps(torch.tensor([0, 2, 5, 6]), 7, 6)
+    assert open_BI.sum(1).tolist() == [1, 3, 1, 0]
+    assert open_BI[1].tolist() == [True, True, True, False, False, False, False]
 
 
 def test_sample_step_fires_below_p_and_never_on_closed_gaps():

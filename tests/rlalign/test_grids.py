@@ -15,7 +15,7 @@ def test_grid_layout_and_pixels(tmp_path):
     # 4 columns of (16 + 4) + 4 px; 2 rows of (16 + 17 text + 4) + 4 px
     assert sheet.size == (4 * 20 + 4, 2 * 37 + 4)
     assert sheet.getpixel((4 + 3, 4 + 3)) == (255, 0, 0)
-    assert not (tmp_path / "grid.png.partial").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["grid.png"]  # no temporary file left behind
 
 
 def test_bad_inputs_are_named(tmp_path):

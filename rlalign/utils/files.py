@@ -1,0 +1,41 @@
+"""Atomic writes, in one place: a file is written beside its destination and renamed over it, so a
+reader, or a run killed mid-write, sees the old file or the new one, never part of one."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling of `path` to write; when the block succeeds it replaces `path`.
+
+    The temporary name carries the process id, so processes writing the same file at once (Ray actors
+    caching one asset) never write into each other's half-finished file. If the block raises, the
+    temporary file is removed and `path` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` atomically; returns the path."""
+    with atomic_path(path) as partial:
+        partial.write_text(text)
+    return Path(path)
+
+
+def write_json_atomic(path: str | Path, data: Any, *, indent: int | None = 2) -> Path:
+    """Write `data` as JSON (plus a final newline) to `path` atomically; returns the path."""
+    return write_text_atomic(path, json.dumps(data, indent=indent) + "\n")
