@@ -136,7 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Prefix-GRPO alignment of coarse-to-fine generative models.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_training_commands(commands)
+    _add_tool_commands(commands)
+    return parser
 
+
+def _add_training_commands(commands: argparse._SubParsersAction) -> None:
+    """config, showcase, train, eval, sample: set up, train and look at a run."""
     config = commands.add_parser("config", help="print the resolved config and its derived sizes")
     config.add_argument("config", help="path of a YAML config (see configs/)")
     config.add_argument("overrides", nargs="*", help="overrides such as grpo.group_size=4")
@@ -178,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", default="outputs/sample.png", help="PNG path (default: %(default)s)")
     sample.set_defaults(handler=cmd_sample)
 
+
+def _add_tool_commands(commands: argparse._SubParsersAction) -> None:
+    """score, sweep, probe: score outputs, compare prefix lengths, choose m."""
     score = commands.add_parser("score", help="score images or captions with a config's rewards")
     score.add_argument("config", help="path of a YAML config (its rewards section is used)")
     score.add_argument("path", help="a folder of PNG/JPG images (prompts from prompts.json or the file names) "
@@ -212,7 +221,6 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
     probe.add_argument("--out", default="outputs/probe", help="directory for probe.md/json/png (default: %(default)s)")
     probe.set_defaults(handler=cmd_probe)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

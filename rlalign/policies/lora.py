@@ -77,6 +77,35 @@ class LoraAdapter:
         self.load_state(prefixed, device)
 
 
+class AdapterMethods:
+    """The StepPolicy adapter methods of a policy that composes a LoraAdapter as `self.lora` and has a
+    `device`: one definition for every family, each a one-line forward to the adapter."""
+
+    lora: LoraAdapter
+    device: torch.device
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return self.lora.parameters()
+
+    def adapter_disabled(self) -> AbstractContextManager:
+        """Inside the block the policy is the base model (the KL reference, the frozen suffix)."""
+        return self.lora.disabled()
+
+    def adapter_state(self) -> dict[str, Tensor]:
+        """LoRA weights only, as CPU copies (what rollout workers receive)."""
+        return self.lora.state()
+
+    def load_adapter_state(self, state: dict[str, Tensor]) -> None:
+        self.lora.load_state(state, self.device)
+
+    def save_adapter(self, directory: str | Path) -> None:
+        """Write the adapter in peft's format (adapter_config.json + adapter_model.safetensors)."""
+        self.lora.save(directory)
+
+    def load_adapter(self, directory: str | Path) -> None:
+        self.lora.load(directory, self.device)
+
+
 def _lora_rank(key: str, shape: torch.Size) -> int | str:
     """The LoRA rank r a weight's shape shows: lora_A is [r, in], lora_B is [out, r]."""
     if "lora_A" in key:

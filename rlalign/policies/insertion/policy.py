@@ -15,8 +15,7 @@ InsertionState (state.py).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
-from pathlib import Path
+from contextlib import nullcontext
 from typing import Any, NamedTuple
 
 import torch
@@ -37,7 +36,7 @@ from rlalign.policies.insertion.sampler import (
     step_width,
 )
 from rlalign.policies.insertion.state import InsertionState, InsertionTrace
-from rlalign.policies.lora import LoraAdapter
+from rlalign.policies.lora import AdapterMethods, LoraAdapter
 from rlalign.policies.shared import uniforms
 from rlalign.shapes import Scene, render
 
@@ -64,7 +63,7 @@ def rendered_scenes(prompts: list) -> list:
     return [render(prompt) if isinstance(prompt, Scene) else prompt for prompt in prompts]
 
 
-class InsertionPolicy:
+class InsertionPolicy(AdapterMethods):
     """Sampling, exact prefix log-probs and LoRA for an InsertionTransformer."""
 
     def __init__(self, model: InsertionTransformer, *, num_steps: int = 8, cfg_scale: float = 0.0,
@@ -108,31 +107,6 @@ class InsertionPolicy:
     def completion_tokenizer(self) -> WordIds:
         """Captions -> this model's word ids, handed to rewards as TRL's `completion_ids`."""
         return WordIds(self.model.vocabulary)
-
-    # ---------------------------------------------------------------------------------------------
-    # LoRA
-    # ---------------------------------------------------------------------------------------------
-
-    def trainable_parameters(self) -> list[torch.nn.Parameter]:
-        return self.lora.parameters()
-
-    def adapter_disabled(self) -> AbstractContextManager:
-        """Inside the block the policy is the base model (the KL reference, the frozen suffix)."""
-        return self.lora.disabled()
-
-    def adapter_state(self) -> dict[str, Tensor]:
-        """LoRA weights only, as CPU copies (what rollout workers receive)."""
-        return self.lora.state()
-
-    def load_adapter_state(self, state: dict[str, Tensor]) -> None:
-        self.lora.load_state(state, self.device)
-
-    def save_adapter(self, directory: str | Path) -> None:
-        """Write the adapter in peft's format (adapter_config.json + adapter_model.safetensors)."""
-        self.lora.save(directory)
-
-    def load_adapter(self, directory: str | Path) -> None:
-        self.lora.load(directory, self.device)
 
     # ---------------------------------------------------------------------------------------------
     # One step's distribution (shared by sampling, scoring and the tests)

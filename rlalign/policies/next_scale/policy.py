@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
-from pathlib import Path
+from contextlib import nullcontext
 from typing import Any, NamedTuple
 
 import torch
@@ -20,7 +19,7 @@ from torch import Tensor
 
 from rlalign.assets import resolve_checkpoint
 from rlalign.policies.base import Generators, Rollout, keep_rescored_old_logp, resolve_prefix_steps
-from rlalign.policies.lora import LoraAdapter
+from rlalign.policies.lora import AdapterMethods, LoraAdapter
 from rlalign.policies.next_scale.conditioning import ClassConditioner
 from rlalign.policies.next_scale.model import NextScaleModel, load_model
 from rlalign.policies.next_scale.sampler import guided_logits, kept_set, scale_log_probs
@@ -39,7 +38,7 @@ class NextScaleSample(NamedTuple):
     f_hat_BCHW: Tensor  # the accumulated latent of all scales, which the tokenizer decodes
 
 
-class NextScalePolicy:
+class NextScalePolicy(AdapterMethods):
     """Sampling, exact prefix log-probs and LoRA for a NextScaleModel."""
 
     def __init__(self, model: NextScaleModel, *, cfg_scale: float = 0.0, temperature: float = 1.0,
@@ -89,31 +88,6 @@ class NextScalePolicy:
 
     def completion_tokenizer(self) -> None:
         """Images have no text tokens: rewards get no `completion_ids` from this family."""
-
-    # ---------------------------------------------------------------------------------------------
-    # LoRA
-    # ---------------------------------------------------------------------------------------------
-
-    def trainable_parameters(self) -> list[torch.nn.Parameter]:
-        return self.lora.parameters()
-
-    def adapter_disabled(self) -> AbstractContextManager:
-        """Inside the block the policy is the base model (the KL reference, the frozen suffix)."""
-        return self.lora.disabled()
-
-    def adapter_state(self) -> dict[str, Tensor]:
-        """LoRA weights only, as CPU copies (what rollout workers receive)."""
-        return self.lora.state()
-
-    def load_adapter_state(self, state: dict[str, Tensor]) -> None:
-        self.lora.load_state(state, self.device)
-
-    def save_adapter(self, directory: str | Path) -> None:
-        """Write the adapter in peft's format (adapter_config.json + adapter_model.safetensors)."""
-        self.lora.save(directory)
-
-    def load_adapter(self, directory: str | Path) -> None:
-        self.lora.load(directory, self.device)
 
     # ---------------------------------------------------------------------------------------------
     # Researcher API: tokens in and out, teacher-forced logits
