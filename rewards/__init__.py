@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +42,7 @@ def build_reward(spec: Any) -> RewardFn:
     """The reward function a spec (name, args, ...) asks for; bad args fail here, not at the first call."""
     target = REGISTRY.get(spec.name, spec.name)
     fn, is_factory = _resolve(spec.name, target)
+    _check_extras(spec.name, fn)
     check_args(spec.name, fn, spec.args, is_factory)
     if not is_factory:
         return functools.partial(fn, **spec.args) if spec.args else fn
@@ -68,6 +70,31 @@ def _resolve(name: str, target: str) -> tuple[Callable, bool]:
         raise TypeError(f"reward {name!r} is a {type(fn).__name__}, not a function; name a function "
                         f"fn(prompts, completions, **kwargs) or a factory module:factory() that returns one")
     return fn, attribute.endswith("()")
+
+
+MATH_READERS = ("trl.rewards.accuracy_rewards",)
+"""Modules whose rewards parse LaTeX answers with math-verify, which rlalign installs only as the `math` extra."""
+
+
+def _check_extras(name: str, fn: Callable) -> None:
+    if getattr(fn, "__module__", "") in MATH_READERS and importlib.util.find_spec("math_verify") is None:
+        raise ImportError(f"reward {name!r} parses answers with math-verify, which is not installed; "
+                          "install rlalign's math extra: pip install 'rlalign[math]' (or pip install math-verify)")
+
+
+def reads_conversations(fn: Callable) -> bool:
+    """Whether `fn` is one of TRL's own rewards that read conversational completions, i.e. lists of
+    messages (`completion[0]["content"]`): a `trl.rewards` function or reward object that takes
+    `completions` (those taking only `completion_ids`, like the repetition penalty, read token ids)."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    owner = fn if inspect.isfunction(fn) else type(fn)
+    if not (getattr(owner, "__module__", "") or "").startswith("trl.rewards"):
+        return False
+    try:
+        return "completions" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def check_args(name: str, fn: Callable, args: dict, is_factory: bool) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rewards import EVAL_ONLY, build_reward
+from rewards import EVAL_ONLY, build_reward, reads_conversations
 from rewards.combine import COMBINE_MODES, DEFAULT_EPS, combine, reward_stats
 from rlalign.config import RewardSpec
 
@@ -148,6 +148,13 @@ def _as_spec(spec: RewardSpec | Mapping) -> RewardSpec:
     return spec if isinstance(spec, RewardSpec) else RewardSpec(**spec)
 
 
+def as_conversations(prompts: Sequence, completions: Sequence) -> tuple[list, list]:
+    """TRL's conversational form of a text batch: each completion one assistant message, each text
+    prompt one user message (other prompts, such as a captioner's scenes, pass unchanged)."""
+    return ([[{"role": "user", "content": p}] if isinstance(p, str) else p for p in prompts],
+            [[{"role": "assistant", "content": c}] if isinstance(c, str) else c for c in completions])
+
+
 class RewardWorker:
     """Builds each reward once, then scores batches with all of them (see the module docstring).
 
@@ -177,6 +184,9 @@ class RewardWorker:
                              "total; give them weight 0 (logged only) or score them with combine=None")
         self.labels = labels
         self.functions = {label: build_reward(spec) for label, spec in zip(labels, self.specs)}
+        self.conversational = {label: spec.completion_format == "conversational" or (
+            spec.completion_format == "auto" and reads_conversations(self.functions[label]))
+            for label, spec in zip(labels, self.specs)}
 
     def __getstate__(self) -> dict:
         return {"specs": self.specs, "combine": self.combine_mode, "eps": self.eps, "tokenizer": self.tokenizer}
@@ -214,6 +224,8 @@ class RewardWorker:
                    metadata: Mapping[str, Any]) -> tuple[torch.Tensor, int]:
         """One reward's values [B] and how many samples `on_error: skip` turned into NaN."""
         batch = len(prompts)
+        if self.conversational[label] and not isinstance(completions, torch.Tensor):
+            prompts, completions = as_conversations(prompts, completions)
         try:
             output = self.functions[label](prompts=prompts, completions=completions, **metadata)
         except Exception as error:  # noqa: BLE001 - any failure of user code is reported the same way

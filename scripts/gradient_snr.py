@@ -38,7 +38,8 @@ from rewards.worker import RewardWorker
 from rlalign.config import load_config
 from rlalign.config.prompts import parse_prompt_source
 from rlalign.grpo.advantages import group_advantages
-from rlalign.grpo.loss import action_weights, policy_loss
+from rlalign.grpo.loss import policy_loss
+from rlalign.grpo.update import loss_weights
 from rlalign.policies import load_policy, resolve_prefix_steps
 from rlalign.utils.files import write_json_atomic
 from rlalign.utils.seeding import grouped_generators
@@ -76,9 +77,9 @@ def batch_gradients(policy, cfg, batches: int, seed: int) -> dict[str, list[torc
         rollout = policy.rollout(repeated, m, generator=grouped_generators(seed, "bench", b, len(prompts), group),
                                  group_ids=group_ids)
         advantages_B = group_advantages(worker.score(rollout.prompts, rollout.outputs).total, group_ids,
-                                        scale=cfg.grpo.scale_rewards, eps=cfg.grpo.advantage_eps)
-        weights_BA = action_weights(rollout.action_mask, cfg.grpo.step_weight_alpha,
-                                    per_sample=cfg.grpo.loss_type in ("grpo", "gspo"))
+                                        scale=cfg.grpo.scale_rewards, eps=cfg.grpo.advantage_eps,
+                                        std=cfg.grpo.advantage_std)
+        weights_BA = loss_weights(rollout.action_mask, cfg.grpo)
         logp_BA = torch.cat(policy.log_prob(rollout), dim=1)
         widths = [0] + list(itertools.accumulate(mask.shape[1] for mask in rollout.action_mask))
         selections = {"all": weights_BA}
@@ -89,7 +90,7 @@ def batch_gradients(policy, cfg, batches: int, seed: int) -> dict[str, list[torc
         for name, w_BA in selections.items():
             loss = policy_loss(logp_BA, logp_BA.detach(), advantages_B, w_BA, loss_type=cfg.grpo.loss_type,
                                clip_eps=cfg.grpo.clip_eps, clip_eps_high=cfg.grpo.clip_eps_high,
-                               normalizer=float(w_BA.sum()) if cfg.grpo.loss_type == "dapo" else None).loss
+                               sapo_temperatures=(cfg.grpo.sapo_temperature_pos, cfg.grpo.sapo_temperature_neg)).loss
             grads = torch.autograd.grad(loss, parameters, retain_graph=True, allow_unused=True)
             gradients.setdefault(name, []).append(torch.cat(
                 [(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, parameters)]))

@@ -85,6 +85,9 @@ class RewardSpec:
     """Metric name (rewards/<label>/...); empty uses `name`."""
     args: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for the reward's factory (weights path, architecture, ...)."""
+    completion_format: Literal["auto", "plain", "conversational"] = "auto"
+    """How text completions reach it: plain strings, or TRL's conversational messages ([{"role": "assistant",
+    "content": text}], prompts as user messages); auto: conversational for trl.rewards functions that read them."""
 
 
 @dataclass
@@ -103,18 +106,28 @@ class GrpoConfig:
     """G: samples per prompt; advantages compare samples within a group, so G ≥ 2."""
     prefix_steps: int | Literal["all"] = 2
     """m: the first m generation steps are trained (adapter on); `all` trains every step."""
-    loss_type: Literal["grpo", "dr_grpo", "dapo", "gspo"] = "grpo"
-    """Loss normalisation family (docs/grpo.md derives each)."""
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "gspo", "bnpo", "cispo", "sapo"] = "grpo"
+    """Loss family, with TRL's names (docs/grpo.md derives each)."""
     clip_eps: float = bounded(0.2, gt=0, lt=1)
     """Lower clip range: the ratio is clipped to [1 - clip_eps, 1 + clip_eps_high]."""
     clip_eps_high: float | None = None
-    """Upper clip range (DAPO's clip-higher); None uses clip_eps."""
+    """Upper clip range (DAPO's clip-higher); None uses clip_eps. For cispo: ε_max, the cap on the ratio."""
     beta: float = bounded(0.0, ge=0)
     """Coefficient of the KL penalty to the base model over prefix actions; 0 disables it."""
+    kl_bias_correction: bool = True
+    """Multiply the k3 KL term by the importance ratio (TRL's use_bias_correction_kl, on by default there)."""
     scale_rewards: Literal["group", "batch", "none"] = "group"
     """Divide advantages by the group's std, the batch's std, or not at all (Dr. GRPO)."""
+    advantage_std: Literal["sample", "population"] = "sample"
+    """The std in A = (R − mean) / (std + ε): sample (n − 1, TRL's) or population (n)."""
     advantage_eps: float = bounded(1e-4, gt=0)
     """ε in A = (R − mean) / (std + ε)."""
+    dr_grpo_length: int | None = None
+    """dr_grpo only: None divides by the padded prefix width; L divides every sample by L (TRL's max_completion_length)."""
+    sapo_temperature_pos: float = bounded(1.0, gt=0)
+    """sapo only: τ of the soft gate for samples with A > 0."""
+    sapo_temperature_neg: float = bounded(1.05, gt=0)
+    """sapo only: τ of the soft gate for samples with A ≤ 0."""
     step_weight_alpha: float = bounded(1.0, ge=0)
     """α of the step weights k_t ∝ 1 / A_t^α (1: each step counts equally; 0: each action does)."""
     inner_iterations: int = bounded(1, ge=1)
@@ -222,9 +235,7 @@ def _check_combinations(cfg: Config) -> None:
     prefix = cfg.grpo.prefix_steps
     if isinstance(prefix, int) and prefix < 1:
         raise ConfigError("grpo.prefix_steps", prefix, "must be ≥ 1 (the number of trained steps) or 'all'")
-    high = cfg.grpo.clip_eps_high
-    if high is not None and not cfg.grpo.clip_eps <= high < 10:
-        raise ConfigError("grpo.clip_eps_high", high, f"must be ≥ grpo.clip_eps = {cfg.grpo.clip_eps} (or null)")
+    _check_loss_settings(cfg.grpo)
     if not cfg.rewards.functions:
         raise ConfigError("rewards.functions", [], "needs at least one reward to train on")
     _check_reward_names(cfg.rewards)
@@ -237,6 +248,19 @@ def _check_combinations(cfg: Config) -> None:
     if cfg.rollout.backend == "local" and cfg.rollout.ray_address:
         raise ConfigError("rollout.ray_address", cfg.rollout.ray_address, "is only used with rollout.backend=ray")
     _check_prompt_sources(cfg.prompts)
+
+
+def _check_loss_settings(grpo: GrpoConfig) -> None:
+    high = grpo.clip_eps_high
+    if grpo.loss_type == "cispo":
+        if high is None or not 1 <= high < 100:
+            raise ConfigError("grpo.clip_eps_high", high, "cispo caps the ratio at ε_max = grpo.clip_eps_high: set "
+                              "it to a ratio ≥ 1 (5.0 in the ScaleRL paper; TRL would silently cap at clip_eps)")
+    elif high is not None and not grpo.clip_eps <= high < 10:
+        raise ConfigError("grpo.clip_eps_high", high, f"must be ≥ grpo.clip_eps = {grpo.clip_eps} (or null)")
+    if grpo.dr_grpo_length is not None and (grpo.loss_type != "dr_grpo" or grpo.dr_grpo_length < 1):
+        raise ConfigError("grpo.dr_grpo_length", grpo.dr_grpo_length,
+                          "is dr_grpo's constant normaliser: a length ≥ 1, with grpo.loss_type=dr_grpo (or null)")
 
 
 def _check_prompt_sources(prompts_cfg: PromptsConfig) -> None:

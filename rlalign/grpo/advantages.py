@@ -13,10 +13,15 @@ import torch
 from torch import Tensor
 
 
-def group_advantages(rewards_B: Tensor, group_ids_B: Tensor, *, scale: str = "group", eps: float = 1e-4) -> Tensor:
-    """Advantages [B] from rewards [B] (NaN allowed) and group ids [B]."""
+def group_advantages(rewards_B: Tensor, group_ids_B: Tensor, *, scale: str = "group", eps: float = 1e-4,
+                     std: str = "sample") -> Tensor:
+    """Advantages [B] from rewards [B] (NaN allowed) and group ids [B]; `std` is "sample" (divides
+    by n − 1, TRL's convention) or "population" (by n)."""
     if scale not in ("group", "batch", "none"):
         raise ValueError(f"scale must be group, batch or none, got {scale!r}")
+    if std not in ("sample", "population"):
+        raise ValueError(f"std must be sample or population, got {std!r}")
+    unbiased = std == "sample"
     rewards_B = rewards_B.double()  # means of many similar numbers: keep the subtraction exact
     valid_B = ~torch.isnan(rewards_B)
     advantages_B = torch.zeros_like(rewards_B)
@@ -27,13 +32,13 @@ def group_advantages(rewards_B: Tensor, group_ids_B: Tensor, *, scale: str = "gr
         if values.numel() < 2 or bool(values.max() == values.min()):
             continue  # one valid sample, or all equal: nothing to compare, A = 0 exactly
         advantages_B[members_B] = values - values.mean()
-        group_std[group] = values.std(unbiased=False)
+        group_std[group] = values.std(unbiased=unbiased)
     if scale == "group":
-        for group, std in group_std.items():
+        for group, sigma in group_std.items():
             members_B = (group_ids_B == group) & valid_B
-            advantages_B[members_B] = advantages_B[members_B] / (std + eps)
+            advantages_B[members_B] = advantages_B[members_B] / (sigma + eps)
     elif scale == "batch":
-        advantages_B = advantages_B / (rewards_B[valid_B].std(unbiased=False) + eps) if valid_B.sum() > 1 else advantages_B
+        advantages_B = advantages_B / (rewards_B[valid_B].std(unbiased=unbiased) + eps) if valid_B.sum() > 1 else advantages_B
     return advantages_B.float()
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rlalign.grpo.loss import action_weights, kl_k3, policy_loss
+from rlalign.grpo.loss import PER_SAMPLE, TOKEN_NORMALISED, action_weights, kl_k3, policy_loss
 from rlalign.policies import Rollout, StepPolicy
 
 STAT_KEYS = ("clip_fraction_low", "clip_fraction_high", "ratio_mean", "kl", "kl_to_rollout_policy")
@@ -47,15 +47,34 @@ def rescore_old_logp(policy: StepPolicy, rollout: Rollout, micro_batch_size: int
     return gap
 
 
+def loss_weights(action_mask: list[Tensor], grpo: Any) -> Tensor:
+    """Each prefix action's weight [B, A] for grpo.loss_type (rlalign.grpo.loss, module docstring)."""
+    weights_BA = action_weights(action_mask, grpo.step_weight_alpha, per_sample=grpo.loss_type in PER_SAMPLE)
+    if grpo.loss_type == "dr_grpo" and grpo.dr_grpo_length is not None:
+        # k_t sums to 1 over the padded prefix (Σ_t k_t A_t = 1); TRL's constant gives 1/L per action instead.
+        weights_BA = weights_BA * (sum(mask.shape[1] for mask in action_mask) / grpo.dr_grpo_length)
+    return weights_BA
+
+
+def micro_batch_normalizers(weights_BA: Tensor, micro_batches: list[Tensor], loss_type: str) -> list[float]:
+    """What each micro-batch's summed terms are divided by, so that the micro-batch losses add up to
+    the batch's loss: B for the per-sample types, the batch's total action weight for dapo and cispo,
+    and for bnpo each micro-batch's own weight times the number of micro-batches (TRL's bnpo is a
+    mean over each micro-batch's tokens, averaged over gradient-accumulation steps)."""
+    if loss_type == "bnpo":
+        return [float(weights_BA[index].sum().clamp_min(1e-12)) * len(micro_batches) for index in micro_batches]
+    total = float(weights_BA.sum()) if loss_type in TOKEN_NORMALISED else float(weights_BA.shape[0])
+    return [total] * len(micro_batches)
+
+
 def grpo_update(policy: StepPolicy, optimizer: torch.optim.Optimizer, scheduler: Any, rollout: Rollout,
                 advantages_B: Tensor, grpo: Any, train: Any) -> dict[str, float]:
     """Run grpo.inner_iterations optimizer steps over `rollout`; return the step's metrics."""
     batch = len(rollout)
     micro_batches = list(torch.arange(batch).split(train.micro_batch_size))
-    per_sample = grpo.loss_type in ("grpo", "gspo")
-    weights_BA = action_weights(rollout.action_mask, grpo.step_weight_alpha, per_sample=per_sample)
+    weights_BA = loss_weights(rollout.action_mask, grpo)
     old_BA = torch.cat(rollout.old_logp, dim=1)
-    normalizer = float(weights_BA.sum()) if grpo.loss_type == "dapo" else float(batch)
+    normalizers = micro_batch_normalizers(weights_BA, micro_batches, grpo.loss_type)
     # The base's log-probs of the prefix: the KL penalty when beta > 0, and charts/kl always (one
     # no-grad pass over the prefix's few tokens, small next to the rollout).
     refs = reference_log_probs(policy, rollout, micro_batches)
@@ -66,12 +85,15 @@ def grpo_update(policy: StepPolicy, optimizer: torch.optim.Optimizer, scheduler:
     for iteration in range(grpo.inner_iterations):
         optimizer.zero_grad(set_to_none=True)
         loss_sum, stats_sum = 0.0, {key: 0.0 for key in STAT_KEYS}
-        for index, ref_BA in zip(micro_batches, refs):
+        for index, ref_BA, normalizer in zip(micro_batches, refs, normalizers):
             logp_BA = torch.cat(policy.log_prob(rollout.select(index)), dim=1)
             out = policy_loss(logp_BA, old_BA[index], advantages_B[index].to(logp_BA.device),
                               weights_BA[index].to(logp_BA.device), loss_type=grpo.loss_type,
                               clip_eps=grpo.clip_eps, clip_eps_high=grpo.clip_eps_high, beta=grpo.beta,
-                              kl_BA=kl_k3(logp_BA, ref_BA.to(logp_BA.device)), normalizer=normalizer)
+                              kl_BA=kl_k3(logp_BA, ref_BA.to(logp_BA.device)),
+                              kl_bias_correction=grpo.kl_bias_correction,
+                              sapo_temperatures=(grpo.sapo_temperature_pos, grpo.sapo_temperature_neg),
+                              normalizer=normalizer)
             out.loss.backward()
             loss_sum += out.loss.item()
             for key in STAT_KEYS:  # micro-batch means → batch mean

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.optim.lr_scheduler import LambdaLR
+from transformers import get_scheduler
 
 from rewards.worker import RewardResult, RewardWorker
 from rlalign.config import Config, ConfigError, derived_sizes, to_dict
@@ -36,20 +38,16 @@ from rlalign.utils.metrics import MetricsLogger
 from rlalign.utils.seeding import grouped_generators
 from rollouts import RolloutFailure, make_backend
 
+SCHEDULES = {"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}
+"""train.lr_schedule → the name transformers.get_scheduler knows it by."""
 
-def learning_rate_factor(train: Any, inner_iterations: int):
-    """LambdaLR factor per optimizer step: linear warm-up, then constant / cosine / linear decay to 0."""
-    total = max(1, train.steps * inner_iterations)
 
-    def factor(step: int) -> float:
-        if step < train.warmup_steps:
-            return (step + 1) / train.warmup_steps
-        progress = min(1.0, (step - train.warmup_steps) / max(1, total - train.warmup_steps))
-        if train.lr_schedule == "cosine":
-            return 0.5 * (1 + torch.cos(torch.tensor(progress * torch.pi)).item())
-        return 1.0 - progress if train.lr_schedule == "linear" else 1.0
-
-    return factor
+def build_scheduler(optimizer: torch.optim.Optimizer, train: Any, inner_iterations: int) -> LambdaLR:
+    """transformers' schedule over the run's optimizer steps (train.steps × inner_iterations), as TRL's
+    trainers use it: linear warm-up from 0 over train.warmup_steps (the first optimizer step has rate 0
+    when warming up), then constant, or cosine / linear decay to 0 at the last step."""
+    return get_scheduler(SCHEDULES[train.lr_schedule], optimizer, num_warmup_steps=train.warmup_steps,
+                         num_training_steps=max(1, train.steps * inner_iterations))
 
 
 class Trainer:
@@ -75,8 +73,7 @@ class Trainer:
         check_prompt_words(self.policy, named, allow_unknown=cfg.prompts.allow_unknown_words)
         self.optimizer = torch.optim.AdamW(self.policy.trainable_parameters(), lr=cfg.train.learning_rate,
                                            weight_decay=cfg.train.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, learning_rate_factor(cfg.train, cfg.grpo.inner_iterations))
+        self.scheduler = build_scheduler(self.optimizer, cfg.train, cfg.grpo.inner_iterations)
         self.start_step, self.skipped_updates, self.base_eval, self.steps_without_signal = 0, 0, {}, 0
         self.history: list[dict] = []
         if resume:
@@ -145,7 +142,7 @@ class Trainer:
         rewarded = time.perf_counter()
         # ---- ADVANTAGE: relative within each prompt's group ----------------------------------------
         advantages_B = group_advantages(rewards_B, rollout.group_ids, scale=cfg.grpo.scale_rewards,
-                                        eps=cfg.grpo.advantage_eps)
+                                        eps=cfg.grpo.advantage_eps, std=cfg.grpo.advantage_std)
         # ---- TRAIN: clipped loss on prefix actions, AdamW on the LoRA parameters -------------------
         update = grpo_update(self.policy, self.optimizer, self.scheduler, rollout, advantages_B, cfg.grpo, cfg.train)
         self.skipped_updates += int(update["debug/skipped_updates"])
@@ -243,7 +240,7 @@ class Trainer:
         """Restore the checkpoint; refuse config changes that alter training unless accepted (rlalign.training.resume)."""
         state = load_checkpoint(checkpoint, policy=self.policy, optimizer=self.optimizer, scheduler=self.scheduler)
         self.start_step, self.skipped_updates = state["step"], state["skipped_updates"]
-        factor = learning_rate_factor(self.cfg.train, self.cfg.grpo.inner_iterations)
+        factor = self.scheduler.lr_lambdas[0]  # this config's schedule: loading a state keeps its settings
         notes = check_resume_config(checkpoint, to_dict(self.cfg), accept_changes, self.start_step, factor,
                                     self.scheduler.last_epoch)
         apply_optimizer_settings(self.optimizer, self.scheduler, self.cfg.train.learning_rate,

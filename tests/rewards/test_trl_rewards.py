@@ -146,3 +146,90 @@ def test_rlalign_score_hands_caption_ids_to_a_trl_factory(tmp_path):
     # Cells split on blanks, with or without markdown table bars.
     rows = [line.replace("|", " ").split() for line in table.splitlines() if line.strip("| ").startswith("line ")]
     assert [float(row[3]) for row in rows] == pytest.approx([0.0, -0.6]), table
+
+
+# ---- all six trl.rewards functions through one config, on plain text completions -------------------
+
+SIX_TRL_REWARDS = """
+rewards:
+  combine: sum_then_normalize
+  functions:
+    - {name: 'trl.rewards:think_format_reward', label: think}
+    - {name: 'trl.rewards:accuracy_reward', label: accuracy}
+    - {name: 'trl.rewards:reasoning_accuracy_reward', label: reasoning}
+    - {name: 'trl.rewards:get_cosine_scaled_reward()', label: cosine, args: {max_len: 8}}
+    - {name: 'trl.rewards:get_repetition_penalty_reward()', label: repetition, args: {ngram_size: 2}}
+    - {name: 'trl.rewards:get_soft_overlong_punishment()', label: overlong,
+       args: {max_completion_len: 10, soft_punish_cache: 4}}
+"""
+TEXTS = ["<think>\nadd them\n</think>\nthe answer is $\\frac{1}{3}$",
+         "guess</think> so \\boxed{\\frac{1}{2}}",
+         "so so so so so so so so so so \\boxed{2}",
+         "<think>\nsee above\n</think>\n$7$"]
+SOLUTIONS = ["$\\frac{1}{3}$", "$\\frac{1}{3}$", "$2$", "not math at all"]
+
+
+def words(texts: list[str]) -> list[list[int]]:
+    """A stand-in text policy's tokenizer: one id per whitespace-separated word."""
+    vocabulary: dict[str, int] = {}
+    return [[vocabulary.setdefault(word, len(vocabulary)) for word in text.split()] for text in texts]
+
+
+def test_all_six_trl_rewards_run_unchanged_through_a_config(tmp_path):
+    """Each of TRL's six reward functions, named in a config, scores plain text completions exactly as
+    a direct call on TRL's own input forms does: conversational messages for the four that read
+    `completions`, token ids for the two that read `completion_ids`."""
+    pytest.importorskip("math_verify", reason="the `math` extra (pip install 'rlalign[math]')")
+    import yaml
+    from trl import rewards as trl_rewards
+
+    from rlalign.config import load_config
+
+    cfg = load_config(yaml.safe_load(SIX_TRL_REWARDS))
+    worker = RewardWorker(cfg.rewards.functions, combine=None, tokenizer=words)
+    result = worker.score(["q"] * 4, TEXTS, {"solution": SOLUTIONS})
+    assert worker.conversational == {"think": True, "accuracy": True, "reasoning": True, "cosine": True,
+                                     "repetition": False, "overlong": False}
+    messages, ids = [[{"role": "assistant", "content": text}] for text in TEXTS], words(TEXTS)
+    direct = {
+        "think": trl_rewards.think_format_reward(messages),
+        "accuracy": trl_rewards.accuracy_reward(messages, SOLUTIONS),
+        "reasoning": trl_rewards.reasoning_accuracy_reward(messages, SOLUTIONS),
+        "cosine": trl_rewards.get_cosine_scaled_reward(max_len=8)(messages, SOLUTIONS, ids),
+        "repetition": trl_rewards.get_repetition_penalty_reward(ngram_size=2)(ids),
+        "overlong": trl_rewards.get_soft_overlong_punishment(10, 4)(ids),
+    }
+    for label, expected in direct.items():
+        as_floats = [float("nan") if value is None else value for value in expected]
+        assert result.per_reward[label].tolist() == pytest.approx(as_floats, nan_ok=True), label
+    # The batch exercises what each reward is for: a correct, a wrong and an unparseable gold answer,
+    # a well- and a badly-formed think block, a repetitive and an overlong completion.
+    assert direct["accuracy"][:3] == [1.0, 0.0, 1.0] and direct["accuracy"][3] is None
+    assert direct["think"] == [1.0, 0.0, 0.0, 1.0]
+    assert direct["repetition"][2] < 0 and direct["overlong"][2] < 0
+
+
+def test_completion_format_can_be_forced_either_way():
+    seen = {}
+
+    def spy(prompts, completions, **kwargs):
+        seen["prompts"], seen["completions"] = prompts, completions
+        return [0.0] * len(prompts)
+
+    for completion_format, expected in [("conversational", [{"role": "assistant", "content": "a red circle"}]),
+                                        ("plain", "a red circle"), ("auto", "a red circle")]:
+        worker = RewardWorker([RewardSpec(name="rewards.examples:saturation", completion_format=completion_format)],
+                              combine=None)
+        worker.functions["rewards.examples:saturation"] = spy
+        worker.score(["a red circle?"], ["a red circle"])
+        assert seen["completions"] == [expected], completion_format
+    assert seen["prompts"] == ["a red circle?"]  # auto and plain leave prompts as they are
+
+
+def test_a_math_reward_without_math_verify_names_the_extra(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "math_verify" else real(name, *a))
+    with pytest.raises(ImportError, match=r"pip install 'rlalign\[math\]'"):
+        build_reward(RewardSpec(name="trl.rewards:accuracy_reward"))

@@ -1,11 +1,13 @@
 """GRPO-family losses, checked against hand-computed numbers (torchtune style)."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from rlalign.grpo.loss import action_weights, kl_k3, policy_loss, step_weights
+from rlalign.grpo.update import loss_weights, micro_batch_normalizers
 
 LOG = math.log
 
@@ -104,3 +106,57 @@ def test_micro_batches_add_up_to_the_full_batch(loss_type):
     halves = sum(policy_loss(logp[s], old[s], advantages[s], weights[s], loss_type=loss_type,
                              normalizer=normalizer).loss for s in (slice(0, 2), slice(2, 4)))
     assert halves.item() == pytest.approx(full.item(), abs=1e-6)
+
+
+def test_cispo_caps_and_stops_the_ratio_by_hand():
+    # ρ = 0.5 / 0.25 = 2, A = 1, one action of weight 1. ε_max = 1.5 caps ρ at 1.5 (no gradient through
+    # it): loss = −1.5·1·ln 0.5 = 1.0397, d loss / d logp = −1.5. With ε_max = 5 the coefficient is 2.
+    for cap, coefficient in [(1.5, 1.5), (5.0, 2.0)]:
+        logp = torch.tensor([[LOG(0.5)]], requires_grad=True)
+        out = policy_loss(logp, torch.tensor([[LOG(0.25)]]), torch.tensor([1.0]), torch.ones(1, 1),
+                          loss_type="cispo", clip_eps_high=cap)
+        out.loss.backward()
+        assert out.loss.item() == pytest.approx(-coefficient * LOG(0.5))
+        assert logp.grad.item() == pytest.approx(-coefficient)
+        assert out.stats["clip_fraction_high"] == (1.0 if cap < 2 else 0.0)  # ρ > ε_max with A > 0
+
+
+def test_sapo_soft_gate_by_hand():
+    # ρ = 1: the gate (4/τ)·σ(0) = 2/τ. A = +1 with τ_pos = 1 → term −2; A = −1 with τ_neg = 1.05 →
+    # +2/1.05 = 1.90476. The mean over B = 2 is (−2 + 1.90476)/2 = −0.04762. At ρ = 1 the gate's slope
+    # is (4/τ)·τ·σ'(0) = 1, so d loss / d logp_i = −A_i / B = (−0.5, +0.5), as the unclipped surrogate.
+    logp = torch.zeros(2, 1, requires_grad=True)
+    out = policy_loss(logp, torch.zeros(2, 1), torch.tensor([1.0, -1.0]), torch.ones(2, 1), loss_type="sapo",
+                      sapo_temperatures=(1.0, 1.05))
+    out.loss.backward()
+    assert out.loss.item() == pytest.approx((-2 + 2 / 1.05) / 2, abs=1e-6)  # float32
+    assert logp.grad.flatten().tolist() == pytest.approx([-0.5, 0.5])
+
+
+def test_bnpo_divides_each_micro_batch_by_its_own_actions():
+    # Two micro-batches of one sample each, A = 1, ρ = 1 → term −1 per valid action; 3 and 1 valid
+    # actions of 3 (k = 1/3). bnpo: each micro-batch's mean over its own actions, averaged over the two:
+    # (−1 + −1)/2 = −1. dapo over the same batch: −(3 + 1)/(3 + 1) = −1 as well, but weighted by actions:
+    # with A = (1, −1), bnpo gives (−1 + 1)/2 = 0 while dapo gives (−3 + 1)/4 = −0.5.
+    mask = torch.tensor([[True, True, True], [True, False, False]])
+    advantages = torch.tensor([1.0, -1.0])
+    grpo = SimpleNamespace(loss_type="bnpo", step_weight_alpha=1.0, dr_grpo_length=None)
+    weights = loss_weights([mask], grpo)
+    chunks = [torch.tensor([0]), torch.tensor([1])]
+    for loss_type, expected in [("bnpo", 0.0), ("dapo", -0.5)]:
+        total = sum(policy_loss(torch.zeros(1, 3), torch.zeros(1, 3), advantages[c], weights[c], loss_type=loss_type,
+                                normalizer=n).loss.item()
+                    for c, n in zip(chunks, micro_batch_normalizers(weights, chunks, loss_type)))
+        assert total == pytest.approx(expected), loss_type
+
+
+def test_kl_bias_correction_multiplies_by_the_ratio():
+    # logp = ln 0.5, old = ref = ln 0.25: ρ = 2, κ = e^δ − δ − 1 with δ = −ln 2: 0.5 + 0.6931 − 1 = 0.1931.
+    # A = 0, β = 0.1: plain loss 0.1·0.1931 = 0.01931; corrected 0.1·2·0.1931 = 0.03863.
+    logp, old = torch.tensor([[LOG(0.5)]]), torch.tensor([[LOG(0.25)]])
+    kl = kl_k3(logp, old)
+    for correction, factor in [(False, 1.0), (True, 2.0)]:
+        out = policy_loss(logp, old, torch.tensor([0.0]), torch.ones(1, 1), beta=0.1, kl_BA=kl,
+                          kl_bias_correction=correction)
+        assert out.loss.item() == pytest.approx(0.1 * factor * (0.5 + LOG(2) - 1))
+        assert out.stats["kl"] == pytest.approx(factor * (0.5 + LOG(2) - 1))
