@@ -25,7 +25,6 @@ import hashlib
 import itertools
 import json
 import math
-import os
 import tempfile
 from copy import deepcopy
 from pathlib import Path
@@ -53,6 +52,7 @@ from rlalign.shapes import (
     sample_scenes,
     surface_forms,
 )
+from rlalign.utils.files import atomic_path
 
 SHAPES_CLIP = "shapes-clip"
 """open_clip architecture name of the built-in CLIP (use with `weights: builtin:shapes-clip`)."""
@@ -122,10 +122,8 @@ def _materialise_bpe(merges: list[str]) -> Path:
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     path = Path(tempfile.gettempdir()) / f"rlalign-shapes-clip-bpe-{digest}.txt.gz"
     if not path.is_file():
-        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        with gzip.open(partial, "wb") as handle:
+        with atomic_path(path) as partial, gzip.open(partial, "wb") as handle:
             handle.write(text.encode("utf-8"))
-        partial.replace(path)
     return path
 
 

@@ -1,4 +1,4 @@
-"""Pretrain the built-in Shapes captioner (docs/insertion.md, §8): `builtin:shapes-captioner`.
+"""Pretrain the built-in Shapes captioner (docs/insertion.md, "The built-in captioner"): `builtin:shapes-captioner`.
 
 An image-conditioned insertion transformer (docs/insertion.md) learns to write the canonical
 grammar caption (`scene.prompt`) of 32×32 Shapes renders with the insertion-only Edit Flow loss

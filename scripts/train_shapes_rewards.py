@@ -66,7 +66,7 @@ from rlalign.shapes import (
     sample_category_scenes,
     surface_forms,
 )
-from rlalign.utils.files import write_json_atomic
+from rlalign.utils.files import atomic_path, write_json_atomic
 from rlalign.utils.tables import records_table
 
 # Seed streams (seed = 1000·stream + --seed), so no two purposes ever draw the same scenes.
@@ -185,9 +185,8 @@ def train_clip(args: argparse.Namespace, config: dict) -> tuple[torch.nn.Module,
 def save_clip(model: torch.nn.Module, path: Path) -> None:
     """fp16 safetensors with open_clip's own state-dict keys (any open_clip loader reads it)."""
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
-    partial = path.with_name(path.name + ".partial")
-    save_file(state, str(partial), metadata={"format": "open_clip", "architecture": SHAPES_CLIP})
-    partial.replace(path)
+    with atomic_path(path) as partial:
+        save_file(state, str(partial), metadata={"format": "open_clip", "architecture": SHAPES_CLIP})
     path.chmod(0o644)  # safetensors writes 0600; assets are package data, readable by all
 
 

@@ -5,7 +5,6 @@ names resolve through rlalign.assets."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from rlalign.assets import resolve_checkpoint
+from rlalign.utils.files import atomic_path
 
 
 def save_with_architecture(module: nn.Module, architecture: dict[str, Any], path: str | Path, *, file_format: str,
@@ -25,10 +25,8 @@ def save_with_architecture(module: nn.Module, architecture: dict[str, Any], path
     for name, tensor in module.state_dict().items():
         tensor = tensor.detach().cpu().contiguous()
         state[name] = tensor.half() if half and tensor.is_floating_point() else tensor
-    partial = path.with_name(path.name + ".partial")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(partial), metadata={"architecture": json.dumps(architecture), "format": file_format})
-    os.replace(partial, path)
+    with atomic_path(path) as partial:
+        save_file(state, str(partial), metadata={"architecture": json.dumps(architecture), "format": file_format})
     return path
 
 
@@ -47,8 +45,10 @@ def load_with_architecture(checkpoint: str | Path, *, file_format: str, build: C
                          f"{wrong_format_hint}")
     module = build(json.loads(metadata["architecture"]))
     state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path} does not match its architecture: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as error:  # torch names the missing, unexpected and mis-sized tensors
+        detail = " ".join(str(error).split())
+        raise ValueError(f"{path} does not match its architecture: {detail[:600]}") from None
     return module
 
