@@ -82,8 +82,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = [row for family in args.families.split(",") for row in bench_family(family, args.batch_size, args.repeats)]
     print(records_table(rows, ["family", "m", "T", "update_s", "update_vs_T", "actions_per_sample", "action_share"]))
-    path = write_json_atomic(args.out, {"machine": machine_info(), "batch_size": args.batch_size, "repeats": args.repeats,
-                       "rows": rows})
+    report = {"machine": machine_info(), "batch_size": args.batch_size, "repeats": args.repeats, "rows": rows}
+    path = write_json_atomic(args.out, report)
     print(f"wrote {path}")
 
 

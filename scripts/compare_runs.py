@@ -37,7 +37,7 @@ def compare(first: Path, second: Path) -> tuple[list[str], int]:
         a, b = timeless(a), timeless(b)
         for key in sorted(set(a) | set(b)):
             compared += 1
-            if a.get(key) != b.get(key) and not (a.get(key) != a.get(key) and b.get(key) != b.get(key)):  # NaN = NaN
+            if a.get(key) != b.get(key):  # non-finite values are stored as null, so == holds for them too
                 differences.append(f"step {a.get('step')}: {key} {a.get(key)!r} vs {b.get(key)!r}")
     summaries = [timeless(json.loads((run / "summary.json").read_text())) for run in (first, second)]
     if summaries[0] != summaries[1]:

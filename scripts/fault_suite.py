@@ -227,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds = round(time.perf_counter() - started, 1)
     print(records_table(rows, ["case", "fault", "outcome", "resumed_from", "bit_identical", "as_expected"]))
     print(f"({len(rows)} cases, {seconds} s; final adapters compared with an uninterrupted {STEPS}-step run)")
-    write_json_atomic(args.out, {"rows": rows, "seconds": seconds, "steps": STEPS, "config": CONFIG, "machine": machine_info()})
+    write_json_atomic(args.out, {"rows": rows, "seconds": seconds, "steps": STEPS, "config": CONFIG,
+                                 "machine": machine_info()})
     return 0 if all(r["bit_identical"] == "yes" and r["as_expected"] == "yes" for r in rows) else 1
 
 

@@ -120,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     seconds = round(time.perf_counter() - start, 1)
     print(records_table(rows, ["actions", "grad_norm", "signal_sq", "noise_sq", "snr", "cos", "samples_for_snr_1"]))
     print(f"({args.batches} batches of {batch} samples, seed {args.seed}; {seconds}s)")
-    write_json_atomic(args.out, {"config": args.config, "overrides": args.overrides, "batches": args.batches, "batch_samples": batch,
-                "seed": args.seed, "rows": rows, "seconds": seconds, "machine": machine_info()})
+    write_json_atomic(args.out, {"config": args.config, "overrides": args.overrides, "batches": args.batches,
+                                 "batch_samples": batch, "seed": args.seed, "rows": rows, "seconds": seconds,
+                                 "machine": machine_info()})
     return 0
 
 

@@ -165,9 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     seconds = round(time.perf_counter() - start, 1)
     print(f"(reward {trained[0].label or trained[0].name}, {args.samples} candidates per prompt, "
           f"{args.split} lists, seed {args.seed}; {seconds}s)")
-    write_json_atomic(args.out, {"config": args.config, "reward": trained[0].name, "samples": args.samples, "split": args.split,
-                "seed": args.seed, "categories": list(CATEGORIES), "rows": tables[-1]["rows"], "tables": tables,
-                "seconds": seconds, "machine": machine_info()})
+    write_json_atomic(args.out, {"config": args.config, "reward": trained[0].name, "samples": args.samples,
+                                 "split": args.split, "seed": args.seed, "categories": list(CATEGORIES),
+                                 "rows": tables[-1]["rows"], "tables": tables, "seconds": seconds,
+                                 "machine": machine_info()})
     return 0
 
 

@@ -344,10 +344,11 @@ def train_both(args: argparse.Namespace, header: dict, clip_path: Path, aestheti
     mlp, aesthetic_training = train_aesthetic(args, load_clip(SHAPES_CLIP, str(clip_path)))
     save_aesthetic_mlp(mlp, str(aesthetic_path), {"clip": SHAPES_CLIP})
     aesthetic_path.chmod(0o644)
-    total = round(time.perf_counter() - start, 1)  # training only, both models, evaluations excluded
-    write_json_atomic(aesthetic_path.with_suffix(".json"), {**header, "clip": "builtin:shapes-clip", "training": aesthetic_training,
-                "total_training_seconds_both_models": total})
-    write_json_atomic(clip_path.with_suffix(".json"), {**clip_report, "total_training_seconds_both_models": total})
+    # training only, both models, evaluations excluded
+    total = {"total_training_seconds_both_models": round(time.perf_counter() - start, 1)}
+    aesthetic_report = {**header, "clip": "builtin:shapes-clip", "training": aesthetic_training, **total}
+    write_json_atomic(aesthetic_path.with_suffix(".json"), aesthetic_report)
+    write_json_atomic(clip_path.with_suffix(".json"), {**clip_report, **total})
 
 
 def main(argv: list[str] | None = None) -> int:
