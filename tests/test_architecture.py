@@ -14,7 +14,7 @@ PACKAGES = ("rlalign", "rewards", "rollouts")
 
 LAYERS: list[list[str]] = [
     ["rlalign.utils", "rlalign.assets"],
-    ["rlalign.shapes"],
+    ["rlalign.shapes", "rlalign.sums"],
     ["rewards.registry"],
     ["rlalign.config"],
     ["rlalign.policies"],
@@ -154,7 +154,7 @@ def test_the_checks_catch_an_upward_import_and_a_cycle():
                           second: "import rlalign.utils.first\n"}) == []
 
 
-FAMILIES = ("rlalign.policies.next_scale", "rlalign.policies.insertion")
+FAMILIES = ("rlalign.policies.next_scale", "rlalign.policies.insertion", "rlalign.policies.edit_flow")
 
 
 def test_no_policy_family_imports_another():

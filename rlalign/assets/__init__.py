@@ -12,6 +12,7 @@ REBUILD_HINTS = {
     "shapes-captioner": "python scripts/pretrain_shapes_captioner.py",
     "shapes-clip": "python scripts/train_shapes_rewards.py",
     "shapes-aesthetic": "python scripts/train_shapes_rewards.py",
+    "text-editflow": "python scripts/pretrain_text_editflow.py",
 }
 """The script that reproduces each built-in asset."""
 
@@ -36,3 +37,21 @@ def resolve_checkpoint(checkpoint: str) -> Path:
     return path
 
 
+
+
+def resolve_checkpoint_dir(checkpoint: str) -> Path:
+    """`builtin:NAME` → the directory rlalign/assets/NAME/; anything else is a local directory (a
+    Hugging Face-style checkpoint: config.json, weights, tokenizer files)."""
+    if checkpoint.startswith("builtin:"):
+        name = checkpoint.split(":", 1)[1]
+        path = ASSETS_DIR / name
+        if not (path / "config.json").is_file():
+            hint = REBUILD_HINTS.get(name, "one of the scripts/ that build the built-in assets")
+            raise FileNotFoundError(f"built-in checkpoint directory {checkpoint!r} is not in {ASSETS_DIR}; "
+                                    f"reproduce it with `{hint}`")
+        return path
+    path = Path(checkpoint).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"checkpoint {checkpoint!r} is not a directory; give the directory that holds "
+                                "config.json, the weights and the tokenizer (or builtin:NAME)")
+    return path

@@ -22,16 +22,37 @@ class LoraConfig:
     """LoRA scale numerator: an adapted layer adds (alpha / rank) · B A x to its output."""
     dropout: float = bounded(0.0, ge=0, lt=1)
     """Dropout on the LoRA branch input; keep 0 so rollout and update log-probs agree exactly."""
-    target_modules: list[str] = field(default_factory=lambda: ["mat_qkv", "proj", "fc1", "fc2"])
-    """Names (or name suffixes) of the nn.Linear modules that receive adapters."""
+    target_modules: list[str] = field(default_factory=list)
+    """Names (or name suffixes) of the nn.Linear modules that receive adapters; empty: the family's own
+    (next_scale, insertion: mat_qkv, proj, fc1, fc2; edit_flow on ModernBERT: Wqkv, Wo, Wi)."""
+
+
+@dataclass
+class EditFlowConfig:
+    tau: float = bounded(0.05, gt=0, le=1)
+    """τ-leap step: steps at t = 0, τ, 2τ, … while t < 1 − 1e-3, so T = ⌈0.999/τ⌉ (dllm's sampler)."""
+    kappa: Literal["linear", "cosine"] = "linear"
+    """Schedule κ(t) whose weight w(t) = κ'(t) / (1 − κ(t) + 1e-6) scales the rates (dllm's kappa schedulers)."""
+    mask_length: int = bounded(0, ge=0)
+    """MASK tokens appended to every prompt before the first step (dllm's `masks[length:N]` start); 0 starts
+    from the prompt alone."""
+    max_length: int = bounded(64, ge=2)
+    """Fixed width W of every text, prompt included. A step inserts nothing into a text whose open gaps, all
+    firing, would outgrow W (dllm's sampler has no cap; give W ≥ twice the longest text and it never binds)."""
+    edit_prompt: bool = False
+    """Let steps delete and substitute prompt tokens and insert before the prompt's end (dllm's default: no)."""
+    insertion_only: bool = False
+    """Insertions only: no position is ever deleted or substituted (an insertion-only Edit Flow)."""
 
 
 @dataclass
 class PolicyConfig:
-    kind: Literal["next_scale", "insertion"] = "next_scale"
-    """Generator family: `next_scale` (VAR-style image model) or `insertion` (Edit Flows text model)."""
+    kind: Literal["next_scale", "insertion", "edit_flow"] = "next_scale"
+    """Generator family: `next_scale` (VAR-style image model), `insertion` (the built-in insertion captioner) or
+    `edit_flow` (a dllm-format Edit Flow checkpoint: insert, delete, substitute; docs/edit_flow.md)."""
     checkpoint: str = "builtin:shapes-nextscale"
-    """`builtin:NAME` for a shipped asset, or a local path (for VAR: the transformer weights)."""
+    """`builtin:NAME` for a shipped asset, or a local path (for VAR: the transformer weights; for edit_flow: the
+    checkpoint directory)."""
     vae_checkpoint: str = ""
     """Local path of the VQVAE weights when importing an official VAR checkpoint; empty otherwise."""
     architecture: dict[str, Any] = field(default_factory=dict)
@@ -48,6 +69,8 @@ class PolicyConfig:
     """Insertion family only: the number T of insertion steps from t = 0 to 1."""
     device: str = "cpu"
     """Torch device of the policy (`cpu`, `cuda`, `cuda:1`, ...)."""
+    edit_flow: EditFlowConfig = field(default_factory=EditFlowConfig)
+    """Edit Flow family only: the τ-leap sampler's settings."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """The LoRA adapter that carries every update (the base weights never change)."""
 

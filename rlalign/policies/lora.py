@@ -8,6 +8,7 @@ own format (adapter_config.json + adapter_model.safetensors).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -31,10 +32,12 @@ class LoraAdapter:
         module.requires_grad_(False)
         config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules))
         try:
-            self.peft_model = get_peft_model(module, config)
+            with warnings.catch_warnings():  # peft asks transformers models a deprecated question (v5)
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+                self.peft_model = get_peft_model(module, config)
         except ValueError as error:
             raise ValueError(f"policy.lora.target_modules={list(target_modules)} matches no Linear layer of the "
-                             f"{family} (e.g. mat_qkv, proj, fc1, fc2): {error}") from None
+                             f"{family}: {error}") from None
         self.module = module  # the same module, now holding the LoRA layers
 
     def parameters(self) -> list[torch.nn.Parameter]:

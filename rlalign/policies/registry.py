@@ -18,6 +18,7 @@ from rlalign.policies.base import StepPolicy
 FAMILIES: dict[str, str] = {
     "next_scale": "rlalign.policies.next_scale.policy:NextScalePolicy",
     "insertion": "rlalign.policies.insertion.policy:InsertionPolicy",
+    "edit_flow": "rlalign.policies.edit_flow.policy:EditFlowPolicy",
 }
 """policy.kind → "module:Class" of a class that implements PolicyFamily."""
 

@@ -68,7 +68,7 @@ class InsertionPolicy(AdapterMethods):
 
     def __init__(self, model: InsertionTransformer, *, num_steps: int = 8, cfg_scale: float = 0.0,
                  temperature: float = 1.0, lora_rank: int = 8, lora_alpha: float = 16.0, lora_dropout: float = 0.0,
-                 target_modules: Sequence[str] = ("mat_qkv", "proj", "fc1", "fc2")):
+                 target_modules: Sequence[str] = ()):
         if num_steps < 1 or temperature <= 0 or cfg_scale < 0:
             raise ValueError(f"need insertion_steps ≥ 1, temperature > 0, cfg_scale ≥ 0; got {num_steps}, "
                              f"{temperature}, {cfg_scale}")
@@ -78,7 +78,8 @@ class InsertionPolicy(AdapterMethods):
                          "num_steps": self.num_steps, "eps": FIRE_EPS}
         model.requires_grad_(False).eval()
         self.lora = LoraAdapter(model, rank=lora_rank, alpha=lora_alpha, dropout=lora_dropout,
-                                target_modules=target_modules, family="insertion transformer")
+                                target_modules=list(target_modules) or ["mat_qkv", "proj", "fc1", "fc2"],
+                                family="insertion transformer (its layers: mat_qkv, proj, fc1, fc2)")
 
     @classmethod
     def from_config(cls, cfg: Any) -> InsertionPolicy:

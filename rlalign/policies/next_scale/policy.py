@@ -43,13 +43,14 @@ class NextScalePolicy(AdapterMethods):
 
     def __init__(self, model: NextScaleModel, *, cfg_scale: float = 0.0, temperature: float = 1.0,
                  top_k: int = 0, top_p: float = 1.0, lora_rank: int = 8, lora_alpha: float = 16.0,
-                 lora_dropout: float = 0.0, target_modules: Sequence[str] = ("mat_qkv", "proj", "fc1", "fc2")):
+                 lora_dropout: float = 0.0, target_modules: Sequence[str] = ()):
         self.model = model
         self.sampling = {"cfg_scale": float(cfg_scale), "temperature": float(temperature),
                          "top_k": int(top_k), "top_p": float(top_p)}
         model.requires_grad_(False)
         self.lora = LoraAdapter(model.transformer, rank=lora_rank, alpha=lora_alpha, dropout=lora_dropout,
-                                target_modules=target_modules, family="transformer")
+                                target_modules=list(target_modules) or ["mat_qkv", "proj", "fc1", "fc2"],
+                                family="transformer (its layers: mat_qkv, proj, fc1, fc2)")
         self.transformer = model.transformer  # the same module, now holding the LoRA layers
         self.tokenizer = model.tokenizer
         self.num_steps = len(self.transformer.patch_nums)
