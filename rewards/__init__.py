@@ -27,10 +27,12 @@ REGISTRY: dict[str, str] = {
     "shapes_eval": "rewards.shapes_eval:shapes_eval",
     "clip_score": "rewards.clip:ClipScore()",
     "aesthetic": "rewards.aesthetic:AestheticScore()",
+    "sums_eval": "rewards.sums:sums_eval",
+    "sums_format": "rewards.sums:sums_format",
 }
 """name -> `module:function` or `module:factory()`; adding a reward is adding an entry here."""
 
-EVAL_ONLY: frozenset[str] = frozenset({"shapes_eval"})
+EVAL_ONLY: frozenset[str] = frozenset({"shapes_eval", "sums_eval"})
 """Rewards that are evaluation ground truth: the config refuses them as trained rewards."""
 
 CALL_ARGS = frozenset({"prompts", "completions"})

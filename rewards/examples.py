@@ -34,3 +34,9 @@ def caption_grammar(prompts: list, completions: list[str], **_) -> list[float]:
         return True
 
     return [float(parses(caption)) for caption in completions]
+
+
+def exact_match(prompts: list, completions: list[str], solution: list[str], **_) -> list[float]:
+    """1.0 where the completion equals its row's `solution` column (surrounding spaces ignored): the
+    simplest reward of a dataset in TRL's convention (`jsonl:PATH` rows with a "solution")."""
+    return [float(text.strip() == str(answer).strip()) for text, answer in zip(completions, solution)]

@@ -30,6 +30,7 @@ import torch
 from rewards import EVAL_ONLY, build_reward, reads_conversations
 from rewards.combine import COMBINE_MODES, DEFAULT_EPS, combine, reward_stats
 from rlalign.config import RewardSpec
+from rlalign.utils.rows import split_rows
 
 logger = logging.getLogger(__name__)
 
@@ -199,13 +200,15 @@ class RewardWorker:
         """Score B completions (images [B,3,H,W] in [0,1] or texts) with every reward.
 
         `metadata` entries (scenes=..., solution=...) are passed to every reward as keywords, as
-        TRL passes its dataset columns. Text completions also get `completion_ids` (the policy's
+        TRL passes its dataset columns; prompts may also be TRL-style rows ({"prompt": text, "solution":
+        ...}), whose "prompt" is what rewards get as `prompts` and whose other columns become keywords. Text completions also get `completion_ids` (the policy's
         token ids of each text, as GRPOTrainer passes them) when the worker has a tokenizer.
         """
         batch = completions.shape[0] if isinstance(completions, torch.Tensor) else len(completions)
         if len(prompts) != batch:
             raise ValueError(f"got {len(prompts)} prompts for {batch} completions; pass one prompt per completion")
-        metadata = dict(metadata or {})
+        prompts, columns = split_rows(prompts)  # TRL-style rows: their columns are keywords too
+        metadata = {**columns, **(metadata or {})}
         if self.tokenizer is not None and not isinstance(completions, torch.Tensor) and "completion_ids" not in metadata:
             metadata["completion_ids"] = self.tokenizer(list(completions))
         per_reward, seconds, skipped = {}, {}, {}

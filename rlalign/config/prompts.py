@@ -12,6 +12,10 @@
                              split, endless: the prompts of an image-conditioned model such as the
                              captioner
   shapes-scenes-eval:SPLIT   48 fixed described scenes, one per prompt of described_eval_prompts
+  sums:SPLIT          the Sums task's prompts of a split (train 50 | heldout 25 | all), as rows
+                      {"prompt", "solution", "target", "terms", "category"} (rlalign.sums)
+  jsonl:PATH          a dataset in TRL's convention: one JSON object per line with a "prompt" and any
+                      other columns, which rewards receive as keywords (e.g. "solution" for accuracy_reward)
 
 Fixed sources (all but `shapes:`) have a finite list; `draw(count, seed)` walks seeded permutations
 of it, so one draw holds no prompt twice before every prompt has appeared once. The trainer draws
@@ -20,12 +24,14 @@ with a new seed each step, so across steps every prompt is seen equally often in
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rlalign import sums
 from rlalign.shapes import (
     CATEGORIES,
     SPLITS,
@@ -38,7 +44,7 @@ from rlalign.shapes import (
     sample_scenes,
 )
 
-KINDS = ("shapes", "shapes-eval", "file", "classes", "shapes-scenes", "shapes-scenes-eval")
+KINDS = ("shapes", "shapes-eval", "file", "classes", "shapes-scenes", "shapes-scenes-eval", "sums", "jsonl")
 EVAL_SCENE_SEED = 20261201
 """Seed of the placements of `shapes-scenes-eval` (one fixed scene per evaluation prompt)."""
 
@@ -82,7 +88,8 @@ def parse_prompt_source(spec: str) -> PromptSource:
     kind, sep, rest = str(spec).partition(":")
     if not sep or kind not in KINDS:
         raise ValueError(f"prompt source {spec!r} is not one of: shapes:SPLIT, shapes-eval:SPLIT[:CATEGORY], file:PATH, "
-                         "classes:A-B, classes:A,B,..., shapes-scenes:SPLIT, shapes-scenes-eval:SPLIT")
+                         "classes:A-B, classes:A,B,..., shapes-scenes:SPLIT, shapes-scenes-eval:SPLIT, sums:SPLIT, "
+                         "jsonl:PATH")
     if kind in ("shapes", "shapes-scenes"):
         if rest not in SPLITS:
             raise ValueError(f"prompt source {spec!r}: split must be one of {', '.join(SPLITS)}")
@@ -104,7 +111,35 @@ def parse_prompt_source(spec: str) -> PromptSource:
         return PromptSource(spec, fixed=scenes, scenes=True)
     if kind == "file":
         return PromptSource(spec, fixed=tuple(_read_prompt_file(rest)))
+    if kind == "sums":
+        return PromptSource(spec, fixed=tuple(sums.prompts(rest)))
+    if kind == "jsonl":
+        return PromptSource(spec, fixed=tuple(_read_jsonl(rest)))
     return PromptSource(spec, fixed=tuple(_class_ids(spec, rest)))
+
+
+def _read_jsonl(path: str) -> list[dict]:
+    """TRL-style rows, one JSON object with a "prompt" per line; every row must have the same columns."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise FileNotFoundError(f"prompt file {path!r} does not exist (jsonl:PATH takes one JSON object per line)")
+    rows = []
+    for number, line in enumerate(file.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{number} is not JSON ({error})") from None
+        if not isinstance(row, dict) or "prompt" not in row:
+            raise ValueError(f"{path}:{number} must be a JSON object with a \"prompt\" key (TRL's dataset rows)")
+        if rows and set(row) != set(rows[0]):
+            raise ValueError(f"{path}:{number} has columns {sorted(row)}, line 1 has {sorted(rows[0])}; "
+                             "rewards get one list per column, so every row needs the same ones")
+        rows.append(row)
+    if not rows:
+        raise ValueError(f"prompt file {path!r} holds no rows")
+    return rows
 
 
 def _read_prompt_file(path: str) -> list[str]:

@@ -1,8 +1,9 @@
-"""Sampling a policy on fixed prompts and judging the samples with the Shapes verifier.
+"""Sampling a policy on fixed prompts and judging the samples with a built-in world's verifier.
 
 Shared by `rlalign sample`, `rlalign eval`, the trainer's evaluations and the pretraining report,
 so every number that says "exact match" is computed the same way: B = prompts × samples draws,
-each from its own seeded generator (rlalign.utils.seeding), judged by `shapes_eval`.
+each from its own seeded generator (rlalign.utils.seeding), judged by `shapes_eval` (images and
+captions of the Shapes world) or by the Sums verifier (rlalign.sums) for Sums prompt rows.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import torch
 
 from rewards.shapes_eval import verify_caption, verify_image
+from rlalign import sums
 from rlalign.policies import StepPolicy
 from rlalign.shapes import CATEGORIES, Scene, category_of
 from rlalign.utils.grids import save_grid
@@ -86,8 +88,19 @@ def caption_report(scenes: Sequence, captions: Sequence[str]) -> dict:
     return category_report(verdicts, [scene.spec.category for scene in scenes])
 
 
-def category_report(verdicts: list, categories: list[str]) -> dict:
-    """`overall` first, then one row per category present, in GenEval's order.
+def sums_report(rows: Sequence[dict], completions: Sequence[str]) -> dict:
+    """The same report for the Sums task: each completion judged by its row's verifier (rlalign.sums),
+    one category per number of terms."""
+    verdicts = [sums.verify(text, row["target"], row["terms"]) for text, row in zip(completions, rows)]
+    return category_report(verdicts, [row["category"] for row in rows], order=sums.CATEGORIES)
+
+
+def is_sums_row(prompt) -> bool:
+    return isinstance(prompt, dict) and {"prompt", "target", "terms", "category"} <= set(prompt)
+
+
+def category_report(verdicts: list, categories: list[str], order: Sequence[str] = CATEGORIES) -> dict:
+    """`overall` first, then one row per category present, in `order` (GenEval's by default).
 
     As in GenEval, `overall` is the unweighted mean of the categories present, not of the samples;
     its interval is the normal interval of that mean of independent proportions (each category's
@@ -95,7 +108,7 @@ def category_report(verdicts: list, categories: list[str]) -> dict:
     every judged sample, and `sample_mean` is the plain mean over them.
     """
     rows = {}
-    for category in CATEGORIES:
+    for category in order:
         chosen = [v for c, v in zip(categories, verdicts) if c == category]
         if chosen:
             rows[category] = _summary(chosen)
@@ -144,7 +157,8 @@ def score_samples(worker, prompts: list, outputs) -> dict:
     if isinstance(outputs, torch.Tensor):
         report = verifier_report(prompts, outputs) if all(is_shapes_prompt(p) for p in prompts) else None
     else:
-        report = caption_report(prompts, outputs) if all(isinstance(p, Scene) for p in prompts) else None
+        report = (caption_report(prompts, outputs) if all(isinstance(p, Scene) for p in prompts) else
+                  sums_report(prompts, outputs) if all(is_sums_row(p) for p in prompts) else None)
     return {"rewards": scores, "verifier": report}
 
 

@@ -6,10 +6,14 @@ import shutil
 import statistics
 from pathlib import Path
 
-from rlalign.shapes import CATEGORIES
+from rlalign import sums
+from rlalign.shapes import CATEGORIES as SHAPES_CATEGORIES
 from rlalign.utils.files import atomic_path, write_json_atomic, write_text_atomic
 from rlalign.utils.metrics import read_metrics
 from rlalign.utils.tables import markdown_table
+
+CATEGORIES = (*SHAPES_CATEGORIES, *sums.CATEGORIES)
+"""Every built-in world's verifier categories, in report order (a run's eval sets use one world's)."""
 
 
 def _final_eval(records: list[dict]) -> dict:
