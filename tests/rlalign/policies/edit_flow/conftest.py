@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-import torch
+from support import one_torch_thread
 from support.next_scale import perturb_adapter
 
 from rlalign.policies.edit_flow.model import load_model, load_tokenizer
@@ -17,12 +17,7 @@ needs_golden = pytest.mark.skipif(not (GOLDEN_DIR / "model" / "config.json").is_
                                   reason=f"golden Edit Flow checkpoint not found at {GOLDEN_DIR}")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+_one_thread = pytest.fixture(autouse=True)(one_torch_thread)
 
 
 @pytest.fixture

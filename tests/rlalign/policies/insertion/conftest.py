@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from support import one_torch_thread
 from support.next_scale import perturb_adapter
 
 from rlalign.policies.insertion.model import build_model, shapes_vocabulary
@@ -24,12 +25,7 @@ def randomize_like_trained(model, seed=0):
         model.rate_head.bias.fill_(1.5)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+_one_thread = pytest.fixture(autouse=True)(one_torch_thread)
 
 
 @pytest.fixture(scope="module")
