@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from rlalign.policies import StepPolicy
+from rlalign.utils.progress import Progress
 from rlalign.utils.seeding import grouped_generators
 
 ScoreFn = Callable[[list, object], dict[str, list[float]]]
@@ -84,7 +85,7 @@ def probe_steps(policy: StepPolicy, prompts: Sequence, score: ScoreFn, steps: Se
             x_PNK = torch.tensor(values, dtype=torch.float64).view(len(prompts), sizes.prefixes, sizes.completions)
             rows.append({"step": t, "metric": metric, **variance_shares(x_PNK)})
         if log:
-            log(f"[rlalign probe] step {t}: " + ", ".join(
+            log(f"step {t}: " + ", ".join(
                 f"{r['metric']} share {r['share_decided']:.3f}" for r in rows if r["step"] == t))
     return rows
 
@@ -148,8 +149,12 @@ def run_probe(config: str, overrides: list[str], *, prompts: str | None, count: 
     chosen = [listed[i] for i in grid_rows(len(listed), count).tolist()]  # spread over the list
     probed = (list(range(1, policy.num_steps + 1)) if steps == "all"
               else [resolve_prefix_steps(v, policy.num_steps) for v in parse_prefix_steps(steps, policy.num_steps)])
-    rows = probe_steps(policy, chosen, config_scores(cfg, policy.completion_tokenizer()), probed, sizes,
-                       log=print)
+    progress = Progress(len(probed), "[rlalign probe] steps probed")
+    try:
+        rows = probe_steps(policy, chosen, config_scores(cfg, policy.completion_tokenizer()), probed, sizes,
+                           log=progress.update)
+    finally:
+        progress.close()
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
     suggestion = {metric: suggest_prefix_steps(rows, metric, level) for metric in metrics}
     directory = Path(out)

@@ -21,6 +21,7 @@ from pathlib import Path
 from rlalign.config import Config, load_config, to_dict
 from rlalign.policies import load_policy, parse_prefix_steps
 from rlalign.utils.files import write_json_atomic
+from rlalign.utils.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,12 @@ def run_sweep(config: str, overrides: list[str], *, prefix_steps: str, seeds: in
     if parallel > 1:
         done = _train_on_ray(resolved, parallel, base)
     else:
-        done = []
+        done, progress = [], Progress(len(runs), "[rlalign sweep] runs done")
         for run, values in zip(runs, resolved):
-            print(f"[rlalign sweep] run {run.name} ({len(done) + 1}/{len(runs)})", flush=True)
+            progress.write(f"[rlalign sweep] run {run.name} ({len(done) + 1}/{len(runs)})")
             done.append(train_run(values))
+            progress.update(done[-1])
+        progress.close()
     report = write_report(out)
     return "\n".join(done) + "\n\n" + report + f"\n(wrote {out}/report.md and its plots)"
 

@@ -35,6 +35,7 @@ from rlalign.training.interrupts import StopRequests, TrainingInterrupted
 from rlalign.training.resume import apply_optimizer_settings, check_resume_config
 from rlalign.utils.files import write_text_atomic
 from rlalign.utils.metrics import MetricsLogger
+from rlalign.utils.progress import Progress
 from rlalign.utils.seeding import grouped_generators
 from rollouts import RolloutFailure, make_backend
 
@@ -83,6 +84,7 @@ class Trainer:
                                   f"{self.output_dir}, or choose another output_dir (nothing was overwritten)")
         self.logger = MetricsLogger(self.output_dir, wandb_mode=cfg.logging.wandb_mode, project=cfg.logging.project,
                                     run_name=cfg.logging.run_name, config=to_dict(cfg))
+        self.progress = Progress(cfg.train.steps, "step", enabled=cfg.logging.progress_bar, initial=self.start_step)
 
     # ---------------------------------------------------------------------------------------------
     # The loop
@@ -102,6 +104,7 @@ class Trainer:
             except RolloutFailure as failure:
                 raise self._stop_on_rollout_failure(failure, failed_step=self.last_step + 1) from failure
             finally:
+                self.progress.close()
                 self.backend.close()  # Ray actors hold CPUs/GPUs until stopped
         self.logger.close()
         return {"steps": last, "history": self.history, "base_eval": self.base_eval}
@@ -184,12 +187,18 @@ class Trainer:
     def evaluate(self, step: int) -> dict[str, float]:
         """Eval prompts × eval_samples_per_prompt with the adapter (prefix m) and, once, the base."""
         started = time.perf_counter()
+        sizes = ", ".join(f"{name} {len(prompts)}×{self.cfg.prompts.eval_samples_per_prompt}"
+                          for name, prompts in self.eval_prompts.items())
+        self.progress.write(f"[rlalign] evaluating step {step} ({'base and ' if not self.base_eval else ''}adapter; "
+                            f"{sizes} samples)")
         metrics = evaluate_sets(self.policy, self.eval_prompts, self.eval_rewards,
                                 samples_per_prompt=self.cfg.prompts.eval_samples_per_prompt, seed=self.cfg.seed,
                                 prefix_steps=self.prefix_steps, grid_dir=self.output_dir / "samples", step=step,
                                 base_cache=self.base_eval)
         metrics["time/eval"] = time.perf_counter() - started
         self.logger.log(metrics, step=step)
+        self.progress.write(f"[rlalign] eval step {step} ({metrics['time/eval']:.0f} s): "
+                            + eval_headline(metrics, list(self.eval_prompts)))
         return metrics
 
     def save(self, step: int) -> Path:
@@ -253,11 +262,37 @@ class Trainer:
         print(f"[rlalign] resumed from {checkpoint} at step {self.start_step}", flush=True)
 
     def _print_progress(self, step: int, metrics: dict[str, float]) -> None:
-        if not self.cfg.logging.progress_bar:
-            return
-        print(f"step {step:4d}/{self.cfg.train.steps}  reward {metrics.get('rewards/total/mean', float('nan')):.4f}  "
-              f"kl {metrics['charts/kl']:.2e}  on-policy {metrics['debug/max_abs_logratio_first_iter']:.1e}  "
-              f"{metrics['time/step']:.2f}s", flush=True)
+        self.progress.update(step_line(metrics, self.cfg.rewards.functions))
+
+
+def step_line(metrics: dict[str, float], specs: Sequence[Any]) -> str:
+    """What one training step shows: the trained reward as the weighted sum of the raw reward means (the
+    combined reward the advantages see is normalised, so ~0 by construction), each reward's raw mean,
+    the KL to the base, the on-policy gap and the step time."""
+    means = {spec.label or spec.name: metrics.get(f"rewards/{spec.label or spec.name}/mean") for spec in specs}
+    trained = sum(spec.weight * (means[spec.label or spec.name] or 0.0) for spec in specs if spec.weight)
+    parts = " ".join(f"{label} {value:.3f}" for label, value in means.items() if value is not None)
+    return (f"reward {trained:.4f} ({parts})  kl {metrics['charts/kl']:.2e}  "
+            f"on-policy {metrics['debug/max_abs_logratio_first_iter']:.1e}  {metrics['time/step']:.2f}s")
+
+
+def eval_headline(metrics: dict[str, float], names: Sequence[str]) -> str:
+    """Per eval set its headline: the verifier's exact match with its interval and the base's, when the
+    prompts have a verifier; otherwise the first reward's mean (and the base's)."""
+    parts = []
+    for name in names:
+        key = f"eval/{name}/exact"
+        if key not in metrics:
+            key = next((k for k in metrics if k.startswith(f"eval/{name}/") and "/base/" not in k
+                        and k.count("/") == 2), None)
+            if key is None:
+                continue
+        base = metrics.get(key.replace(f"eval/{name}/", f"eval/{name}/base/", 1))
+        low, high = metrics.get(key + "_ci95_low"), metrics.get(key + "_ci95_high")
+        interval = f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
+        parts.append(f"{name} {key.rsplit('/', 1)[1]} {metrics[key]:.3f}{interval}"
+                     + (f" (base {base:.3f})" if base is not None else ""))
+    return "; ".join(parts) or "no eval sets"
 
 
 def _check_writable(directory: Path) -> None:
