@@ -69,6 +69,10 @@ class PolicyConfig:
     """Insertion family only: the number T of insertion steps from t = 0 to 1."""
     device: str = "cpu"
     """Torch device of the policy (`cpu`, `cuda`, `cuda:1`, ...)."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """Forward passes (rollout, re-scoring, update) in float32, or under bfloat16 autocast with float32 master
+    weights, LoRA parameters and optimizer (rlalign/policies/precision.py); old log-probs are then re-scored
+    in the update's micro-batches so the on-policy check stays exact."""
     edit_flow: EditFlowConfig = field(default_factory=EditFlowConfig)
     """Edit Flow family only: the τ-leap sampler's settings."""
     lora: LoraConfig = field(default_factory=LoraConfig)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from rlalign.config import PolicyConfig
 from rlalign.config.loading import build
 from rlalign.policies.base import StepPolicy
+from rlalign.policies.precision import with_precision
 
 FAMILIES: dict[str, str] = {
     "next_scale": "rlalign.policies.next_scale.policy:NextScalePolicy",
@@ -50,7 +51,7 @@ def load_policy(cfg: Any) -> StepPolicy:
         cfg = build(PolicyConfig, cfg)
     if not dataclasses.is_dataclass(cfg):
         raise TypeError(f"load_policy takes a PolicyConfig or a dict, got {type(cfg).__name__}")
-    return policy_family(cfg.kind).from_config(cfg)
+    return with_precision(policy_family(cfg.kind).from_config(cfg), cfg.precision)
 
 
 def declared_num_steps(cfg: Any) -> int | None:

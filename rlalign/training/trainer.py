@@ -136,8 +136,9 @@ class Trainer:
         sync_bytes = self.backend.sync(step, None if self.backend.shares_policy else self.policy.adapter_state())
         synced = time.perf_counter()
         rollout = self.backend.generate(prompts, cfg.grpo.group_size, self.prefix_steps, step)
-        # Workers in other processes score old_logp with other float reduction orders: score it here.
-        worker_gap = (0.0 if self.backend.shares_policy
+        # Workers in other processes score old_logp with other float reduction orders, and bf16 depends on
+        # the batch layout: score it here, in the update's micro-batches.
+        worker_gap = (0.0 if self.backend.shares_policy and cfg.policy.precision == "fp32"
                       else rescore_old_logp(self.policy, rollout, cfg.train.micro_batch_size))
         sampled = time.perf_counter()
         # ---- REWARD: every trained reward → one combined scalar per sample ------------------------

@@ -14,11 +14,12 @@ from .conftest import GOLDEN_DIR, needs_golden
 pytestmark = [needs_golden, pytest.mark.slow]
 
 
-def test_rlalign_train_runs_two_steps_on_the_golden_checkpoint(tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_rlalign_train_runs_two_steps_on_the_golden_checkpoint(tmp_path, precision):
     rows = [{"prompt": f"w{5 + i} w{6 + i}", "solution": f"w{7 + i}"} for i in range(6)]
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     config = {
-        "policy": {"kind": "edit_flow", "checkpoint": str(GOLDEN_DIR / "model"),
+        "policy": {"kind": "edit_flow", "checkpoint": str(GOLDEN_DIR / "model"), "precision": precision,
                    "edit_flow": {"tau": 0.25, "mask_length": 2, "max_length": 16}, "lora": {"rank": 4}},
         "prompts": {"train": f"jsonl:{tmp_path / 'rows.jsonl'}", "eval": {"rows": f"jsonl:{tmp_path / 'rows.jsonl'}"},
                     "eval_samples_per_prompt": 2},
