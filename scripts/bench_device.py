@@ -1,0 +1,179 @@
+"""Device benchmark at VAR-d16 size: rollout, update, reward and the bf16 on-policy gap on one accelerator.
+
+    python scripts/bench_device.py                  # on a GPU (device cuda when present): ≤ 8 min
+    python scripts/bench_device.py --quick          # tiny sizes on the CPU: a smoke run (CI)
+
+Nothing is downloaded and no weights are needed: the policy is VAR-d16's architecture (configs/var_d16.yaml:
+10 scales to 16×16, width 1024, depth 16, ~310 M transformer parameters plus the VQVAE) with random
+weights, class prompts, batch 32, CFG 4, top-k 900, top-p 0.95, LoRA rank 16; the reward is open_clip
+ViT-L-14 with its random initialisation (written to a temporary file, loaded by `clip_score` as a user's
+file would be) at 224 px. Rows, each a median over --repeats after one warm-up:
+
+    rollout    images/s for m = 4 and m = T, in fp32 and bf16 (policy.precision)
+    update     seconds of one grpo_update (reference pass, policy pass, backward, AdamW) and the peak
+               device memory, for m = 4 and m = T, in fp32 and bf16
+    reward     clip_score images/s (ViT-L-14, batch 32)
+    on-policy  bf16: max |log_prob − old_logp| after re-scoring old_logp in the update's micro-batches
+
+It prints a table and writes JSON (default outputs/bench/device.json). docs/performance.md says how
+to run it on a GPU and holds the GPU numbers once measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors.torch import save_file
+
+from rlalign.config import GrpoConfig, TrainConfig
+from rlalign.grpo.update import grpo_update, rescore_old_logp
+from rlalign.policies.next_scale.conditioning import ClassConditioner
+from rlalign.policies.next_scale.model import NextScaleModel
+from rlalign.policies.next_scale.policy import NextScalePolicy
+from rlalign.policies.next_scale.var_import import build_tokenizer, build_transformer, validate_var_config
+from rlalign.policies.precision import with_precision
+from rlalign.utils.files import write_json_atomic
+from rlalign.utils.seeding import grouped_generators
+from rlalign.utils.tables import records_table
+from rlalign.utils.timing import machine_info
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK_ARCHITECTURE = {
+    "patch_nums": [1, 2, 3, 4, 6], "vocab_size": 64, "z_channels": 8, "vae_ch": 32, "vae_ch_mult": [1, 2],
+    "share_quant_resi": 4, "quant_resi": 0.5, "num_classes": 10, "depth": 2, "embed_dim": 64, "num_heads": 2,
+    "mlp_ratio": 4.0, "attn_l2_norm": True, "shared_aln": False, "norm_eps": 1e-6, "cfg_scale": 4.0, "image_size": 12,
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--clip", default="ViT-L-14", help="open_clip architecture of the reward (random weights)")
+    parser.add_argument("--quick", action="store_true", help="tiny VAR and the built-in Shapes CLIP, 1 repeat")
+    parser.add_argument("--out", default="outputs/bench/device.json")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.batch_size, args.repeats, args.clip = 4, 1, "shapes-clip"
+    return args
+
+
+def var_policy(architecture: dict, device: str) -> NextScalePolicy:
+    """A next-scale policy with VAR's architecture and random weights, sampled as VAR's demo samples."""
+    config = validate_var_config(architecture)
+    torch.manual_seed(0)
+    tokenizer, transformer = build_tokenizer(config), build_transformer(config)
+    tokenizer.eval().requires_grad_(False)
+    model = NextScaleModel(tokenizer, transformer.eval(), ClassConditioner(transformer), {"var": config}).to(device)
+    return NextScalePolicy(model, cfg_scale=config["cfg_scale"], top_k=900, top_p=0.95, lora_rank=16, lora_alpha=32)
+
+
+def timed(fn, repeats: int, device: str) -> float:
+    """Median seconds of fn() over `repeats` runs after one warm-up, synchronising the device."""
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def peak_memory_gb(device: str) -> float | None:
+    return torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
+
+
+def bench_policy(policy: NextScalePolicy, args: argparse.Namespace) -> list[dict]:
+    prompts = [i % policy.transformer.num_classes for i in range(args.batch_size)]
+    rows = []
+    for precision in ("fp32", "bf16"):
+        for m in sorted({min(4, policy.num_steps - 1), policy.num_steps}):  # VAR-d16: 4 and 10
+            rows.append(bench_one(with_precision(policy, precision), precision, m, prompts, args))
+            row = rows[-1]
+            print(f"  {precision} m = {m}: {row['rollout_images_per_s']:.2f} images/s, update {row['update_s']:.3f} s, "
+                  f"on-policy {row['on_policy_gap']:.1e}", flush=True)
+    return rows
+
+
+def bench_one(policy, precision: str, m: int, prompts: list, args: argparse.Namespace) -> dict:
+    """One (precision, m) row: rollout rate, update time and peak memory, on-policy gap."""
+    batch = len(prompts)
+
+    def rollout(group_ids=None):
+        return policy.rollout(prompts, m, generator=grouped_generators(0, "bench", m, 1, batch), group_ids=group_ids)
+
+    seconds = timed(rollout, args.repeats, args.device)
+    sample = rollout(torch.arange(batch) // 8)
+    rescore_gap = rescore_old_logp(policy, sample, batch)  # as the trainer does for bf16
+    on_policy = max(float(((new.detach().cpu() - old).abs() * mask).max()) for new, old, mask
+                    in zip(policy.log_prob(sample), sample.old_logp, sample.action_mask))
+    optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=1e-5)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    advantages_B = torch.randn(batch, generator=torch.Generator().manual_seed(m))
+    grpo, train = GrpoConfig(group_size=8, beta=0.02), TrainConfig(micro_batch_size=batch)
+    if args.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    update_s = timed(lambda: grpo_update(policy, optimizer, scheduler, sample, advantages_B, grpo, train),
+                     args.repeats, args.device)
+    return {"precision": precision, "m": m, "T": policy.num_steps, "rollout_images_per_s": batch / seconds,
+            "update_s": update_s, "update_peak_gb": peak_memory_gb(args.device), "on_policy_gap": on_policy,
+            "rescore_gap": rescore_gap}
+
+
+def bench_reward(args: argparse.Namespace, images_B3HW: torch.Tensor) -> dict:
+    from rewards.clip import ClipScore
+
+    with tempfile.TemporaryDirectory() as folder:
+        if args.clip == "shapes-clip":
+            reward = ClipScore(device=args.device)
+        else:
+            import open_clip
+
+            torch.manual_seed(0)
+            model = open_clip.create_model(args.clip)  # no `pretrained`: random weights, nothing downloaded
+            path = Path(folder) / "clip-random.safetensors"
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+            del model
+            reward = ClipScore(architecture=args.clip, weights=str(path), device=args.device, batch_size=32)
+        prompts = ["a photo of a goldfish."] * images_B3HW.shape[0]
+        seconds = timed(lambda: reward(prompts, images_B3HW), args.repeats, args.device)
+    return {"reward": f"clip_score {args.clip}", "images": images_B3HW.shape[0], "images_per_s":
+            images_B3HW.shape[0] / seconds}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.quick:
+        architecture = QUICK_ARCHITECTURE
+    else:
+        architecture = yaml.safe_load((ROOT / "configs" / "var_d16.yaml").read_text())["policy"]["architecture"]
+    policy = var_policy(architecture, args.device)
+    parameters = sum(p.numel() for p in policy.transformer.parameters())
+    print(f"[bench_device] {args.device}: transformer {parameters / 1e6:.1f} M parameters, {policy.num_steps} "
+          f"scales, batch {args.batch_size}", flush=True)
+    rows = bench_policy(policy, args)
+    classes = [i % policy.transformer.num_classes for i in range(32)]
+    images = policy.rollout(classes, "all", generator=torch.Generator().manual_seed(0)).outputs
+    reward = bench_reward(args, images.to(args.device))
+    print(records_table(rows, ["precision", "m", "T", "rollout_images_per_s", "update_s", "update_peak_gb",
+                               "on_policy_gap"]))
+    print(f"reward: {reward['reward']} {reward['images_per_s']:.1f} images/s")
+    report = {"machine": machine_info(), "device": args.device, "quick": args.quick, "batch_size": args.batch_size,
+              "repeats": args.repeats, "transformer_parameters": parameters, "architecture": architecture,
+              "rows": rows, "reward": reward,
+              "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"}
+    print(f"wrote {write_json_atomic(args.out, report)}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
