@@ -39,6 +39,17 @@ def test_sample_with_an_adapter_and_a_prompt_source(tmp_path, capsys):
     assert "147 samples of 147 prompts, adapter" in capsys.readouterr().out
 
 
+def test_sample_of_a_text_family_writes_a_markdown_table(tmp_path, capsys):
+    out = tmp_path / "samples.png"
+    code = main(["sample", "configs/editflow_text.yaml", "--prompts", "sums:heldout", "--samples", "2",
+                 "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0 and "50 samples of 25 prompts, base model" in printed
+    table = (tmp_path / "samples.md").read_text().splitlines()
+    assert table[0] == "| prompt | sample |" and len(table) == 2 + 50
+    assert table[2].startswith("| write 4 as a sum of 2 digits | \\boxed{")
+
+
 def test_sample_reports_bad_input_in_one_line(tmp_path, capsys):
     assert main(["sample", str(CONFIG), "--prompts", "a red circle", "--prefix-steps", "9"]) == 2
     assert "prefix_steps must be 1..6" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""`rlalign sample`: draw samples of a policy (base, or with a trained adapter) into a labelled grid."""
+"""`rlalign sample`: draw samples of a policy (base, or with a trained adapter) into a labelled grid
+(images) or a Markdown table of prompts and texts (text families)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from rlalign.config import load_config
 from rlalign.config.prompts import check_prompt_words, prompts_from_arguments
 from rlalign.evaluation.geneval import generate
 from rlalign.policies import load_policy
-from rlalign.utils.files import write_json_atomic
+from rlalign.utils.files import write_json_atomic, write_text_atomic
 from rlalign.utils.grids import save_grid
+from rlalign.utils.rows import prompt_text
+from rlalign.utils.tables import records_table
 
 
 def run_sample(config: str, overrides: list[str], *, prompts: list[str], prefix_steps: str, adapter: str | None,
@@ -30,12 +33,15 @@ def run_sample(config: str, overrides: list[str], *, prompts: list[str], prefix_
         raise ValueError(f"--samples must be ≥ 1, got {samples}")
     images, repeated = generate(policy, chosen, samples_per_prompt=samples, seed=seed, prefix_steps=m,
                                 adapter=bool(adapter), purpose="sample")
-    if not hasattr(images, "ndim"):
-        raise ValueError(f"policy.kind={cfg.policy.kind!r} produces text; rlalign sample draws image grids")
+    which = f"adapter {adapter} on steps 1..{m}" if adapter else "base model"
+    if not hasattr(images, "ndim"):  # a text family: the samples as a Markdown table beside --out
+        table = records_table([{"prompt": prompt_text(p), "sample": text} for p, text in zip(repeated, images)],
+                              ["prompt", "sample"])
+        path = write_text_atomic(Path(out).with_suffix(".md"), table + "\n")
+        return f"{table}\nwrote {path} ({len(repeated)} samples of {len(chosen)} prompts, {which}, seed {seed})"
     labels = [f"class {p}" if isinstance(p, int) else str(p) for p in repeated]
     columns = samples if 2 <= samples <= 16 else 8
     path = save_grid(images, labels, Path(out), columns=columns)
-    which = f"adapter {adapter} on steps 1..{m}" if adapter else "base model"
     return f"wrote {path} ({len(repeated)} samples of {len(chosen)} prompts, {which}, seed {seed})"
 
 
