@@ -187,6 +187,14 @@ class Trainer:
 
     def evaluate(self, step: int) -> dict[str, float]:
         """Eval prompts × eval_samples_per_prompt with the adapter (prefix m) and, once, the base."""
+        with self.progress.paused():  # the rate counts training steps; evaluations are added per evaluation
+            metrics = self._evaluate(step)
+        every, last = self.cfg.train.eval_every, self.cfg.train.steps
+        remaining = (last // every - step // every if every else 0) + int(step < last and (not every or last % every))
+        self.progress.extra_left = remaining * metrics["time/eval"]
+        return metrics
+
+    def _evaluate(self, step: int) -> dict[str, float]:
         started = time.perf_counter()
         sizes = ", ".join(f"{name} {len(prompts)}×{self.cfg.prompts.eval_samples_per_prompt}"
                           for name, prompts in self.eval_prompts.items())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from contextlib import contextmanager
 from typing import TextIO
 
 from tqdm import tqdm
@@ -33,16 +34,28 @@ class Progress:
         self.total, self.desc, self.enabled = total, desc, enabled
         self.done = self.first = initial
         self.started = time.perf_counter()
+        self.extra_left = 0.0
         stream = stream or sys.stdout
         terminal = enabled and hasattr(stream, "isatty") and stream.isatty()
         self.bar = tqdm(total=total, initial=initial, desc=desc, file=stream, dynamic_ncols=True,
                         unit="step") if terminal else None
 
     def rate_and_left(self) -> tuple[float, float]:
-        """Units per second since this Progress started, and the seconds the rest should take at that rate."""
+        """Units per second since this Progress started (time inside `paused()` left out), and the seconds
+        the rest should take: the remaining units at that rate plus `extra_left` (set by the caller, e.g.
+        the evaluations still to come)."""
         elapsed = time.perf_counter() - self.started
         rate = (self.done - self.first) / elapsed if elapsed > 0 else 0.0
-        return rate, (self.total - self.done) / rate if rate > 0 else float("nan")
+        return rate, (self.total - self.done) / rate + self.extra_left if rate > 0 else float("nan")
+
+    @contextmanager
+    def paused(self):
+        """Work inside the block (an evaluation, a checkpoint) does not count towards the rate."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.started += time.perf_counter() - start
 
     def update(self, text: str = "", n: int = 1) -> None:
         self.done += n

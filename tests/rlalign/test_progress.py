@@ -2,6 +2,7 @@
 reward (not the normalised combined one), and each evaluation's headline."""
 
 import io
+import time
 
 from rlalign.config import RewardSpec
 from rlalign.training.trainer import eval_headline, step_line
@@ -38,3 +39,16 @@ def test_eval_headline_prefers_the_verifier_and_falls_back_to_a_reward():
                "eval/heldout/base/exact": 0.45, "eval/rows/match": 0.25, "eval/rows/base/match": 0.125}
     assert eval_headline(metrics, ["heldout", "rows"]) == ("heldout exact 0.850 [0.800, 0.900] (base 0.450); "
                                                           "rows match 0.250 (base 0.125)")
+
+
+def test_paused_work_does_not_count_and_extra_time_is_added():
+    progress = Progress(10, "step", stream=io.StringIO())
+    before = progress.started
+    with progress.paused():  # an evaluation: its time moves the start forward, so the rate ignores it
+        time.sleep(0.05)
+    assert progress.started - before >= 0.05
+    progress.started -= 4.0  # 4 s of steps
+    progress.done = 2  # 2 steps in ~4 s → 0.5 steps/s, 8 left → 16 s, plus two evaluations of 30 s
+    progress.extra_left = 60.0
+    rate, left = progress.rate_and_left()
+    assert abs(rate - 0.5) < 0.01 and abs(left - 76.0) < 0.5
