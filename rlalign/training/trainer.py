@@ -187,11 +187,12 @@ class Trainer:
 
     def evaluate(self, step: int) -> dict[str, float]:
         """Eval prompts × eval_samples_per_prompt with the adapter (prefix m) and, once, the base."""
+        with_base = not self.base_eval  # the first evaluation also samples the base, as many samples again
         with self.progress.paused():  # the rate counts training steps; evaluations are added per evaluation
             metrics = self._evaluate(step)
         every, last = self.cfg.train.eval_every, self.cfg.train.steps
         remaining = (last // every - step // every if every else 0) + int(step < last and (not every or last % every))
-        self.progress.extra_left = remaining * metrics["time/eval"]
+        self.progress.extra_left = remaining * metrics["time/eval"] / (2 if with_base else 1)
         return metrics
 
     def _evaluate(self, step: int) -> dict[str, float]:
