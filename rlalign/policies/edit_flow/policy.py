@@ -47,10 +47,11 @@ UNIFORMS_PER_SLOT = 5
 class EditFlowSample(NamedTuple):
     tokens_BW: Tensor  # the finished texts [B, W] (policy device)
     lengths_B: Tensor
-    sequences: list[Tensor]  # per prefix step: the text before it [B, W] (CPU)
-    lengths: list[Tensor]  # per prefix step: its length [B] (CPU)
-    actions: list[StepActions]  # per prefix step (CPU)
-    logp: list[Tensor]  # per sampled prefix step: the sampler's own [B, 2W] log-probs (CPU)
+    sequences: list[Tensor]  # per prefix step: the text before it [B, W]
+    lengths: list[Tensor]  # per prefix step: its length [B]
+    actions: list[StepActions]  # per prefix step
+    logp: list[Tensor]  # per sampled prefix step: the sampler's own [B, 2W] log-probs
+    # All on the policy's device (no host copy per step); rollout() moves them to the host once.
     trace: EditFlowTrace | None
 
 
@@ -203,20 +204,23 @@ class EditFlowPolicy(AdapterMethods):
         prompts, settings = list(prompts), dict(self.sampling)
         tokens_BW, lengths_B, prompt_lengths_B = self.encode_prompts(prompts)
         sample = self._sample(tokens_BW, lengths_B, prompt_lengths_B, m, generator, settings, keep_trace=keep_trace)
+        host = lambda steps: [t.cpu() for t in steps]
+        actions = [StepActions(*host(a)) for a in sample.actions]
+        lengths = host(sample.lengths)
         rollout = Rollout(
             prompts=prompts,
             group_ids=group_ids.cpu() if group_ids is not None else torch.arange(len(prompts)),
             outputs=self.decode(sample.tokens_BW, sample.lengths_B, prompt_lengths_B),
-            old_logp=sample.logp,
+            old_logp=host(sample.logp),
             action_mask=[torch.cat(open_actions(n_B, prompt_lengths_B, tokens_BW.shape[1],
                                                 edit_prompt=settings["edit_prompt"],
                                                 insertion_only=settings["insertion_only"]), dim=1)
-                         for n_B in sample.lengths],
+                         for n_B in lengths],
             prefix_steps=m,
             state=EditFlowState(
-                sequences=sample.sequences, lengths=sample.lengths,
-                position_ops=[a.position_op_BW for a in sample.actions], sub_tokens=[a.sub_token_BW for a in sample.actions],
-                inserted=[a.inserted_BW for a in sample.actions], ins_tokens=[a.ins_token_BW for a in sample.actions],
+                sequences=host(sample.sequences), lengths=lengths,
+                position_ops=[a.position_op_BW for a in actions], sub_tokens=[a.sub_token_BW for a in actions],
+                inserted=[a.inserted_BW for a in actions], ins_tokens=[a.ins_token_BW for a in actions],
                 prompt_lengths=prompt_lengths_B, final_tokens=sample.tokens_BW.cpu(),
                 final_lengths=sample.lengths_B.cpu(), sampling=settings, trace=sample.trace),
         )
@@ -242,13 +246,13 @@ class EditFlowPolicy(AdapterMethods):
                 noise_5BW = torch.stack([uniforms((batch, width), generator) for _ in range(UNIFORMS_PER_SLOT)])
                 step_actions = sample_step(dist, noise_5BW)
                 if s < m:
-                    sampler_logp.append(step_log_prob(dist, step_actions).cpu())
+                    sampler_logp.append(step_log_prob(dist, step_actions))
                 if trace is not None:
                     trace.append(tokens_BW, lengths_B, dist.edit_prob_BW, dist.insert_prob_BW, dist.sub_logp_BWV)
-            if s < m:
-                sequences.append(tokens_BW.cpu())
-                lengths.append(lengths_B.cpu())
-                actions.append(StepActions(*(a.cpu() for a in step_actions)))
+            if s < m:  # kept on the device; rollout() moves them to the host once, after the loop
+                sequences.append(tokens_BW)
+                lengths.append(lengths_B)
+                actions.append(step_actions)
             tokens_BW, lengths_B = apply_step(tokens_BW, lengths_B, step_actions)
         return EditFlowSample(tokens_BW, lengths_B, sequences, lengths, actions, sampler_logp, trace)
 

@@ -46,11 +46,12 @@ class InsertionSample(NamedTuple):
 
     tokens_BL: Tensor  # the finished texts' word ids [B, max_len], on the policy's device
     lengths_B: Tensor  # their lengths
-    sequences: list[Tensor]  # per prefix step: the text before it, [B, A_s − 1] (CPU)
-    lengths: list[Tensor]  # per prefix step: its length [B] (CPU)
-    fired: list[Tensor]  # per prefix step: bool [B, A_s], the gaps that inserted a word (CPU)
-    inserted: list[Tensor]  # per prefix step: [B, A_s] the inserted word ids, 0 where not fired (CPU)
-    logp: list[Tensor]  # per sampled (not forced) prefix step: the sampler's own [B, A_s] log-probs (CPU)
+    sequences: list[Tensor]  # per prefix step: the text before it, [B, A_s − 1]
+    lengths: list[Tensor]  # per prefix step: its length [B]
+    fired: list[Tensor]  # per prefix step: bool [B, A_s], the gaps that inserted a word
+    inserted: list[Tensor]  # per prefix step: [B, A_s] the inserted word ids, 0 where not fired
+    logp: list[Tensor]  # per sampled (not forced) prefix step: the sampler's own [B, A_s] log-probs
+    # All on the policy's device (no host copy per step); rollout() moves them to the host once.
     trace: InsertionTrace | None  # with keep_trace: every sampled step's text and distribution
 
 
@@ -159,16 +160,17 @@ class InsertionPolicy(AdapterMethods):
         settings = dict(self.sampling)
         sample = self._sample(prompts, m, generator, settings, keep_trace=keep_trace)
         batch, max_len = len(prompts), self.model.max_len
+        sequences, lengths, fired, inserted = ([t.cpu() for t in steps] for steps in
+                                               (sample.sequences, sample.lengths, sample.fired, sample.inserted))
         rollout = Rollout(
             prompts=prompts,
             group_ids=group_ids.cpu() if group_ids is not None else torch.arange(batch),
             outputs=self.model.decode_texts(sample.tokens_BL, sample.lengths_B),
-            old_logp=sample.logp,
-            action_mask=[open_gaps(n_B, fired_BI.shape[1], max_len)
-                         for n_B, fired_BI in zip(sample.lengths, sample.fired)],
+            old_logp=[lp.cpu() for lp in sample.logp],
+            action_mask=[open_gaps(n_B, fired_BI.shape[1], max_len) for n_B, fired_BI in zip(lengths, fired)],
             prefix_steps=m,
-            state=InsertionState(sequences=sample.sequences, lengths=sample.lengths, fired=sample.fired,
-                                 inserted=sample.inserted, final_tokens=sample.tokens_BL.cpu(),
+            state=InsertionState(sequences=sequences, lengths=lengths, fired=fired,
+                                 inserted=inserted, final_tokens=sample.tokens_BL.cpu(),
                                  final_lengths=sample.lengths_B.cpu(), sampling=settings, trace=sample.trace),
         )
         return self._rescored(rollout)
@@ -197,13 +199,13 @@ class InsertionPolicy(AdapterMethods):
                 uniform_fire_BI = uniforms((batch, num_gaps), generator)
                 fired_BI, inserted_BI = sample_step(dist, uniform_fire_BI, uniforms((batch, num_gaps), generator))
                 if s < m:
-                    sampler_logp.append(step_log_prob(dist, fired_BI, inserted_BI).cpu())
+                    sampler_logp.append(step_log_prob(dist, fired_BI, inserted_BI))
                 if trace is not None:
                     trace.append(tokens_BN, lengths_B, dist.log_fire_BI, dist.token_logp_BIV)
-            if s < m:
+            if s < m:  # kept on the device; rollout() moves them to the host once, after the loop
                 for steps, value in zip((sequences, lengths, fired, inserted),
                                         (tokens_BN, lengths_B, fired_BI, inserted_BI)):
-                    steps.append(value.cpu())
+                    steps.append(value)
             tokens_BL, lengths_B = apply_insertions(tokens_BN, lengths_B, fired_BI, inserted_BI, max_len)
         return InsertionSample(tokens_BL, lengths_B, sequences, lengths, fired, inserted, sampler_logp, trace)
 

@@ -32,9 +32,11 @@ class NextScaleSample(NamedTuple):
     """What the sampling loop returns; per-scale lists cover all K scales unless said otherwise."""
 
     tokens: list[Tensor]  # LongTensor [B, p_k²] per scale, on the policy's device
-    logp: list[Tensor]  # per sampled prefix scale: [B, p_k²] float32 log-probs of the drawn tokens (CPU)
-    kept_masks: list[Tensor | None]  # per sampled prefix scale: bool [B, p_k², V] kept set, or None (CPU)
-    scale_logits: list[Tensor] | None  # with keep_scale_logits: ℓ̃ [B, p_k², V] per sampled scale (CPU)
+    logp: list[Tensor]  # per sampled prefix scale: [B, p_k²] float32 log-probs of the drawn tokens
+    kept_masks: list[Tensor | None]  # per sampled prefix scale: bool [B, p_k², V] kept set, or None
+    scale_logits: list[Tensor] | None  # with keep_scale_logits: ℓ̃ [B, p_k², V] per sampled scale
+    # Everything stays on the policy's device inside the loop (no host copy per scale); rollout() moves
+    # what the Rollout keeps to the host once, after the last scale.
     f_hat_BCHW: Tensor  # the accumulated latent of all scales, which the tokenizer decodes
 
 
@@ -170,11 +172,13 @@ class NextScalePolicy(AdapterMethods):
             prompts=list(prompts),
             group_ids=group_ids.cpu() if group_ids is not None else torch.arange(batch),
             outputs=self.tokenizer.f_hat_to_images(sample.f_hat_BCHW).cpu(),
-            old_logp=sample.logp,
-            action_mask=[torch.ones_like(lp, dtype=torch.bool) for lp in sample.logp],
+            old_logp=[lp.cpu() for lp in sample.logp],
+            action_mask=[torch.ones_like(lp, dtype=torch.bool, device="cpu") for lp in sample.logp],
             prefix_steps=m,
-            state=NextScaleState(tokens=[t.cpu() for t in sample.tokens], kept_masks=sample.kept_masks,
-                                 sampling=settings, scale_logits=sample.scale_logits),
+            state=NextScaleState(tokens=[t.cpu() for t in sample.tokens],
+                                 kept_masks=[None if k is None else k.cpu() for k in sample.kept_masks],
+                                 sampling=settings,
+                                 scale_logits=None if sample.scale_logits is None else [x.cpu() for x in sample.scale_logits]),
         )
         return self._rescored(rollout)
 
@@ -209,11 +213,11 @@ class NextScalePolicy(AdapterMethods):
             logp_BlV = scale_log_probs(scaled_BlV, kept_BlV)
             tokens_Bl = draw(logp_BlV, uniforms((batch, side * side), generator))
             if k < m:
-                old_logp.append(logp_BlV.gather(-1, tokens_Bl[..., None]).squeeze(-1).cpu())
-                kept_masks.append(kept_BlV.cpu() if kept_BlV is not None else None)
+                old_logp.append(logp_BlV.gather(-1, tokens_Bl[..., None]).squeeze(-1))
+                kept_masks.append(kept_BlV)
             tokens.append(tokens_Bl)
             if scale_logits is not None:
-                scale_logits.append(scaled_BlV.cpu())
+                scale_logits.append(scaled_BlV)
             f_hat_BCHW, next_input = self.tokenizer.accumulate(f_hat_BCHW, tokens_Bl, k)
         return NextScaleSample(tokens, old_logp, kept_masks, scale_logits, f_hat_BCHW)
 

@@ -142,3 +142,14 @@ def test_prompt_rows_and_bad_prompts(make_golden_policy):
         policy.check_prompts([" ".join(["w5"] * 22)], where="prompts.eval")
     with pytest.raises(TypeError, match="text prompts"):
         policy.encode_prompts([3])
+
+
+def test_the_tau_leap_loop_makes_no_host_copy(make_golden_policy, monkeypatch):
+    from support.host_copies import counting_cpu_calls
+
+    policy = make_golden_policy()
+    tokens, lengths, prompt_lengths = policy.encode_prompts(prompts_of(3))
+    with counting_cpu_calls(monkeypatch) as calls:
+        sample = policy._sample(tokens, lengths, prompt_lengths, 4, torch.Generator().manual_seed(0),
+                                dict(policy.sampling))
+    assert calls == [] and len(sample.logp) == 4

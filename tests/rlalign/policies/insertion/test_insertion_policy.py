@@ -304,3 +304,12 @@ def test_condition_dropout_swaps_in_the_null_condition(make_insertion_model, ima
     assert torch.equal(dropped[[0, 2]], cond[[0, 2]]) and torch.equal(dropped_keep[[0, 2]], keep[[0, 2]])
     assert torch.equal(dropped[1], null[1]) and dropped_keep[1].tolist() == [True] + [False] * (keep.shape[1] - 1)
     assert torch.equal(null_keep, dropped_keep[[1, 1, 1]])
+
+
+def test_the_insertion_loop_makes_no_host_copy(make_insertion_policy, images, monkeypatch):
+    from support.host_copies import counting_cpu_calls
+
+    policy = make_insertion_policy()
+    with counting_cpu_calls(monkeypatch) as calls:
+        sample = policy._sample(prompts_of(images, 3), 3, torch.Generator().manual_seed(0), dict(policy.sampling))
+    assert calls == [] and len(sample.logp) == 3
