@@ -178,9 +178,11 @@ class EditFlowPolicy(AdapterMethods):
         tokens_RW, lengths_R = tokens_RW.to(self.device), lengths_R.to(self.device)
         width = tokens_RW.shape[1]
         mask_RW = (torch.arange(width, device=self.device) < lengths_R[:, None]).long()
-        times_R = torch.tensor([self.times[s] for s in steps_R.tolist()], dtype=torch.float32, device=self.device)
-        outputs = self.model(input_ids=tokens_RW, attention_mask=mask_RW, t=times_R[:, None])
-        weight_R1 = torch.stack([schedule_weight(self.times[s], settings["kappa"]) for s in steps_R.tolist()])[:, None]
+        # One value per τ-leap step, then one per row: no Python loop over the m·B rows of log_prob.
+        times_T = torch.tensor(self.times, dtype=torch.float32)
+        weights_T = torch.stack([schedule_weight(t, settings["kappa"]) for t in self.times])
+        outputs = self.model(input_ids=tokens_RW, attention_mask=mask_RW, t=times_T[steps_R][:, None].to(self.device))
+        weight_R1 = weights_T[steps_R][:, None]
         positions_RW, gaps_RW = open_actions(lengths_R, prompt_lengths_R, width, edit_prompt=settings["edit_prompt"],
                                              insertion_only=settings["insertion_only"])
         return step_distribution(outputs, weight=weight_R1, tau=settings["tau"], positions_BW=positions_RW,
@@ -224,7 +226,7 @@ class EditFlowPolicy(AdapterMethods):
                 prompt_lengths=prompt_lengths_B, final_tokens=sample.tokens_BW.cpu(),
                 final_lengths=sample.lengths_B.cpu(), sampling=settings, trace=sample.trace),
         )
-        return keep_rescored_old_logp(rollout, [lp.detach().cpu() for lp in self.log_prob(rollout)])
+        return keep_rescored_old_logp(rollout, [lp.cpu() for lp in self.log_prob(rollout)])  # under no_grad
 
     def _sample(self, tokens_BW: Tensor, lengths_B: Tensor, prompt_lengths_B: Tensor, m: int, generator: Generators,
                 settings: dict, *, forced_prefix: Sequence[StepActions] | None = None,
