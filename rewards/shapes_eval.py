@@ -117,7 +117,7 @@ def _seen(pixels_HW3: np.ndarray, mask_HW: np.ndarray, colour: str) -> SeenObjec
 
 def detect_objects(image: torch.Tensor | np.ndarray) -> list[SeenObject]:
     """Objects in one image [3, H, W] in [0, 1] (resized to 32×32 by area averaging if needed)."""
-    image_3HW = torch.as_tensor(image, dtype=torch.float32)
+    image_3HW = torch.as_tensor(image, dtype=torch.float32, device="cpu")
     if image_3HW.ndim != 3 or image_3HW.shape[0] != 3:
         raise ValueError(f"shapes_eval expects images [3, H, W], got shape {tuple(image_3HW.shape)}")
     if image_3HW.shape[-2:] != (CANVAS, CANVAS):
@@ -268,7 +268,8 @@ def shapes_eval(prompts: list, completions, scenes: list[Scene] | None = None, m
     if isinstance(completions, torch.Tensor):
         if len(prompts) != completions.shape[0]:
             raise ValueError(f"shapes_eval got {len(prompts)} prompts for {completions.shape[0]} images")
-        verdicts = [verify_image(p, img) for p, img in zip(prompts, completions)]
+        images = completions.detach().cpu()  # the detector is numpy: one copy for the batch, not one per image
+        verdicts = [verify_image(p, img) for p, img in zip(prompts, images)]
     else:
         if scenes is None and all(isinstance(p, Scene) for p in prompts):
             scenes = prompts  # a captioner's prompts are the scenes it describes

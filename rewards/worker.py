@@ -78,6 +78,28 @@ class RewardResult:
         return flat
 
 
+@dataclass
+class RawScores:
+    """Every reward's values for one batch or shard, before combination. Plain tensors and dicts (pickles)."""
+
+    per_reward: dict[str, torch.Tensor]
+    """label -> [b] raw values, NaN for None and for skipped bad outputs."""
+    seconds: dict[str, float]
+    """label -> wall time of that reward's calls."""
+    skipped: dict[str, int]
+    """label -> samples NaN'd by `on_error: skip`."""
+
+    @staticmethod
+    def concat(shards: Sequence[RawScores]) -> RawScores:
+        """Shards of one batch, in batch order: values joined, seconds and skips added up."""
+        if not shards:
+            raise ValueError("RawScores.concat needs at least one shard")
+        labels = list(shards[0].per_reward)
+        return RawScores(per_reward={label: torch.cat([s.per_reward[label] for s in shards]) for label in labels},
+                         seconds={label: sum(s.seconds[label] for s in shards) for label in labels},
+                         skipped={label: sum(s.skipped[label] for s in shards) for label in labels})
+
+
 # ---------------------------------------------------------------------------------------------
 # Checking one reward's output
 # ---------------------------------------------------------------------------------------------
@@ -197,12 +219,23 @@ class RewardWorker:
 
     def score(self, prompts: Sequence, completions: torch.Tensor | Sequence,
               metadata: Mapping[str, Any] | None = None) -> RewardResult:
-        """Score B completions (images [B,3,H,W] in [0,1] or texts) with every reward.
+        """Score B completions (images [B,3,H,W] in [0,1] or texts) with every reward: `finish(score_raw(...))`.
 
         `metadata` entries (scenes=..., solution=...) are passed to every reward as keywords, as
         TRL passes its dataset columns; prompts may also be TRL-style rows ({"prompt": text, "solution":
-        ...}), whose "prompt" is what rewards get as `prompts` and whose other columns become keywords. Text completions also get `completion_ids` (the policy's
-        token ids of each text, as GRPOTrainer passes them) when the worker has a tokenizer.
+        ...}), whose "prompt" is what rewards get as `prompts` and whose other columns become keywords.
+        Text completions also get `completion_ids` (the policy's token ids of each text, as
+        GRPOTrainer passes them) when the worker has a tokenizer.
+        """
+        return self.finish(self.score_raw(prompts, completions, metadata))
+
+    def score_raw(self, prompts: Sequence, completions: torch.Tensor | Sequence,
+                  metadata: Mapping[str, Any] | None = None) -> RawScores:
+        """Every reward's checked values for one batch or one shard of it, not yet combined.
+
+        Each sample's values depend on that sample (and the shard's shape) only, so shards can be
+        scored apart (on reward actors, as they are sampled) and joined with `RawScores.concat`;
+        the combination normalises over the whole batch, so it waits for `finish`.
         """
         batch = completions.shape[0] if isinstance(completions, torch.Tensor) else len(completions)
         if len(prompts) != batch:
@@ -216,12 +249,17 @@ class RewardWorker:
             start = time.perf_counter()
             per_reward[label], skipped[label] = self._score_one(label, spec, prompts, completions, metadata)
             seconds[label] = time.perf_counter() - start
+        return RawScores(per_reward=per_reward, seconds=seconds, skipped=skipped)
+
+    def finish(self, raw: RawScores) -> RewardResult:
+        """The batch's RewardResult: the combined total (trained workers) and each reward's statistics."""
         total = None
         if self.combine_mode is not None:
             weights = {label: spec.weight for label, spec in zip(self.labels, self.specs)}
-            total = combine(per_reward, weights, self.combine_mode, self.eps)
-        stats = {label: reward_stats(values) for label, values in per_reward.items()}
-        return RewardResult(total=total, per_reward=per_reward, stats=stats, seconds=seconds, skipped=skipped)
+            total = combine(raw.per_reward, weights, self.combine_mode, self.eps)
+        stats = {label: reward_stats(values) for label, values in raw.per_reward.items()}
+        return RewardResult(total=total, per_reward=raw.per_reward, stats=stats, seconds=raw.seconds,
+                            skipped=raw.skipped)
 
     def _score_one(self, label: str, spec: RewardSpec, prompts: Sequence, completions: Any,
                    metadata: Mapping[str, Any]) -> tuple[torch.Tensor, int]:

@@ -22,14 +22,15 @@ class RolloutFailure(RuntimeError):
 
 def make_backend(rollout_cfg: Any, policy_cfg: Any, policy: Any, run_seed: int):
     """The backend `rollout.backend` names. Local with one worker shares the trainer's policy;
-    local with N workers builds N replicas in this process (each synced with adapter weights);
-    ray starts N actors, each building its own replica from `policy_cfg` (see docs/distributed.md)."""
+    local with N workers builds N replicas in this process (each synced with adapter weights), and
+    cuts a step into rollout.shards shards (0: one per worker); ray starts N actors, each building its
+    own replica from `policy_cfg` and sampling one shard (see docs/distributed.md)."""
     if rollout_cfg.backend == "local":
         if rollout_cfg.num_workers == 1:
-            return LocalBackend.sharing(policy, run_seed)
+            return LocalBackend.sharing(policy, run_seed, shards=rollout_cfg.shards)
         workers = [RolloutWorker(policy_cfg, torch_threads=rollout_cfg.torch_threads)
                    for _ in range(rollout_cfg.num_workers)]
-        return LocalBackend(workers, run_seed)
+        return LocalBackend(workers, run_seed, shards=rollout_cfg.shards)
     if rollout_cfg.backend == "ray":
         from rollouts.ray_backend import RayBackend  # imported here: `import ray` takes seconds
 

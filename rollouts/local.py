@@ -6,7 +6,7 @@ it drives. With one worker sharing the trainer's own policy, `sync` moves nothin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -38,15 +38,18 @@ def sample_seeds(run_seed: int, step: int, first_prompt: int, num_prompts: int, 
 class LocalBackend:
     """Rollout workers called in turn in this process."""
 
-    def __init__(self, workers: Sequence[RolloutWorker], run_seed: int, *, shares_policy: bool = False):
+    def __init__(self, workers: Sequence[RolloutWorker], run_seed: int, *, shares_policy: bool = False,
+                 shards: int = 0):
         self.workers, self.run_seed, self.version = list(workers), run_seed, 0
         self.shares_policy = shares_policy
         """True when the only worker samples from the trainer's own policy object (nothing to sync)."""
+        self.shards = shards or len(self.workers)
+        """Prompt shards per step (rollout.shards; 0: one per worker), sampled in turn, shard s by worker s mod N."""
 
     @classmethod
-    def sharing(cls, policy: StepPolicy, run_seed: int) -> "LocalBackend":
+    def sharing(cls, policy: StepPolicy, run_seed: int, shards: int = 0) -> "LocalBackend":
         """One worker over the trainer's own policy object: adapter updates are visible at once."""
-        return cls([RolloutWorker(policy=policy)], run_seed, shares_policy=True)
+        return cls([RolloutWorker(policy=policy)], run_seed, shares_policy=True, shards=shards)
 
     def sync(self, version: int, state: dict[str, torch.Tensor] | None) -> float:
         """Give every worker adapter `version` (state None: the workers share the trainer's policy). Returns bytes sent."""
@@ -60,12 +63,18 @@ class LocalBackend:
         self.version = version
         return sent
 
-    def generate(self, prompts: Sequence, group_size: int, prefix_steps: int | str, step: int) -> Rollout:
+    def generate(self, prompts: Sequence, group_size: int, prefix_steps: int | str, step: int, *,
+                 on_shard: Callable[[int, Rollout], None] | None = None) -> Rollout:
+        """The step's rollout, prompt-major. `on_shard(index, shard)` is called as each shard is sampled
+        (the trainer hands it to the rewards, which may score it while the next shard is sampled)."""
         shards = []
-        for worker, (start, end) in zip(self.workers, shard_bounds(len(prompts), len(self.workers))):
+        for index, (start, end) in enumerate(shard_bounds(len(prompts), self.shards)):
             seeds = sample_seeds(self.run_seed, step, start, end - start, group_size)
+            worker = self.workers[index % len(self.workers)]
             shards.append(worker.generate(prompts[start:end], group_size, prefix_steps, seeds, first_group=start,
                                           version=self.version))
+            if on_shard is not None:
+                on_shard(index, shards[-1])
         return concat_rollouts(shards)
 
     def close(self) -> None:

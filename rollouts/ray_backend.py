@@ -21,8 +21,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,6 +31,7 @@ from ray import exceptions as ray_errors
 
 from rlalign.policies import Rollout, concat_rollouts
 from rlalign.policies.lora import adapter_bytes
+from rlalign.utils import ray_cluster
 from rollouts import RolloutFailure
 from rollouts.local import sample_seeds, shard_bounds
 from rollouts.worker import RolloutWorker
@@ -101,8 +100,10 @@ class RayBackend:
             version, self.state_ref), what=f"sync of adapter version {version}")
         return self.last_sync_bytes * len(self.actors)
 
-    def generate(self, prompts: Sequence, group_size: int, prefix_steps: int | str, step: int) -> Rollout:
-        """The step's rollout, prompt-major, identical to LocalBackend.generate with the same seeds."""
+    def generate(self, prompts: Sequence, group_size: int, prefix_steps: int | str, step: int, *,
+                 on_shard: Callable[[int, Rollout], None] | None = None) -> Rollout:
+        """The step's rollout, prompt-major, identical to LocalBackend.generate with the same seeds.
+        `on_shard(index, shard)` is called as each actor's shard arrives (in arrival order)."""
         bounds = shard_bounds(len(prompts), len(self.actors))
         version = self.version
 
@@ -112,7 +113,7 @@ class RayBackend:
             return self.actors[slot].generate.remote(list(prompts[start:end]), group_size, prefix_steps, seeds,
                                                      first_group=start, version=version)
 
-        shards = self._run_all(len(bounds), submit, what=f"rollout of step {step}", bounds=bounds)
+        shards = self._run_all(len(bounds), submit, what=f"rollout of step {step}", bounds=bounds, on_result=on_shard)
         return concat_rollouts(shards)
 
     def close(self) -> None:
@@ -129,13 +130,15 @@ class RayBackend:
     # ---------------------------------------------------------------------------------------------
 
     def _run_all(self, count: int, submit: Callable[[int], Any], *, what: str,
-                 bounds: Sequence[tuple[int, int]] | None = None) -> list:
+                 bounds: Sequence[tuple[int, int]] | None = None,
+                 on_result: Callable[[int, Any], None] | None = None) -> list:
         """Results of submit(slot) for slots 0..count-1, in slot order, surviving worker failures.
 
         Each call gets `timeout_s` from its submission. A failed or overdue slot gets a fresh actor
         (holding the current adapter) and its call is submitted again; the other slots keep running.
         A call counts as overdue only when a wait returned nothing ready: results that arrived while
-        a replacement was starting are collected first, never mistaken for timeouts.
+        a replacement was starting are collected first, never mistaken for timeouts. `on_result(slot,
+        result)` is called once per slot, as its result arrives.
         """
         results: list = [None] * count
         failures = [0] * count
@@ -147,9 +150,12 @@ class RayBackend:
                 slot, _ = pending.pop(ready[0])
                 try:
                     results[slot] = ray.get(ready[0], timeout=self.timeout_s)  # ready: returns without waiting
-                    continue
                 except WORKER_FAILURES as error:
                     failed = [(slot, error)]
+                else:
+                    if on_result is not None:
+                        on_result(slot, results[slot])
+                    continue
             else:
                 now = time.monotonic()
                 overdue = [ref for ref, (_, deadline) in pending.items() if deadline <= now]
@@ -193,7 +199,7 @@ class RayBackend:
             self._get_within(actor.__ray_ready__.remote(), self.start_timeout_s)
 
     def _spawn(self):
-        return self.actor_class.remote(self.policy_config, torch_threads=self.torch_threads)
+        return self.actor_class.remote(self.policy_config, torch_threads=self.torch_threads, host_outputs=True)
 
     def _wait_started(self) -> None:
         """Wait until every actor has built its replica; a failure here is a setup problem (bad
@@ -224,35 +230,9 @@ class RayBackend:
 # -------------------------------------------------------------------------------------------------
 
 def connect(rollout_cfg: Any) -> bool:
-    """Join or start Ray for this run; returns True when this call started a local Ray (to shut it
-    down on close). An already initialised Ray (a script's or a test's) is used as it is."""
-    if ray.is_initialized():
-        _check_resources(rollout_cfg, local=False)
-        return False
-    if rollout_cfg.ray_address:
-        ray.init(address=rollout_cfg.ray_address, include_dashboard=False)
-        _check_resources(rollout_cfg, local=False)
-        return False
-    # A local Ray: enough logical CPUs for the actors even when they oversubscribe the machine
-    # (threads then share the cores; an unschedulable actor would only wait until the timeout).
-    wanted = math.ceil(rollout_cfg.num_workers * rollout_cfg.cpus_per_worker)
-    num_cpus = max(os.cpu_count() or 1, wanted)
-    ray.init(num_cpus=num_cpus, include_dashboard=False)
-    _check_resources(rollout_cfg, local=True)
-    return True
-
-
-def _check_resources(rollout_cfg: Any, *, local: bool) -> None:
-    """Fail at start, naming the keys, when the actors can never be scheduled on this cluster."""
-    have = ray.cluster_resources()
-    for key, resource in (("cpus_per_worker", "CPU"), ("gpus_per_worker", "GPU")):
-        need = rollout_cfg.num_workers * getattr(rollout_cfg, key)
-        if need > have.get(resource, 0.0) + 1e-9:
-            message = (f"rollout.num_workers × rollout.{key} = {need:g} {resource}s, but the Ray cluster has "
-                       f"{have.get(resource, 0.0):g}; lower rollout.{key} or num_workers, or add nodes")
-            if local:
-                raise ValueError(message)
-            logger.warning("%s (waiting for an autoscaler, if there is one)", message)
+    """Join or start Ray for the rollout actors (rlalign.utils.ray_cluster.connect); True when this
+    call started a local Ray, which close() then shuts down."""
+    return ray_cluster.connect(rollout_cfg.ray_address, ray_cluster.needs_of("rollout", rollout_cfg))
 
 
 def _check_device(policy_config: dict, gpus_per_worker: float) -> None:

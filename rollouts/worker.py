@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from rlalign.policies import Rollout, StepPolicy, load_policy
+from rlalign.policies import Rollout, StepPolicy, load_policy, outputs_to_host
 from rlalign.utils.failpoints import failpoint
 
 
@@ -23,13 +23,17 @@ class StaleAdapterError(RuntimeError):
 class RolloutWorker:
     """Generates G samples per prompt: prefix with the adapter, suffix with the frozen base."""
 
-    def __init__(self, policy_config: Any = None, *, torch_threads: int = 0, policy: StepPolicy | None = None):
+    def __init__(self, policy_config: Any = None, *, torch_threads: int = 0, policy: StepPolicy | None = None,
+                 host_outputs: bool = False):
+        """`host_outputs`: return image outputs on the host (a Ray actor's results leave its process,
+        so they move once, there); in-process they stay on the policy's device for the rewards."""
         if torch_threads:
             torch.set_num_threads(torch_threads)
         if policy is None and policy_config is None:
             raise ValueError("RolloutWorker needs a policy config (or, in-process, a policy object)")
         self.policy = policy if policy is not None else load_policy(policy_config)
         self.version = 0  # version 0 is the adapter the policy was built with
+        self.host_outputs = host_outputs
 
     def load_adapter_state(self, version: int, state: dict[str, torch.Tensor]) -> int:
         """Install adapter weights `state` as `version`; returns the version now held."""
@@ -51,4 +55,5 @@ class RolloutWorker:
         repeated = [prompt for prompt in prompts for _ in range(group_size)]
         group_ids = torch.arange(first_group, first_group + len(prompts)).repeat_interleave(group_size)
         generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
-        return self.policy.rollout(repeated, prefix_steps, generator=generators, group_ids=group_ids)
+        rollout = self.policy.rollout(repeated, prefix_steps, generator=generators, group_ids=group_ids)
+        return outputs_to_host(rollout) if self.host_outputs else rollout

@@ -8,7 +8,8 @@ process so that one's threads and caches do not colour the next:
   rollout   scripts/bench_rollout.py   next-scale rollout images/s per m, KV cache vs recomputation,
                                        prefill share, fraction of the measured fp32 matmul peak
   update    scripts/bench_update.py    update seconds per m / update at m = T, next to the share of actions
-  ray       scripts/bench_ray.py       local vs Ray backends: images/s, sync payload and its share of a step
+  ray       scripts/bench_ray.py       local vs Ray backends: images/s, sync payload and its share of a step;
+                                       reward actors overlapped with sampling
   rewards   scripts/bench_rewards.py   reward throughput (CLIP, aesthetic, captions, ViT-B-32)
 then writes outputs/bench/summary.md (the tables docs/performance.md quotes) and summary.json.
 """
@@ -65,6 +66,11 @@ def tables(results: dict) -> list[str]:
         sections += [title,
                      records_table(r["rows"], ["backend", "workers", "torch_threads", "images_per_s", "sync_s",
                                               "sync_share", "sync_bytes", "start_s"])]
+        if r.get("reward_overlap"):
+            sections += [f"## Reward actors overlapped with sampling (batch {r['batch_size']}, m = {r['prefix_steps']})",
+                         records_table(r["reward_overlap"], ["rewards", "shards", "step_s", "reward_work_s",
+                                                            "driver_wait_s", "overlap", "vs_in_process_2t",
+                                                            "total_equals_in_process_1t"])]
     if "rewards" in results:
         rows = results["rewards"]["rows"]
         sections += [f"## Rewards (batch {rows[0]['batch']})",

@@ -14,6 +14,8 @@ file would be) at 224 px. Rows, each a median over --repeats after one warm-up:
                device memory, for m = 4 and m = T, in fp32 and bf16
     reward     clip_score images/s (ViT-L-14, batch 32)
     on-policy  bf16: max |log_prob − old_logp| after re-scoring old_logp in the update's micro-batches
+    syncs      host-device synchronisations inside the sampling loop (m = 4, fp32) and in a whole
+               rollout, counted by CUDA's sync debug mode (0 on a CPU, where there is nothing to count)
 
 It prints a table and writes JSON (default outputs/bench/device.json). docs/performance.md says how
 to run it on a GPU and holds the GPU numbers once measured.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -129,6 +132,35 @@ def bench_one(policy, precision: str, m: int, prompts: list, args: argparse.Name
             "rescore_gap": rescore_gap}
 
 
+def count_syncs(fn) -> int:
+    """Host-device synchronisations fn() caused, as CUDA's sync debug mode reports them (0 without CUDA)."""
+    if not torch.cuda.is_available():
+        fn()
+        return 0
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message).lower() for w in caught)
+
+
+def bench_syncs(policy: NextScalePolicy, batch: int) -> dict[str, int]:
+    """Syncs in the sampling loop alone (`_sample`) and in a whole rollout (loop, re-scoring, host copies)."""
+    prompts, m = [i % policy.transformer.num_classes for i in range(batch)], min(4, policy.num_steps - 1)
+
+    def generators():
+        return grouped_generators(1, "bench", m, 1, batch)
+
+    with torch.no_grad():
+        loop = count_syncs(lambda: policy._sample(prompts, m, generators(), dict(policy.sampling)))
+    whole = count_syncs(lambda: policy.rollout(prompts, m, generator=generators()))
+    return {"m": m, "sampling_loop_syncs": loop, "rollout_syncs": whole}
+
+
 def bench_reward(args: argparse.Namespace, images_B3HW: torch.Tensor) -> dict:
     from rewards.clip import ClipScore
 
@@ -161,15 +193,18 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"[bench_device] {args.device}: transformer {parameters / 1e6:.1f} M parameters, {policy.num_steps} "
           f"scales, batch {args.batch_size}", flush=True)
     rows = bench_policy(policy, args)
+    syncs = bench_syncs(policy, args.batch_size)
     classes = [i % policy.transformer.num_classes for i in range(32)]
     images = policy.rollout(classes, "all", generator=torch.Generator().manual_seed(0)).outputs
     reward = bench_reward(args, images.to(args.device))
     print(records_table(rows, ["precision", "m", "T", "rollout_images_per_s", "update_s", "update_peak_gb",
                                "on_policy_gap"]))
     print(f"reward: {reward['reward']} {reward['images_per_s']:.1f} images/s")
+    print(f"host-device syncs (m = {syncs['m']}, fp32): {syncs['sampling_loop_syncs']} in the sampling loop, "
+          f"{syncs['rollout_syncs']} in a whole rollout")
     report = {"machine": machine_info(), "device": args.device, "quick": args.quick, "batch_size": args.batch_size,
               "repeats": args.repeats, "transformer_parameters": parameters, "architecture": architecture,
-              "rows": rows, "reward": reward,
+              "rows": rows, "reward": reward, "syncs": syncs,
               "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"}
     print(f"wrote {write_json_atomic(args.out, report)}")
     return report

@@ -14,6 +14,15 @@ in turn within each repeat so background load hits all alike), sync and step (sy
 seconds and the sync's share of the step, bytes sent per sync (adapter only) against the full
 model's bytes, the actors' start time, and a determinism check against the local rollout (tokens
 and log-probs must be bitwise equal; decoded images may differ by float rounding across splits).
+
+Then the reward overlap (rewards.backend=ray): the demo's trained rewards (built-in CLIP and
+aesthetic) on a step cut into `--shards` shards, sample + score seconds per step for
+  in-process 2t   sample, then score, in this process with `--local-threads` threads (the default setup);
+  in-process 1t   the same with 1 thread;
+  actors 1t+1t    sample with 1 thread here while `--reward-actors` reward actors (1 thread each) score
+                  each shard as it arrives; the rewards must equal in-process 1t's bit for bit;
+with the time the driver waits for the rewards after its last shard, and the overlap: the share of
+the reward work (Σ reward seconds) hidden behind sampling.
 """
 
 from __future__ import annotations
@@ -26,7 +35,10 @@ import time
 import ray
 import torch
 
-from rlalign.config import RolloutConfig
+from rewards.ray_scoring import RayScorer
+from rewards.scoring import LocalScorer
+from rewards.worker import RewardWorker
+from rlalign.config import RewardsConfig, RewardSpec, RolloutConfig
 from rlalign.policies import load_policy
 from rlalign.policies.lora import adapter_bytes
 from rlalign.shapes import eval_prompts
@@ -46,6 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats per contender (median)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per contender first")
     parser.add_argument("--local-threads", type=int, default=2, help="torch threads of local and ray×1")
+    parser.add_argument("--shards", type=int, default=4, help="shards per step in the reward-overlap part")
+    parser.add_argument("--reward-actors", type=int, default=1, help="reward actors in the reward-overlap part")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="outputs/bench/ray.json")
     return parser.parse_args(argv)
@@ -115,6 +129,50 @@ def determinism(args, backends: dict, prompts: list[str]) -> dict[str, dict]:
     return report
 
 
+DEMO_REWARDS = [RewardSpec(name="clip_score", label="clip", args={"architecture": "shapes-clip",
+                                                                  "weights": "builtin:shapes-clip"}),
+                RewardSpec(name="aesthetic", label="aesthetic", weight=0.0, args={"weights": "builtin:shapes-aesthetic"})]
+
+
+def reward_overlap(args, policy, prompts: list[str]) -> list[dict]:
+    """Sample + score seconds per step with the rewards in process and on reward actors (module docstring)."""
+    worker = RewardWorker(DEMO_REWARDS, "normalize_then_sum")
+    actors_cfg = RewardsConfig(functions=DEMO_REWARDS, backend="ray", num_workers=args.reward_actors,
+                               cpus_per_worker=1.0, torch_threads=1)
+    backend = LocalBackend.sharing(policy, args.seed, shards=args.shards)
+    scorers = {"in-process 2t": (LocalScorer(worker), args.local_threads), "in-process 1t": (LocalScorer(worker), 1),
+               "actors 1t+1t": (RayScorer(actors_cfg, worker), 1)}
+    times = {name: {"step": [], "wait": [], "reward": []} for name in scorers}
+    totals = {}
+    for repeat in range(args.warmup + args.repeats):
+        for name, (scorer, threads) in scorers.items():
+            torch.set_num_threads(threads)
+            begin = time.perf_counter()
+            backend.generate(prompts, args.group_size, args.prefix_steps, step=repeat,
+                             on_shard=lambda index, shard, scorer=scorer: scorer.submit(index, shard.prompts,
+                                                                                         shard.outputs))
+            sampled = time.perf_counter()
+            raw = scorer.collect()
+            done = time.perf_counter()
+            totals[name] = worker.finish(raw).total
+            if repeat >= args.warmup:
+                times[name]["step"].append(done - begin)
+                times[name]["wait"].append(done - sampled)
+                times[name]["reward"].append(sum(raw.seconds.values()))
+    scorers["actors 1t+1t"][0].close()
+    torch.set_num_threads(args.local_threads)
+    rows = []
+    for name, series in times.items():
+        step_s, reward_s = statistics.median(series["step"]), statistics.median(series["reward"])
+        wait_s = statistics.median(series["wait"])
+        inline = name.startswith("in-process")
+        rows.append({"rewards": name, "shards": args.shards, "step_s": step_s, "reward_work_s": reward_s,
+                     "driver_wait_s": wait_s, "overlap": 0.0 if inline else max(0.0, 1 - wait_s / reward_s),
+                     "vs_in_process_2t": step_s / statistics.median(times["in-process 2t"]["step"]),
+                     "total_equals_in_process_1t": bool(torch.equal(totals[name], totals["in-process 1t"]))})
+    return rows
+
+
 def summarise(args, times: dict, started: dict, sync_bytes: dict, full_bytes: int, threads: dict) -> list[dict]:
     batch = args.prompts * args.group_size
     rows = []
@@ -139,12 +197,13 @@ def main(argv: list[str] | None = None) -> dict:
     policy = load_policy({"checkpoint": args.checkpoint})
     state = perturbed_adapter(policy, args.seed)
     prompts = list(eval_prompts("train")[: args.prompts])
-    # Logical CPUs for all three contenders at once: only one of them computes at any moment.
-    ray.init(num_cpus=max(os.cpu_count() or 1, 3), include_dashboard=False)
+    # Logical CPUs for all contenders at once: only one of them computes at any moment.
+    ray.init(num_cpus=max(os.cpu_count() or 1, 3 + args.reward_actors), include_dashboard=False)
     try:
         backends, started = start_backends(args, policy)
         times = time_steps(args, backends, state, prompts)
         checks = determinism(args, backends, prompts)
+        overlap = reward_overlap(args, policy, prompts)
         sync_bytes = {name: (0 if b.shares_policy else adapter_bytes(state) * len(b.actors)) for name, b in backends.items()}
         for backend in backends.values():
             backend.close()
@@ -160,12 +219,15 @@ def main(argv: list[str] | None = None) -> dict:
         "prefix_steps": args.prefix_steps, "repeats": args.repeats, "warmup": args.warmup,
         "adapter_bytes": adapter_bytes(state), "full_model_bytes": model_bytes(policy),
         "adapter_tensors": len(state), "load_average_after": os.getloadavg(), "rows": rows,
+        "reward_overlap": overlap,
     }
     print(records_table(rows, ["backend", "workers", "torch_threads", "images_per_s", "generate_s", "sync_s",
                               "step_s", "sync_share", "sync_bytes", "sync_vs_full_model", "start_s",
                               "tokens_equal", "old_logp_equal", "outputs_max_abs_diff"]))
     print(f"adapter {report['adapter_bytes']:,} bytes per replica vs full model {report['full_model_bytes']:,} bytes "
           f"({report['adapter_bytes'] / report['full_model_bytes']:.2%})")
+    print(records_table(overlap, ["rewards", "shards", "step_s", "reward_work_s", "driver_wait_s", "overlap",
+                                  "vs_in_process_2t", "total_equals_in_process_1t"]))
     print(f"wrote {write_json_atomic(args.out, report)}")
     return report
 

@@ -125,6 +125,19 @@ class RewardsConfig:
     """`normalize_then_sum` standardises each reward over the batch before the weighted sum."""
     eval: list[RewardSpec] = field(default_factory=lambda: [RewardSpec(name="shapes_eval")])
     """Evaluation-only rewards: computed at evaluation, never seen by the training objective."""
+    backend: Literal["local", "ray"] = "local"
+    """Where the trained rewards run: `local` in the trainer's process; `ray` on reward actors, each rollout
+    shard scored as soon as it is sampled, while the next one is sampled (docs/distributed.md)."""
+    num_workers: int = bounded(1, ge=1)
+    """Reward actors (rewards.backend=ray); shards go to them in turn."""
+    cpus_per_worker: float = bounded(1.0, gt=0)
+    """CPUs reserved per reward actor."""
+    gpus_per_worker: float = bounded(0.0, ge=0)
+    """GPUs reserved per reward actor (fractions allowed); a reward's own `device` arg says where it runs."""
+    torch_threads: int = bounded(0, ge=0)
+    """torch.set_num_threads in each reward actor; 0 leaves Ray's default (its CPUs per actor)."""
+    timeout_s: float = bounded(600.0, gt=0)
+    """Seconds to wait for one shard's rewards before the run saves and stops."""
 
 
 @dataclass
@@ -205,8 +218,11 @@ class RolloutConfig:
     """GPUs reserved per Ray actor (fractions allowed)."""
     torch_threads: int = bounded(0, ge=0)
     """torch.set_num_threads in each worker; 0 leaves torch's default."""
+    shards: int = bounded(0, ge=0)
+    """Prompt shards a step's rollout is cut into, sampled in turn (local backend); each is handed to the rewards
+    as soon as it is sampled. 0: one per worker. The Ray backend samples one shard per actor."""
     ray_address: str = ""
-    """Empty: start a local Ray; `auto` or `HOST:PORT`: join an existing cluster."""
+    """Empty: start a local Ray (rollout or reward actors); `auto` or `HOST:PORT`: join an existing cluster."""
     timeout_s: float = bounded(600.0, gt=0)
     """Seconds to wait for one worker's shard before treating the worker as dead."""
     max_retries: int = bounded(2, ge=0)
@@ -272,8 +288,12 @@ def _check_combinations(cfg: Config) -> None:
     duplicated = sorted({label for label in labels if labels.count(label) > 1})
     if duplicated:
         raise ConfigError("rewards", duplicated, "each reward needs a distinct label (set `label:` to tell them apart)")
-    if cfg.rollout.backend == "local" and cfg.rollout.ray_address:
-        raise ConfigError("rollout.ray_address", cfg.rollout.ray_address, "is only used with rollout.backend=ray")
+    if cfg.rollout.backend == "local" and cfg.rewards.backend == "local" and cfg.rollout.ray_address:
+        raise ConfigError("rollout.ray_address", cfg.rollout.ray_address,
+                          "is only used with rollout.backend=ray or rewards.backend=ray")
+    if cfg.rollout.backend == "ray" and cfg.rollout.shards not in (0, cfg.rollout.num_workers):
+        raise ConfigError("rollout.shards", cfg.rollout.shards, f"the Ray backend samples one shard per actor; use 0 "
+                          f"(or rollout.num_workers = {cfg.rollout.num_workers}) with rollout.backend=ray")
     _check_prompt_sources(cfg.prompts)
 
 

@@ -11,6 +11,7 @@ from rlalign.policies.base import (
     RolloutState,
     StepPolicy,
     concat_rollouts,
+    outputs_to_host,
     parse_prefix_steps,
     resolve_prefix_steps,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "concat_rollouts",
     "declared_num_steps",
     "load_policy",
+    "outputs_to_host",
     "parse_prefix_steps",
     "resolve_prefix_steps",
 ]

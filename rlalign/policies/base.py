@@ -50,7 +50,10 @@ def concat_steps(shards: Sequence[Sequence[Tensor | None]]) -> list[Tensor | Non
 class Rollout:
     """One batch of sampled trajectories with the rollout-time log-probs of their prefix actions.
 
-    Plain CPU tensors, lists and dataclasses only, so it pickles (Ray moves it between processes).
+    Plain tensors, lists and dataclasses only, so it pickles (Ray moves it between processes). The
+    record of the prefix (log-probs, masks, state) is on the host; image outputs stay on the policy's
+    device, so a reward model on that device scores them without a round trip (`outputs_to_host`
+    moves them before a rollout leaves its process).
     """
 
     prompts: list
@@ -58,7 +61,7 @@ class Rollout:
     group_ids: Tensor
     """[B] the prompt group each sample belongs to."""
     outputs: Any
-    """Images [B, 3, H, W] in [0, 1], or a list of B texts."""
+    """Images [B, 3, H, W] in [0, 1] on the policy's device, or a list of B texts."""
     old_logp: list[Tensor]
     """Per prefix step: [B, A_t] float32 log-probs at rollout time, detached."""
     action_mask: list[Tensor]
@@ -89,6 +92,13 @@ class Rollout:
             state=self.state.select(index),
             sampler_logp_gap=None if self.sampler_logp_gap is None else self.sampler_logp_gap[index],
         )
+
+
+def outputs_to_host(rollout: Rollout) -> Rollout:
+    """The rollout with image outputs moved to the host (one copy): what leaves a worker process."""
+    if isinstance(rollout.outputs, Tensor):
+        rollout.outputs = rollout.outputs.cpu()
+    return rollout
 
 
 def keep_rescored_old_logp(rollout: Rollout, rescored: list[Tensor]) -> Rollout:

@@ -14,13 +14,33 @@ import torch
 from torch import Tensor
 
 
-def uniforms(shape: tuple[int, int], generator: torch.Generator | Sequence[torch.Generator]) -> Tensor:
-    """U[0, 1) noise [B, N]: from one generator, or row b from generator b (batch-composition free)."""
+def uniforms(shape: tuple[int, int], generator: torch.Generator | Sequence[torch.Generator],
+             device: torch.device | str | None = None) -> Tensor:
+    """U[0, 1) noise [B, N]: from one generator, or row b from generator b (batch-composition free).
+
+    The noise is drawn on the host from CPU generators, so a sample is the same on every device, and
+    moved to `device` with `upload` (asynchronously on a GPU: the sampling loop never waits for it).
+    """
     if isinstance(generator, torch.Generator):
-        return torch.rand(shape, generator=generator)
+        return upload(torch.rand(shape, generator=generator), device)
     if len(generator) != shape[0]:
         raise ValueError(f"got {len(generator)} generators for {shape[0]} samples")
-    return torch.stack([torch.rand(shape[1:], generator=g) for g in generator])
+    return upload(torch.stack([torch.rand(shape[1:], generator=g) for g in generator]), device)
+
+
+def upload(host: Tensor, device: torch.device | str | None) -> Tensor:
+    """A host tensor on `device` without a host-device synchronisation.
+
+    To a CUDA device the copy goes through pinned (page-locked) memory with non_blocking=True: the
+    host queues it and goes on, where a copy from ordinary memory would first wait for the GPU to
+    finish its queue. Elsewhere (CPU, None) this is `.to(device)`, the same tensor when it is already there.
+    """
+    if device is None:
+        return host
+    device = torch.device(device)
+    if device.type == "cuda" and host.device.type == "cpu":
+        return host.pin_memory().to(device, non_blocking=True)
+    return host.to(device)
 
 
 def draw(logp_BNV: Tensor, uniform_BN: Tensor) -> Tensor:

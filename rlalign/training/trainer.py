@@ -23,6 +23,7 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import get_scheduler
 
+from rewards.scoring import RewardActorFailure, make_scorer
 from rewards.worker import RewardResult, RewardWorker
 from rlalign.config import Config, ConfigError, derived_sizes, to_dict
 from rlalign.config.prompts import check_prompt_words, parse_prompt_source
@@ -33,6 +34,7 @@ from rlalign.policies import Rollout, load_policy, resolve_prefix_steps
 from rlalign.training.checkpoint import find_checkpoint, holds_a_run, load_checkpoint, save_checkpoint
 from rlalign.training.interrupts import StopRequests, TrainingInterrupted
 from rlalign.training.resume import apply_optimizer_settings, check_resume_config
+from rlalign.utils import ray_cluster
 from rlalign.utils.files import write_text_atomic
 from rlalign.utils.metrics import MetricsLogger
 from rlalign.utils.progress import Progress
@@ -51,6 +53,21 @@ def build_scheduler(optimizer: torch.optim.Optimizer, train: Any, inner_iteratio
                          num_training_steps=max(1, train.steps * inner_iterations))
 
 
+def start_ray(cfg: Config) -> bool:
+    """Join or start Ray before any actor starts when the rollouts or the rewards use it, so that a local
+    Ray has room for both kinds of actor; True when a local Ray was started here (stopped by stop_ray)."""
+    needs = {**(ray_cluster.needs_of("rollout", cfg.rollout) if cfg.rollout.backend == "ray" else {}),
+             **(ray_cluster.needs_of("rewards", cfg.rewards) if cfg.rewards.backend == "ray" else {})}
+    return bool(needs) and ray_cluster.connect(cfg.rollout.ray_address, needs)
+
+
+def stop_ray() -> None:
+    import ray  # only reached when start_ray started one
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
 class Trainer:
     """Holds the run's pieces; `run()` is the loop."""
 
@@ -61,10 +78,12 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.policy = load_policy(cfg.policy)
         self.prefix_steps = resolve_prefix_steps(cfg.grpo.prefix_steps, self.policy.num_steps)
+        self.owns_ray = start_ray(cfg)
         self.backend = make_backend(cfg.rollout, cfg.policy, self.policy, cfg.seed)
         tokenizer = self.policy.completion_tokenizer()  # text families: rewards get TRL's completion_ids
         self.rewards = RewardWorker(cfg.rewards.functions, cfg.rewards.combine, eps=cfg.grpo.advantage_eps,
                                     tokenizer=tokenizer)
+        self.scorer = make_scorer(cfg.rewards, self.rewards, cfg.rollout.ray_address)
         self.eval_rewards = RewardWorker(cfg.rewards.functions + cfg.rewards.eval, combine=None, tokenizer=tokenizer)
         self.train_prompts = parse_prompt_source(cfg.prompts.train)
         self.eval_prompts = {name: parse_prompt_source(src).all() for name, src in cfg.prompts.eval.items()}
@@ -103,9 +122,16 @@ class Trainer:
                 self._steps(last, stop)
             except RolloutFailure as failure:
                 raise self._stop_on_rollout_failure(failure, failed_step=self.last_step + 1) from failure
+            except RewardActorFailure as failure:
+                saved = self._save_before_stopping(self.last_step)
+                raise RewardActorFailure(f"{failure}\nstopped at step {self.last_step + 1}: {saved}; fix the cause, "
+                                         f"then continue with --resume {self.output_dir}") from failure
             finally:
                 self.progress.close()
-                self.backend.close()  # Ray actors hold CPUs/GPUs until stopped
+                self.scorer.close()  # Ray actors hold CPUs/GPUs until stopped
+                self.backend.close()
+                if self.owns_ray:
+                    stop_ray()
         self.logger.close()
         return {"steps": last, "history": self.history, "base_eval": self.base_eval}
 
@@ -135,11 +161,15 @@ class Trainer:
         prompts = self.train_prompts.draw(cfg.train.prompts_per_step, seed=cfg.seed * 1_000_003 + step)
         sync_bytes = self.backend.sync(step, None if self.backend.shares_policy else self.policy.adapter_state())
         synced = time.perf_counter()
-        rollout = self.backend.generate(prompts, cfg.grpo.group_size, self.prefix_steps, step)
-        # Workers in other processes score old_logp with other float reduction orders, and bf16 depends on
-        # the batch layout: score it here, in the update's micro-batches.
-        worker_gap = (0.0 if self.backend.shares_policy and cfg.policy.precision == "fp32"
-                      else rescore_old_logp(self.policy, rollout, cfg.train.micro_batch_size))
+        # Each shard goes to the rewards as soon as it is sampled: reward actors score it meanwhile.
+        on_shard = ((lambda index, shard: self.scorer.submit(index, shard.prompts, shard.outputs))
+                    if cfg.grpo.suffix_samples == 1 else None)
+        rollout = self.backend.generate(prompts, cfg.grpo.group_size, self.prefix_steps, step, on_shard=on_shard)
+        scoring_in_rollout = self.scorer.busy_s
+        # Workers in other processes (or other shard sizes) score old_logp with other float reduction orders, and
+        # bf16 depends on the batch layout: score it here, in the update's micro-batches.
+        in_one_piece = self.backend.shares_policy and cfg.rollout.shards <= 1 and cfg.policy.precision == "fp32"
+        worker_gap = 0.0 if in_one_piece else rescore_old_logp(self.policy, rollout, cfg.train.micro_batch_size)
         sampled = time.perf_counter()
         # ---- REWARD: every trained reward → one combined scalar per sample ------------------------
         result, rewards_B = self.score_rollout(rollout, step)
@@ -160,7 +190,8 @@ class Trainer:
             "debug/sampler_logp_gap": float(rollout.sampler_logp_gap.max()),
             "debug/worker_logp_gap": worker_gap,
             "debug/sync_bytes": sync_bytes,
-            "time/sync": synced - started, "time/rollout": sampled - synced, "time/reward": rewarded - sampled,
+            "time/sync": synced - started, "time/rollout": sampled - synced - scoring_in_rollout,
+            "time/reward": rewarded - sampled + scoring_in_rollout,
             "time/update": updated - rewarded, "time/step": updated - started,
         }
 
@@ -173,12 +204,13 @@ class Trainer:
         served to sample the prefix. The logged reward statistics are then over the B·K samples.
         """
         k = self.cfg.grpo.suffix_samples
-        if k == 1:
-            result = self.rewards.score(rollout.prompts, rollout.outputs)
+        if k == 1:  # the shards were submitted as they were sampled
+            result = self.rewards.finish(self.scorer.collect())
             return result, result.total
         generators = grouped_generators(self.cfg.seed, "suffix", step, len(rollout), k)
         outputs, prompts, _ = self.policy.complete(rollout, k, generator=generators)
-        result = self.rewards.score(prompts, outputs)
+        self.scorer.submit(0, prompts, outputs)
+        result = self.rewards.finish(self.scorer.collect())
         return result, middle_value(result.total.view(len(rollout), k), self.cfg.grpo.middle_value_eta)
 
     # ---------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from rlalign.policies.edit_flow.tau_leap import (
     step_times,
 )
 from rlalign.policies.lora import AdapterMethods, LoraAdapter
-from rlalign.policies.shared import uniforms
+from rlalign.policies.shared import uniforms, upload
 from rlalign.utils.rows import prompt_text
 
 UNIFORMS_PER_SLOT = 5
@@ -181,8 +181,8 @@ class EditFlowPolicy(AdapterMethods):
         # One value per τ-leap step, then one per row: no Python loop over the m·B rows of log_prob.
         times_T = torch.tensor(self.times, dtype=torch.float32)
         weights_T = torch.stack([schedule_weight(t, settings["kappa"]) for t in self.times])
-        outputs = self.model(input_ids=tokens_RW, attention_mask=mask_RW, t=times_T[steps_R][:, None].to(self.device))
-        weight_R1 = weights_T[steps_R][:, None]
+        outputs = self.model(input_ids=tokens_RW, attention_mask=mask_RW, t=upload(times_T[steps_R][:, None], self.device))
+        weight_R1 = upload(weights_T[steps_R][:, None], self.device)
         positions_RW, gaps_RW = open_actions(lengths_R, prompt_lengths_R, width, edit_prompt=settings["edit_prompt"],
                                              insertion_only=settings["insertion_only"])
         return step_distribution(outputs, weight=weight_R1, tau=settings["tau"], positions_BW=positions_RW,
@@ -245,7 +245,8 @@ class EditFlowPolicy(AdapterMethods):
                 with nullcontext() if s < m else self.adapter_disabled():
                     steps_B = torch.full((batch,), s, dtype=torch.long)
                     dist = self._distribution(tokens_BW, lengths_B, prompt_lengths_B, steps_B, settings)
-                noise_5BW = torch.stack([uniforms((batch, width), generator) for _ in range(UNIFORMS_PER_SLOT)])
+                noise_5BW = upload(torch.stack([uniforms((batch, width), generator) for _ in range(UNIFORMS_PER_SLOT)]),
+                                   self.device)  # drawn on the host, one asynchronous upload
                 step_actions = sample_step(dist, noise_5BW)
                 if s < m:
                     sampler_logp.append(step_log_prob(dist, step_actions))

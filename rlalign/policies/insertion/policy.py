@@ -196,8 +196,8 @@ class InsertionPolicy(AdapterMethods):
             else:
                 with nullcontext() if s < m else self.adapter_disabled():
                     dist = self._distribution(condition, tokens_BN, lengths_B, self._times(s, settings, batch), settings)
-                uniform_fire_BI = uniforms((batch, num_gaps), generator)
-                fired_BI, inserted_BI = sample_step(dist, uniform_fire_BI, uniforms((batch, num_gaps), generator))
+                uniform_fire_BI = uniforms((batch, num_gaps), generator, self.device)
+                fired_BI, inserted_BI = sample_step(dist, uniform_fire_BI, uniforms((batch, num_gaps), generator, self.device))
                 if s < m:
                     sampler_logp.append(step_log_prob(dist, fired_BI, inserted_BI))
                 if trace is not None:

@@ -171,7 +171,7 @@ class NextScalePolicy(AdapterMethods):
         rollout = Rollout(
             prompts=list(prompts),
             group_ids=group_ids.cpu() if group_ids is not None else torch.arange(batch),
-            outputs=self.tokenizer.f_hat_to_images(sample.f_hat_BCHW).cpu(),
+            outputs=self.tokenizer.f_hat_to_images(sample.f_hat_BCHW),  # on the device: rewards there take them as they are
             old_logp=[lp.cpu() for lp in sample.logp],
             action_mask=[torch.ones_like(lp, dtype=torch.bool, device="cpu") for lp in sample.logp],
             prefix_steps=m,
@@ -211,7 +211,7 @@ class NextScalePolicy(AdapterMethods):
                                        temperature=settings["temperature"])
             kept_BlV = kept_set(scaled_BlV, top_k=settings["top_k"], top_p=settings["top_p"])
             logp_BlV = scale_log_probs(scaled_BlV, kept_BlV)
-            tokens_Bl = draw(logp_BlV, uniforms((batch, side * side), generator))
+            tokens_Bl = draw(logp_BlV, uniforms((batch, side * side), generator, self.device))
             if k < m:
                 old_logp.append(logp_BlV.gather(-1, tokens_Bl[..., None]).squeeze(-1))
                 kept_masks.append(kept_BlV)
@@ -233,7 +233,7 @@ class NextScalePolicy(AdapterMethods):
         prompts = [p for p in rollout.prompts for _ in range(k)]
         prefix = [t.repeat_interleave(k, dim=0) for t in rollout.state.tokens[:m]]
         sample = self._sample(prompts, m, generator, rollout.state.sampling, forced_prefix=prefix)
-        images = self.tokenizer.f_hat_to_images(sample.f_hat_BCHW).cpu()
+        images = self.tokenizer.f_hat_to_images(sample.f_hat_BCHW)  # on the device, like rollout()'s
         return images, prompts, [t.cpu() for t in sample.tokens]
 
     def _rescored(self, rollout: Rollout) -> Rollout:

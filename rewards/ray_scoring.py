@@ -1,0 +1,94 @@
+"""Reward actors on Ray: each rollout shard is scored on an actor while the next shard is sampled.
+
+`RayScorer.submit` moves the shard's images to the host (one copy; a Ray object must not hold
+another process's GPU memory), puts them into the object store and hands them to the next actor in
+turn; it returns at once. `collect` waits for every shard (at most rewards.timeout_s each) and
+joins the values in batch order. The combination (normalising over the whole batch) stays with
+the trainer's RewardWorker.
+
+A reward that raises, or returns something unusable, fails the same way as in-process: the
+actor's RewardError is raised again here, with the reward's name. An actor that dies or misses the
+timeout stops the run with RewardActorFailure (the trainer then saves a checkpoint of the last
+finished step): a reward model that crashed is a bug to look at, not something to retry silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import ray
+import torch
+from ray import exceptions as ray_errors
+
+from rewards.scoring import RewardActorFailure
+from rewards.worker import RawScores, RewardError, RewardWorker
+from rlalign.utils import ray_cluster
+
+
+class RewardActor:
+    """A RewardWorker in its own process, with its own torch thread count."""
+
+    def __init__(self, worker: RewardWorker, torch_threads: int = 0):
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
+        self.worker = worker  # unpickling rebuilt the reward functions here (RewardWorker.__setstate__)
+
+    def score_raw(self, prompts: Sequence, outputs: Any) -> RawScores:
+        return self.worker.score_raw(prompts, outputs)
+
+
+class RayScorer:
+    """rewards.num_workers RewardActors; shard i goes to actor i mod N."""
+
+    def __init__(self, rewards_cfg: Any, worker: RewardWorker, *, ray_address: str = ""):
+        self.timeout_s, self.busy_s = float(rewards_cfg.timeout_s), 0.0
+        self.owns_ray = ray_cluster.connect(ray_address, ray_cluster.needs_of("rewards", rewards_cfg))
+        actor_class = ray.remote(num_cpus=rewards_cfg.cpus_per_worker, num_gpus=rewards_cfg.gpus_per_worker)(RewardActor)
+        self.actors = [actor_class.remote(worker, rewards_cfg.torch_threads) for _ in range(rewards_cfg.num_workers)]
+        self.pending: dict[int, Any] = {}
+        for slot, actor in enumerate(self.actors):  # a bad reward config fails here, at start, not mid-step
+            self._get(actor.__ray_ready__.remote(), f"reward actor {slot} did not start")
+        print(f"[rlalign] ray: {len(self.actors)} reward actor(s), each {rewards_cfg.cpus_per_worker:g} CPU, "
+              f"{rewards_cfg.gpus_per_worker:g} GPU", flush=True)
+
+    def submit(self, index: int, prompts: Sequence, outputs: Any) -> None:
+        started = time.perf_counter()
+        if isinstance(outputs, torch.Tensor):
+            outputs = outputs.detach().cpu()
+        actor = self.actors[index % len(self.actors)]
+        self.pending[index] = actor.score_raw.remote(list(prompts), outputs)
+        self.busy_s += time.perf_counter() - started
+
+    def collect(self) -> RawScores:
+        pending, self.pending, self.busy_s = self.pending, {}, 0.0
+        parts = [self._get(pending[index], f"rewards of shard {index}") for index in sorted(pending)]
+        return RawScores.concat(parts)
+
+    def close(self) -> None:
+        """Stop the actors (and the local Ray this scorer started). Safe to call twice."""
+        for actor in self.actors:
+            with contextlib.suppress(ray_errors.RayError, ValueError):
+                ray.kill(actor, no_restart=True)
+        self.actors, self.pending = [], {}
+        if self.owns_ray and ray.is_initialized():
+            ray.shutdown()
+        self.owns_ray = False
+
+    def _get(self, ref, what: str) -> Any:
+        """The result of `ref`; the actor's own RewardError raised again as it is; a dead or silent actor
+        as RewardActorFailure naming `what`."""
+        ready, _ = ray.wait([ref], timeout=self.timeout_s)
+        if not ready:
+            raise RewardActorFailure(f"{what}: no answer within rewards.timeout_s = {self.timeout_s:g} s")
+        try:
+            return ray.get(ref)
+        except ray_errors.RayTaskError as error:
+            cause = error.as_instanceof_cause() if hasattr(error, "as_instanceof_cause") else error
+            if isinstance(cause, RewardError) or isinstance(getattr(error, "cause", None), RewardError):
+                raise RewardError(str(getattr(error, "cause", cause))) from None
+            raise RewardActorFailure(f"{what}: {type(error).__name__}: {str(error).strip().splitlines()[-1]}") from error
+        except ray_errors.RayError as error:
+            raise RewardActorFailure(f"{what}: {type(error).__name__}: {error}") from error

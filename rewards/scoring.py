@@ -1,0 +1,75 @@
+"""Scoring a step's rollout shard by shard (docs/distributed.md, "Reward actors").
+
+The rollout backends hand each shard over as soon as it is sampled (`on_shard`); a scorer takes it
+with `submit(index, prompts, outputs)` and, after the last shard, `collect()` returns every reward's
+values for the whole batch in batch order (RawScores), which the trainer's RewardWorker combines
+with `finish`: the combination normalises over the whole batch, so it always runs on the driver.
+
+- `LocalScorer` scores each shard at once, in this process (rewards.backend=local): image outputs
+  arrive on the policy's device, so a reward model on that device takes them without a copy.
+- `RayScorer` (rewards/ray_scoring.py) sends each shard to a reward actor and returns at once, so
+  the actor scores while the next shard is sampled (rewards.backend=ray).
+
+Both give the same values bit for bit when the reward's arithmetic runs with the same number of
+threads (tests/rewards/test_ray_scoring.py): the shards, and so the batch shapes every reward sees,
+are the same.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from rewards.worker import RawScores, RewardWorker
+
+
+class RewardActorFailure(RuntimeError):
+    """A reward actor died or did not answer within rewards.timeout_s. Defined here, not in
+    ray_scoring, so catching it needs no Ray."""
+
+
+class ShardScorer(Protocol):
+    busy_s: float
+    """Seconds the driver spent inside submit() since the last collect() (scoring, or sending)."""
+
+    def submit(self, index: int, prompts: Sequence, outputs: Any) -> None:
+        """Take shard `index` (0-based, in batch order) of this step; may return before it is scored."""
+        ...
+
+    def collect(self) -> RawScores:
+        """Every submitted shard's values, joined in index order; the scorer is then empty again."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class LocalScorer:
+    """Scores each shard in this process, when it is submitted."""
+
+    def __init__(self, worker: RewardWorker):
+        self.worker, self.parts, self.busy_s = worker, {}, 0.0
+
+    def submit(self, index: int, prompts: Sequence, outputs: Any) -> None:
+        started = time.perf_counter()
+        self.parts[index] = self.worker.score_raw(prompts, outputs)
+        self.busy_s += time.perf_counter() - started
+
+    def collect(self) -> RawScores:
+        parts, self.parts, self.busy_s = self.parts, {}, 0.0
+        return RawScores.concat([parts[index] for index in sorted(parts)])
+
+    def close(self) -> None:
+        self.parts = {}
+
+
+def make_scorer(rewards_cfg: Any, worker: RewardWorker, ray_address: str = "") -> ShardScorer:
+    """The scorer `rewards.backend` names; `worker` is the trainer's RewardWorker (the Ray actors build
+    their own copies of it from its specs)."""
+    if rewards_cfg.backend == "local":
+        return LocalScorer(worker)
+    if rewards_cfg.backend == "ray":
+        from rewards.ray_scoring import RayScorer  # imported here: `import ray` takes seconds
+
+        return RayScorer(rewards_cfg, worker, ray_address=ray_address)
+    raise ValueError(f"rewards.backend={rewards_cfg.backend!r} is not known; use local or ray")
