@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: the built-in demo. Sets up .venv on first use, then runs prefix-GRPO on the built-in
-# Shapes generator (configs/shapes_nextscale.yaml, about 16 minutes on 2 CPU cores) into a fresh run
+# Shapes generator (configs/shapes_nextscale.yaml, 19 to 22 minutes on 2 CPU cores) into a fresh run
 # directory runs/demo-<time>/, and ends with GenEval-style tables (base vs final per category on the held-out and
 # train eval prompts with 95% intervals, trained reward, KL, time split) and before_after.png.
 # `bash scripts/demo.sh captions` runs the caption demo instead (configs/shapes_insertion.yaml, the

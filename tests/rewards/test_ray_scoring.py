@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
-import ray
 import torch
+from support.local_ray import local_ray
 from support.next_scale import PROMPTS
 from support.training import save_tiny_checkpoint
 from support.training import tiny_config as tiny_training_config
@@ -29,14 +29,10 @@ IMAGE_REWARDS = [{"name": "clip_score"}, {"name": "aesthetic", "weight": 0.1}, {
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_cluster():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
     support = str(Path(__file__).parents[1])  # the actors import support.actor_rewards by name
     path = os.pathsep.join(filter(None, [support, os.environ.get("PYTHONPATH", "")]))
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
-    yield
-    ray.shutdown()
-    torch.set_num_threads(threads)
+    with local_ray(THREADS, runtime_env={"env_vars": {"PYTHONPATH": path}}):
+        yield
 
 
 @pytest.fixture(scope="module")

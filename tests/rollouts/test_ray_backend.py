@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import ray
 import torch
+from support.local_ray import local_ray
 from support.next_scale import PROMPTS, perturb_adapter
 from support.training import save_tiny_checkpoint
 from support.training import tiny_config as tiny_training_config
@@ -40,12 +41,8 @@ TEST_ROLLOUT = {"cpus_per_worker": 0.5, "torch_threads": THREADS}
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_cluster():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(THREADS)  # the driver's references decode with the actors' thread count
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
-    torch.set_num_threads(threads)
+    with local_ray(THREADS):  # the driver's references decode with the actors' thread count
+        yield
 
 
 @pytest.fixture(scope="module")
