@@ -8,7 +8,7 @@ families' text encoders split prompts the same way.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -41,6 +41,21 @@ def upload(host: Tensor, device: torch.device | str | None) -> Tensor:
     if device.type == "cuda" and host.device.type == "cpu":
         return host.pin_memory().to(device, non_blocking=True)
     return host.to(device)
+
+
+def require(ok: Tensor, message: Callable[[], str]) -> None:
+    """Check an invariant held in a 0-d bool tensor without making a GPU wait for the host.
+
+    On the CPU a failure raises ValueError(message()) at once, with the details the message computes.
+    On an accelerator the check is queued (torch._assert_async): the loop goes on, and a failure
+    surfaces as a device-side assertion at the next synchronisation (computing the details would
+    need the device's values, i.e. the wait this avoids; the CPU run gives them).
+    """
+    if ok.device.type == "cpu":
+        if not bool(ok):
+            raise ValueError(message())
+    else:
+        torch._assert_async(ok, "rlalign invariant failed in a sampling step (re-run on the CPU for the details)")
 
 
 def draw(logp_BNV: Tensor, uniform_BN: Tensor) -> Tensor:

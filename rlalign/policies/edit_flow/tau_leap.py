@@ -35,7 +35,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from rlalign.policies.shared import draw
+from rlalign.policies.shared import draw, require
 
 PROB_CAP = 1.0 - 1e-6
 """Upper clamp of both firing probabilities (dllm's)."""
@@ -201,9 +201,8 @@ def apply_step(tokens_BW: Tensor, lengths_B: Tensor, actions: StepActions) -> tu
     present_BS = torch.stack([real_BW & (op_BW != DELETE), real_BW & actions.inserted_BW.to(device)],
                              dim=2).reshape(batch, 2 * width)
     new_lengths_B = present_BS.sum(1)
-    if (new_lengths_B > width).any():
-        raise ValueError(f"a step would grow a text to {int(new_lengths_B.max())} > max_length={width} tokens; "
-                         "only open gaps (tau_leap.open_actions) may insert")
+    require((new_lengths_B <= width).all(), lambda: f"a step would grow a text to {int(new_lengths_B.max())} > "
+            f"max_length={width} tokens; only open gaps (tau_leap.open_actions) may insert")
     target_BS = torch.where(present_BS, present_BS.long().cumsum(1) - 1, width)  # width: a spare column
     out_BW = torch.zeros(batch, width + 1, dtype=tokens_BW.dtype, device=device)
     out_BW.scatter_(1, target_BS, torch.where(present_BS, slots_BS, 0))

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rlalign.policies.insertion.model import NUM_SPECIAL, PAD, GapOutputs
-from rlalign.policies.shared import draw
+from rlalign.policies.shared import draw, require
 
 FIRE_EPS = 1e-6
 """ε of the clamp p ∈ [ε, 1 − ε] (float32 represents 1 − 1e-6; it keeps log p and log(1 − p) finite)."""
@@ -149,12 +149,13 @@ def apply_insertions(tokens_BN: Tensor, lengths_B: Tensor, fired_BI: Tensor, ins
     device = tokens_BN.device
     fired_BI, inserted_BI, lengths_B = fired_BI.to(device), inserted_BI.to(device), lengths_B.to(device)
     gaps_I = torch.arange(num_tokens + 1, device=device)
-    if fired_BI.shape[1] != num_tokens + 1 or (fired_BI & (gaps_I > lengths_B[:, None])).any():
-        raise ValueError("fired gaps must be [B, N + 1] and lie within each text (gap g ≤ length)")
+    if fired_BI.shape[1] != num_tokens + 1:
+        raise ValueError(f"fired gaps must be [B, N + 1] = [B, {num_tokens + 1}], got {tuple(fired_BI.shape)}")
+    require(~(fired_BI & (gaps_I > lengths_B[:, None])).any(),
+            lambda: "fired gaps must lie within each text (gap g ≤ length)")
     new_lengths_B = lengths_B + fired_BI.sum(1)
-    if (new_lengths_B > max_len).any():
-        raise ValueError(f"insertions would grow a text to {int(new_lengths_B.max())} > max_len={max_len} tokens; "
-                         "only open gaps (sampler.open_gaps) may fire")
+    require((new_lengths_B <= max_len).all(), lambda: f"insertions would grow a text to {int(new_lengths_B.max())} > "
+            f"max_len={max_len} tokens; only open gaps (sampler.open_gaps) may fire")
     fired_before_BI = fired_BI.long().cumsum(1)  # fired gaps ≤ g
     dump = max_len  # one spare column takes the writes of padding, then is cut off
     out_BL = torch.zeros(batch, max_len + 1, dtype=torch.long, device=device)

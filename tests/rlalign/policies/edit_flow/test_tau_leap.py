@@ -175,3 +175,16 @@ def test_sampled_joint_outcomes_match_the_scored_probabilities():
     assert total_variation <= 0.01, total_variation
     # The check can fail: the same samples against a distribution with deletion and substitution swapped.
     assert 0.5 * float((counts / samples - exact_probabilities(small_distribution(swap_split=True))).abs().sum()) > 0.05
+
+
+def test_a_step_that_would_overflow_the_width_is_refused():
+    """A full text (length = W = 3) with an insertion after position 0 would need 4 slots: refused on the
+    CPU with the length it would reach (on a GPU the same check is queued, tau_leap.apply_step)."""
+    tokens_BW, lengths_B = torch.tensor([[5, 6, 7]]), torch.tensor([3])
+    actions = StepActions(torch.full((1, 3), KEEP), torch.zeros(1, 3, dtype=torch.long),
+                          torch.tensor([[True, False, False]]), torch.tensor([[9, 0, 0]]))
+    with pytest.raises(ValueError, match=r"grow a text to 4 > max_length=3"):
+        apply_step(tokens_BW, lengths_B, actions)
+    # The same step on a text of length 2 fits: 5, 9, 6.
+    out_BW, new_lengths_B = apply_step(tokens_BW, torch.tensor([2]), actions)
+    assert out_BW.tolist() == [[5, 9, 6]] and new_lengths_B.tolist() == [3]
