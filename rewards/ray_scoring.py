@@ -86,9 +86,8 @@ class RayScorer:
         try:
             return ray.get(ref)
         except ray_errors.RayTaskError as error:
-            cause = error.as_instanceof_cause() if hasattr(error, "as_instanceof_cause") else error
-            if isinstance(cause, RewardError) or isinstance(getattr(error, "cause", None), RewardError):
-                raise RewardError(str(getattr(error, "cause", cause))) from None
+            if isinstance(error.cause, RewardError):  # the reward's own error, as in process
+                raise RewardError(str(error.cause)) from None
             raise RewardActorFailure(f"{what}: {type(error).__name__}: {str(error).strip().splitlines()[-1]}") from error
         except ray_errors.RayError as error:
             raise RewardActorFailure(f"{what}: {type(error).__name__}: {error}") from error

@@ -120,12 +120,8 @@ class Trainer:
                 if self.start_step == 0:
                     self.evaluate(step=0)
                 self._steps(last, stop)
-            except RolloutFailure as failure:
-                raise self._stop_on_rollout_failure(failure, failed_step=self.last_step + 1) from failure
-            except RewardActorFailure as failure:
-                saved = self._save_before_stopping(self.last_step)
-                raise RewardActorFailure(f"{failure}\nstopped at step {self.last_step + 1}: {saved}; fix the cause, "
-                                         f"then continue with --resume {self.output_dir}") from failure
+            except (RolloutFailure, RewardActorFailure) as failure:
+                raise self._stop_on_actor_failure(failure, failed_step=self.last_step + 1) from failure
             finally:
                 self.progress.close()
                 self.scorer.close()  # Ray actors hold CPUs/GPUs until stopped
@@ -279,13 +275,16 @@ class Trainer:
         return TrainingInterrupted(signum, f"stopped by {name} after step {step}: {saved}; continue with "
                                            f"rlalign train CONFIG --resume {self.output_dir}")
 
-    def _stop_on_rollout_failure(self, failure: RolloutFailure, failed_step: int) -> RolloutFailure:
-        """A rollout worker failed beyond rollout.max_retries: keep what the completed steps learned
-        (a checkpoint of step failed_step − 1) and say how to continue."""
+    def _stop_on_actor_failure(self, failure: RolloutFailure | RewardActorFailure,
+                               failed_step: int) -> RolloutFailure | RewardActorFailure:
+        """A rollout worker failed beyond rollout.max_retries, or a reward actor failed: keep what the
+        completed steps learned (a checkpoint of step failed_step − 1) and say how to continue."""
         saved = self._save_before_stopping(failed_step - 1)
-        return RolloutFailure(f"{failure}\nstopped at step {failed_step}: {saved}; fix the cause, then continue "
-                              f"with --resume {self.output_dir}", worker=failure.worker, shard=failure.shard,
-                              cause=failure.cause)
+        message = (f"{failure}\nstopped at step {failed_step}: {saved}; fix the cause, then continue with --resume "
+                   f"{self.output_dir}")
+        if isinstance(failure, RolloutFailure):
+            return RolloutFailure(message, worker=failure.worker, shard=failure.shard, cause=failure.cause)
+        return RewardActorFailure(message)
 
     def _resume(self, checkpoint: Path, accept_changes: Sequence[str]) -> None:
         """Restore the checkpoint; refuse config changes that alter training unless accepted (rlalign.training.resume)."""
