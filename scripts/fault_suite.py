@@ -71,9 +71,13 @@ def write_config(work: Path, **changes: dict) -> Path:
 
 def train(config: Path, *args: str, env: dict | None = None, signal_after_step: int | None = None,
           signals: tuple = ()) -> subprocess.CompletedProcess:
-    """`rlalign train CONFIG ARGS` in a subprocess; optionally send `signals` once step N is logged."""
+    """`rlalign train CONFIG ARGS` in a subprocess; optionally send `signals` once step N is logged, each
+    later one while the run is held at `stop:save`, inside the first one's clean stop (failpoints.holdpoint)."""
     command = [sys.executable, "-m", "rlalign.cli", "train", str(config), *args]
+    held = config.parent / "held-at-stop-save"
     environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    if len(signals) > 1:
+        environment.update(RLALIGN_HOLDPOINT="stop:save", RLALIGN_HOLDPOINT_FILE=str(held))
     process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     if signal_after_step is not None:
@@ -81,9 +85,10 @@ def train(config: Path, *args: str, env: dict | None = None, signal_after_step: 
         while process.poll() is None and not (metrics.is_file() and
                                               f'"step": {signal_after_step},' in metrics.read_text()):
             time.sleep(0.1)
-        for number in signals:
+        for index, number in enumerate(signals):
+            while index > 0 and process.poll() is None and not held.exists():
+                time.sleep(0.05)
             process.send_signal(number)
-            time.sleep(0.05)
     stdout, stderr = process.communicate(timeout=900)
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 

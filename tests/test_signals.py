@@ -32,15 +32,21 @@ def start_training(tmp_path, checkpoint):
     return process, cfg
 
 
-def wait_for_step(run: Path, step: int, process, timeout: float = 180.0) -> None:
+def wait_for(condition, process, what: str, timeout: float = 180.0) -> None:
+    """Poll `condition` until it holds; fail at once if the process ended first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        metrics = run / "metrics.jsonl"
-        if metrics.is_file() and any(r.get("step", 0) >= step and "time/step" in r for r in read_metrics(metrics)):
+        if condition():
             return
         assert process.poll() is None, process.communicate()
-        time.sleep(0.2)
-    raise AssertionError(f"no step {step} within {timeout} s")
+        time.sleep(0.05)
+    raise AssertionError(f"waited {timeout} s for {what}")
+
+
+def wait_for_step(run: Path, step: int, process) -> None:
+    metrics = run / "metrics.jsonl"
+    wait_for(lambda: metrics.is_file() and any(r.get("step", 0) >= step and "time/step" in r
+                                               for r in read_metrics(metrics)), process, f"step {step}")
 
 
 @pytest.mark.parametrize("signum, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
@@ -58,12 +64,19 @@ def test_a_signal_checkpoints_the_finished_step_and_says_how_to_resume(tmp_path,
     assert Trainer(cfg, resume=str(run)).start_step == logged
 
 
-def test_a_second_signal_aborts_at_once(tmp_path, tiny_checkpoint):
+def test_a_second_signal_aborts_at_once(tmp_path, tiny_checkpoint, monkeypatch):
+    """The second signal arrives while the first one's clean stop is under way: the run is held at
+    the `stop:save` point (before the checkpoint) until the test has sent it, so no timing is assumed."""
+    held = tmp_path / "held"
+    monkeypatch.setenv("RLALIGN_HOLDPOINT", "stop:save")
+    monkeypatch.setenv("RLALIGN_HOLDPOINT_FILE", str(held))
     process, _ = start_training(tmp_path, tiny_checkpoint)
-    wait_for_step(tmp_path / "run", 1, process)
+    run = tmp_path / "run"
+    wait_for_step(run, 1, process)
     process.send_signal(signal.SIGINT)
-    time.sleep(0.05)
+    wait_for(held.exists, process, "the clean stop to reach stop:save")
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=180)
     assert process.returncode == 143, stderr  # 128 + SIGTERM: the abort, not the clean stop
     assert "SIGTERM after SIGINT: aborting at once" in stderr
+    assert "stopped by SIGINT" not in stderr and not (run / "checkpoints" / "latest").exists()  # no save after the abort

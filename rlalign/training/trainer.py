@@ -36,6 +36,7 @@ from rlalign.training.interrupts import StopRequests, TrainingInterrupted
 from rlalign.training.resume import apply_optimizer_settings, check_resume_config
 from rlalign.utils import ray_cluster
 from rlalign.utils.files import write_text_atomic
+from rlalign.utils.failpoints import holdpoint
 from rlalign.utils.metrics import MetricsLogger
 from rlalign.utils.progress import Progress
 from rlalign.utils.seeding import grouped_generators
@@ -271,6 +272,7 @@ class Trainer:
     def _stop_on_signal(self, signum: int) -> TrainingInterrupted:
         """After SIGINT / SIGTERM: checkpoint the last finished step and say how to continue."""
         name, step = signal.Signals(signum).name, self.last_step
+        holdpoint("stop:save")  # tests send the second signal here (rlalign.utils.failpoints)
         saved = self._save_before_stopping(step)
         return TrainingInterrupted(signum, f"stopped by {name} after step {step}: {saved}; continue with "
                                            f"rlalign train CONFIG --resume {self.output_dir}")

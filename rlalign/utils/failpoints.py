@@ -6,13 +6,25 @@ With RLALIGN_FAILPOINT=NAME (or NAME@N: the N-th pass in one process) set, the p
 RLALIGN_FAILPOINT_MARKER=PATH it fires only while PATH does not exist and creates PATH first, so a
 restarted process (a re-created Ray actor, a resumed run) passes the point safely. Unset, as
 always outside the fault suite, `failpoint` is one environment lookup.
+
+`holdpoint(NAME)` is the gentle variant, for tests that must act *while* the process is at a point
+(a second signal during a shutdown) without guessing how long it stays there: with
+RLALIGN_HOLDPOINT=NAME and RLALIGN_HOLDPOINT_FILE=PATH set, the process creates PATH and waits until
+PATH is removed (at most HOLD_LIMIT_S seconds), handling signals meanwhile. The test waits for PATH to
+appear, which is an event, not a delay.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
+
+HOLD_POINTS = ("stop:save",)
+"""Where the code calls holdpoint(): before the checkpoint a signal-stopped run writes."""
+HOLD_LIMIT_S = 120.0
+"""A held process goes on after this long even if nobody removes the file (a test that died)."""
 
 POINTS = ("save:adapter", "save:state", "save:config", "save:manifest", "save:renamed", "save:latest",
           "worker:generate")
@@ -36,3 +48,13 @@ def failpoint(name: str) -> None:
             return
         Path(marker).touch()
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def holdpoint(name: str) -> None:
+    if os.environ.get("RLALIGN_HOLDPOINT") != name:
+        return
+    held = Path(os.environ["RLALIGN_HOLDPOINT_FILE"])
+    held.touch()
+    deadline = time.monotonic() + HOLD_LIMIT_S
+    while held.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)  # Python runs signal handlers between these sleeps

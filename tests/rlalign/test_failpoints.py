@@ -28,3 +28,18 @@ def test_a_marker_makes_it_fire_once(tmp_path):
     env = {"RLALIGN_FAILPOINT": "save:state", "RLALIGN_FAILPOINT_MARKER": str(tmp_path / "fired")}
     assert run(env).returncode == -signal.SIGKILL and (tmp_path / "fired").exists()
     assert run(env).returncode == 0  # the restarted process passes
+
+
+def test_a_holdpoint_waits_until_its_file_is_removed(tmp_path):
+    held = tmp_path / "held"
+    code = "from rlalign.utils.failpoints import holdpoint\nholdpoint('stop:save')\nprint('passed', flush=True)\n"
+    env = {**os.environ, "RLALIGN_HOLDPOINT": "stop:save", "RLALIGN_HOLDPOINT_FILE": str(held)}
+    process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+    while not held.exists():
+        assert process.poll() is None, "the process ended without reaching the hold point"
+    assert process.poll() is None  # held: it cannot pass while the file exists
+    held.unlink()
+    assert process.communicate(timeout=60)[0] == "passed\n" and process.returncode == 0
+    unset = subprocess.run([sys.executable, "-c", code], env={**os.environ, "RLALIGN_HOLDPOINT": ""},
+                           capture_output=True, text=True, check=False)
+    assert unset.stdout == "passed\n"  # unset: no file, no wait
