@@ -25,6 +25,7 @@ RewardFn = Callable[..., list]
 
 REGISTRY: dict[str, str] = {
     "shapes_eval": "rewards.shapes_eval:shapes_eval",
+    "shapes_detector": "rewards.shapes_detector:ShapesDetectorReward()",
     "clip_score": "rewards.clip:ClipScore()",
     "aesthetic": "rewards.aesthetic:AestheticScore()",
     "sums_eval": "rewards.sums:sums_eval",

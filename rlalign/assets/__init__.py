@@ -12,6 +12,7 @@ REBUILD_HINTS = {
     "shapes-captioner": "python scripts/pretrain_shapes_captioner.py",
     "shapes-clip": "python scripts/train_shapes_rewards.py",
     "shapes-aesthetic": "python scripts/train_shapes_rewards.py",
+    "shapes-detector": "python scripts/train_shapes_detector.py",
     "text-editflow": "python scripts/pretrain_text_editflow.py",
 }
 """The script that reproduces each built-in asset."""
