@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from rewards.clip import as_image_batch, resolve_weights
 from rewards.shapes_eval import SeenObject, Verdict, check_objects
@@ -165,8 +166,6 @@ def save_detector(detector: ShapesDetector, path: str | Path, report: dict | Non
 def load_detector(weights: str = "builtin:shapes-detector", device: str = "cpu") -> ShapesDetector:
     """A detector from `builtin:NAME` or a local file written by `save_detector`, in eval mode, float32."""
     path = resolve_weights(weights, "weights", "shapes_detector")
-    from safetensors import safe_open
-
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata() or {}
     if metadata.get("format") != FORMAT:

@@ -31,10 +31,24 @@ import numpy as np
 import torch
 
 from rewards.builtin_models import tokenizer_round_trip
-from rewards.shapes_detector import ShapesDetector, ShapesDetectorReward, detection_loss, save_detector, targets
+from rewards.shapes_detector import (
+    ShapesDetector,
+    ShapesDetectorReward,
+    detection_loss,
+    save_detector,
+    targets,
+)
 from rewards.shapes_eval import check_objects, verify_image
 from rlalign.assets import ASSETS_DIR
-from rlalign.shapes import CANVAS, CATEGORIES, Scene, category_of, eval_prompts, render_batch, sample_category_scenes
+from rlalign.shapes import (
+    CANVAS,
+    CATEGORIES,
+    Scene,
+    category_of,
+    eval_prompts,
+    render_batch,
+    sample_category_scenes,
+)
 from rlalign.utils.files import write_json_atomic
 from rlalign.utils.tables import records_table
 from rlalign.utils.timing import machine_info
