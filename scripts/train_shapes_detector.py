@@ -144,18 +144,16 @@ def accuracy_rows(reward: ShapesDetectorReward, args) -> list[dict]:
                          ("tokenizer redraws", tokenizer_round_trip(clean_N3HW, args.generator).clamp(0, 1))):
         detected = reward.detect(images)
         exact = [check_objects(s.spec, objects).exact for s, objects in zip(scenes, detected)]
-        rows.append(per_category({"case": name}, [s.spec.category for s in scenes], {"detector exact": exact}))
+        rows.append(per_category({"case": name}, [s.spec.category for s in scenes], exact))
     return rows
 
 
-def per_category(row: dict, categories: list[str], columns: dict[str, list]) -> dict:
-    """row + for each column and category its mean, and the mean of the categories (GenEval's overall)."""
-    for column, values in columns.items():
-        for category in CATEGORIES:
-            chosen = [v for v, c in zip(values, categories) if c == category]
-            row[f"{category}: {column}" if len(columns) > 1 else category] = round(float(np.mean(chosen)), 3) if chosen else None
-        means = [row[f"{c}: {column}" if len(columns) > 1 else c] for c in CATEGORIES]
-        row[f"overall: {column}" if len(columns) > 1 else "overall"] = round(float(np.mean([m for m in means if m is not None])), 3)
+def per_category(row: dict, categories: list[str], values: list) -> dict:
+    """row + the mean of `values` per category and their mean over the categories (GenEval's overall)."""
+    for category in CATEGORIES:
+        chosen = [v for v, c in zip(values, categories) if c == category]
+        row[category] = round(float(np.mean(chosen)), 3) if chosen else None
+    row["overall"] = round(float(np.mean([row[c] for c in CATEGORIES if row[c] is not None])), 3)
     return row
 
 
@@ -172,7 +170,7 @@ def agreement_rows(reward: ShapesDetectorReward, policy, prefix_steps, label: st
         agree = [a == b for a, b in zip(verifier, detector)]
         categories = [category_of(p) for p in prompts]
         for name, values in (("verifier exact", verifier), ("detector exact", detector), ("agreement", agree)):
-            rows.append(per_category({"samples": f"{label}, {split}", "measure": name}, categories, {name: values}))
+            rows.append(per_category({"samples": f"{label}, {split}", "measure": name}, categories, values))
     return rows
 
 
