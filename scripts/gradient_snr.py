@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--batches must be ≥ 2 (signal is estimated from pairs of batches), got {args.batches}")
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config, args.overrides)
+    torch.manual_seed(cfg.seed)  # the LoRA initialisation, as the trainer seeds it: the gradient's coordinates depend on it
     policy, start = load_policy(cfg.policy), time.perf_counter()
     batch = cfg.train.prompts_per_step * cfg.grpo.group_size
     rows = []
