@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from rewards.builtin_models import SHAPES_CLIP
-from rewards.clip import as_image_batch, load_clip, resolve_weights
+from rewards.clip import as_image_batch, is_image_batch, load_clip, resolve_weights
 
 HIDDEN_SIZES = (1024, 128, 64, 16, 1)
 """Output sizes of the five Linear layers at Sequential indices 0, 2, 4, 6, 7 (dropouts at 1, 3, 5)."""
@@ -138,7 +138,7 @@ class AestheticScore:
 
     @torch.no_grad()
     def __call__(self, prompts: list, completions: Any, **_) -> list[float]:
-        if not isinstance(completions, torch.Tensor) and not (len(completions) and isinstance(completions[0], torch.Tensor)):
+        if not is_image_batch(completions):
             raise ValueError("aesthetic scores images [B, 3, H, W]; it does not apply to text completions")
         embeddings_BD = self.clip.encode_images(as_image_batch(completions), self.batch_size)
         return self.mlp(embeddings_BD.to(self.clip.device))[:, 0].float().cpu().tolist()

@@ -148,6 +148,11 @@ def load_clip(architecture: str, weights: str | None, device: str = "cpu", *,
 # ---------------------------------------------------------------------------------------------
 
 
+def is_image_batch(completions: Any) -> bool:
+    """Whether completions are images (a tensor, or a list of tensors) rather than texts."""
+    return isinstance(completions, torch.Tensor) or bool(len(completions) and isinstance(completions[0], torch.Tensor))
+
+
 def as_image_batch(images: Any) -> torch.Tensor:
     """Images as float [B, 3, H, W] in [0, 1] (uint8 is rescaled; a list of [3, H, W] is stacked)."""
     if isinstance(images, (list, tuple)):
@@ -280,7 +285,7 @@ class ClipScore:
 
     def __call__(self, prompts: list, completions: Any, images: Any = None, scenes: list[Scene] | None = None,
                  **_) -> list[float]:
-        if isinstance(completions, torch.Tensor) or (len(completions) and isinstance(completions[0], torch.Tensor)):
+        if is_image_batch(completions):
             texts, pixels = self.prompt_texts(list(prompts)), as_image_batch(completions)
         else:
             texts, pixels = list(completions), caption_images(prompts, images, scenes)

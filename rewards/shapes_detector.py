@@ -32,7 +32,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from rewards.clip import as_image_batch, resolve_weights
+from rewards.clip import as_image_batch, is_image_batch, resolve_weights
 from rewards.shapes_eval import SeenObject, Verdict, check_objects
 from rlalign.shapes import CANVAS, COLOURS, SHAPES, PromptParseError, Scene, parse_prompt
 from rlalign.utils.files import atomic_path
@@ -236,7 +236,7 @@ class ShapesDetectorReward:
         return [check_objects(spec, seen) for spec, seen in zip(specs, objects)]
 
     def __call__(self, prompts: list, completions: Any, **_) -> list[float]:
-        if not isinstance(completions, torch.Tensor) and not (len(completions) and isinstance(completions[0], torch.Tensor)):
+        if not is_image_batch(completions):
             raise ValueError("shapes_detector judges images [B, 3, H, W]; it does not apply to text completions "
                              "(a caption is checked against its scene by shapes_eval)")
         verdicts = self.verdicts(list(prompts), completions)

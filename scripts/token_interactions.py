@@ -36,6 +36,7 @@ import torch
 
 from rewards.shapes_eval import verify_image
 from rewards.worker import RewardWorker
+from rlalign.commands.probe import variance_shares
 from rlalign.config import load_config
 from rlalign.policies import load_policy, resolve_prefix_steps
 from rlalign.shapes import CATEGORIES, eval_prompts_by_category
@@ -71,9 +72,8 @@ def additive_share(x_NF: torch.Tensor, target_N: torch.Tensor, held_N: torch.Ten
 
 
 def joint_share(r_N2: torch.Tensor) -> float:
-    within = float(r_N2.var(1, unbiased=True).mean())
-    between = max(0.0, float(r_N2.mean(1).var(unbiased=True)) - within / 2)
-    return between / (between + within) if between + within > 0 else float("nan")
+    """Share of Var(R) fixed by the prefix, from N prefixes × 2 completions (rlalign probe's estimator)."""
+    return variance_shares(r_N2[None])["share_decided"]
 
 
 def measure_prompt(policy, worker, prompt: str, m: int, n: int, seed: int, index: int) -> dict:

@@ -11,7 +11,8 @@ always outside the fault suite, `failpoint` is one environment lookup.
 (a second signal during a shutdown) without guessing how long it stays there: with
 RLALIGN_HOLDPOINT=NAME and RLALIGN_HOLDPOINT_FILE=PATH set, the process creates PATH and waits until
 PATH is removed (at most HOLD_LIMIT_S seconds), handling signals meanwhile. The test waits for PATH to
-appear, which is an event, not a delay.
+appear, which is an event, not a delay. The one hold point: `stop:save`, before the checkpoint a
+signal-stopped run writes.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ import signal
 import time
 from pathlib import Path
 
-HOLD_POINTS = ("stop:save",)
-"""Where the code calls holdpoint(): before the checkpoint a signal-stopped run writes."""
 HOLD_LIMIT_S = 120.0
 """A held process goes on after this long even if nobody removes the file (a test that died)."""
 
@@ -53,6 +52,8 @@ def failpoint(name: str) -> None:
 def holdpoint(name: str) -> None:
     if os.environ.get("RLALIGN_HOLDPOINT") != name:
         return
+    if not os.environ.get("RLALIGN_HOLDPOINT_FILE"):
+        raise RuntimeError(f"RLALIGN_HOLDPOINT={name} needs RLALIGN_HOLDPOINT_FILE, the file to create and wait on")
     held = Path(os.environ["RLALIGN_HOLDPOINT_FILE"])
     held.touch()
     deadline = time.monotonic() + HOLD_LIMIT_S

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 CODE = "from rlalign.utils.failpoints import failpoint\nfor i in range(3):\n    failpoint('save:state')\n    print(i, flush=True)\n"
 
@@ -37,6 +38,7 @@ def test_a_holdpoint_waits_until_its_file_is_removed(tmp_path):
     process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
     while not held.exists():
         assert process.poll() is None, "the process ended without reaching the hold point"
+        time.sleep(0.01)  # polling for the file: an event, whatever the machine's speed
     assert process.poll() is None  # held: it cannot pass while the file exists
     held.unlink()
     assert process.communicate(timeout=60)[0] == "passed\n" and process.returncode == 0
