@@ -16,6 +16,11 @@ Deterministic on CPU (fixed seeds, step counts rather than time budgets, 2 threa
     python scripts/pretrain_shapes.py              # ~55 min on 2 cores → rlalign/assets/shapes-nextscale.*
     python scripts/pretrain_shapes.py --quick --out /tmp/smoke.safetensors   # < 1 min smoke run
 
+`--layout-weight W` adds a probe to stage 1 that makes the 1×1 and 2×2 codes carry the scene's
+layout (rlalign/shapes/layout.py; the layout generator of docs/next_scale.md). `--tokenizer-only`
+stops after stage 1, and `--tokenizer-from` starts stage 2 from such a file. The report gives
+`layout_readout`: how much the coarse code ids tell about fresh scenes.
+
 Writes the weights (fp16 safetensors with the architecture) and a JSON report next to them.
 """
 
@@ -37,6 +42,7 @@ from rlalign.policies.next_scale.policy import NextScalePolicy
 from rlalign.policies.next_scale.pretraining import (
     DeadCodeReviver,
     adamw_param_groups,
+    coarse_queries,
     pretokenize,
     teacher_forced_loss,
     tokenizer_loss,
@@ -49,6 +55,7 @@ from rlalign.shapes import (
     render_batch,
     sample_category_scenes,
 )
+from rlalign.shapes.layout import LayoutProbe, layout_targets
 from rlalign.shapes.web_captions import CaptionNoise, noisy_caption
 from rlalign.utils.timing import Clock, format_metrics
 
@@ -57,7 +64,7 @@ PROMPT_WORDS = [word for word in GRAMMAR_WORDS if word != "centre"]  # the shipp
 # (cfg, top_k, temperature) settings judged at the end; the best on the train prompts is recommended.
 SAMPLING_SETTINGS = ((0.0, 0, 1.0), (1.0, 0, 1.0), (2.0, 0, 1.0))
 # Seed offsets of the independent data streams, so no two of them ever draw the same scenes.
-TOKENIZER_DATA, TRANSFORMER_DATA, VALIDATION_DATA, RECON_EVAL_DATA, CAPTION_NOISE = 1, 2, 3, 4, 5
+TOKENIZER_DATA, TRANSFORMER_DATA, VALIDATION_DATA, RECON_EVAL_DATA, CAPTION_NOISE, LAYOUT_READOUT_DATA = 1, 2, 3, 4, 5, 6
 TOKENIZER_WEIGHTS = {"single_object": 1, "two_object": 1, "counting": 2, "colors": 1, "position": 1, "color_attr": 1}
 """Stage-1 category mix: crowded (counting) scenes weigh double, their small objects are the hardest to keep."""
 PRETRAIN_WEIGHTS = {"single_object": 1, "two_object": 1, "counting": 1.5, "colors": 1, "position": 1.5,
@@ -95,6 +102,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tokenizer-steps", type=int, default=1500)
     parser.add_argument("--tokenizer-batch", type=int, default=32)
     parser.add_argument("--tokenizer-lr", type=float, default=3e-3)
+    parser.add_argument("--layout-weight", type=float, default=0.0,
+                        help="weight of the layout probe on the 1x1 and 2x2 queries (rlalign/shapes/layout.py); "
+                             "0 trains a pure reconstruction tokenizer")
     parser.add_argument("--transformer-steps", type=int, default=3400)
     parser.add_argument("--transformer-batch", type=int, default=64)
     parser.add_argument("--transformer-lr", type=float, default=2e-3)
@@ -106,6 +116,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cond-dropout", type=float, default=0.1)
     parser.add_argument("--eval-repeats", type=int, default=8,
                         help="samples per evaluation prompt (147 prompts per split: 24-27 per category)")
+    parser.add_argument("--tokenizer-only", action="store_true",
+                        help="stop after stage 1 (weights with an untrained transformer, for --tokenizer-from)")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (< 1 minute), not a usable model")
     args = parser.parse_args(argv)
     if args.quick:
@@ -119,7 +131,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def train_tokenizer(model: NextScaleModel, args: argparse.Namespace, clock: Clock) -> dict:
     """Stage 1: reconstruction + VQ losses on fresh `train` renders every step."""
     tokenizer = model.tokenizer.requires_grad_(True).train()
-    optimizer = torch.optim.AdamW(tokenizer.parameters(), lr=args.tokenizer_lr, betas=(0.9, 0.95), weight_decay=0.0)
+    probe = LayoutProbe(tokenizer.latent_channels).to(args.device)
+    optimizer = torch.optim.AdamW([*tokenizer.parameters(), *probe.parameters()], lr=args.tokenizer_lr,
+                                  betas=(0.9, 0.95), weight_decay=0.0)
     reviver = DeadCodeReviver(tokenizer.quantize)
     generator = torch.Generator().manual_seed(args.seed)
     warmup = max(1, min(100, args.tokenizer_steps // 10))
@@ -132,7 +146,14 @@ def train_tokenizer(model: NextScaleModel, args: argparse.Namespace, clock: Cloc
                                         TOKENIZER_WEIGHTS)
         images_B3HW = render_batch(scenes)
         images_B3HW = images_B3HW.to(args.device)
-        loss, metrics, code_hits_V, queries_NC = tokenizer_loss(tokenizer, images_B3HW)
+        targets = {key: value.to(args.device) for key, value in layout_targets(scenes).items()}
+
+        def layout_loss(f_BCHW: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+            query1_BC11, query2_BC22 = coarse_queries(tokenizer, f_BCHW, 2)
+            return probe(query1_BC11, query2_BC22, targets)
+
+        loss, metrics, code_hits_V, queries_NC = tokenizer_loss(tokenizer, images_B3HW, auxiliary=layout_loss,
+                                                                auxiliary_weight=args.layout_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(tokenizer.parameters(), 1.0)
@@ -159,6 +180,40 @@ def reconstruction_exact(model: NextScaleModel, split: str, count: int, seed: in
     for i, scene in enumerate(scenes):
         by_category.setdefault(scene.spec.category, []).append(verify_image(scene.prompt, recon_B3HW[i]).exact)
     return {category: float(np.mean(hits)) for category, hits in sorted(by_category.items())}
+
+
+@torch.no_grad()
+def layout_readout(model: NextScaleModel, count: int, seed: int) -> dict[str, dict[str, float]]:
+    """How much the code ids of the 1×1 and 2×2 scales tell about the scene (rlalign/shapes/layout.py).
+
+    Each code is read as the most frequent target value among the first half of `count` fresh scenes
+    that chose it; the accuracy of that reading on the second half is reported next to chance (always
+    guessing the most frequent value). Facts: the object count and the shapes per half from the 1×1
+    code; the shapes of each quadrant from that quadrant's 2×2 code.
+    """
+    scenes = sample_category_scenes("all", count, seed=seed * 1000 + LAYOUT_READOUT_DATA, weights=TOKENIZER_WEIGHTS)
+    tokens = model.tokenizer.encode(render_batch(scenes).to(next(model.parameters()).device))
+    targets = layout_targets(scenes)
+    bits = 2 ** torch.arange(targets["halves_shapes"].shape[1])
+    facts = {  # (code ids [N], fact values [N])
+        "count | 1x1 code": (tokens[0][:, 0], targets["count"]),
+        "shapes per half | 1x1 code": (tokens[0][:, 0], (targets["halves_shapes"].long() * bits).sum(1)),
+        "quadrant shapes | 2x2 code": (tokens[1].reshape(-1),
+                                       (targets["quadrant_shapes"].long() * bits[:3]).sum(2).reshape(-1)),
+    }
+    report = {}
+    for name, (codes_N, values_N) in facts.items():
+        codes_N, values_N = codes_N.cpu().numpy(), values_N.cpu().numpy()
+        half = len(codes_N) // 2
+        reading: dict[int, int] = {}
+        for code in np.unique(codes_N[:half]):
+            reading[int(code)] = int(np.bincount(values_N[:half][codes_N[:half] == code]).argmax())
+        fallback = int(np.bincount(values_N[:half]).argmax())
+        guesses = np.array([reading.get(int(code), fallback) for code in codes_N[half:]])
+        report[name] = {"accuracy": float(np.mean(guesses == values_N[half:])),
+                        "chance": float(np.mean(values_N[half:] == fallback)),
+                        "codes_used": int(len(np.unique(codes_N)))}
+    return report
 
 
 def caption_noise(args: argparse.Namespace) -> CaptionNoise:
@@ -264,6 +319,15 @@ def main(argv: list[str] | None = None) -> dict:
     recon_count = 64 if args.quick else 512
     recon = {split: reconstruction_exact(model, split, recon_count, args.seed) for split in ("train", "heldout")}
     clock.log(f"tokenizer reconstruction exact match: {recon}")
+    readout = layout_readout(model, 256 if args.quick else 8192, args.seed)
+    clock.log(f"layout read from the coarse codes: {readout}")
+    if args.tokenizer_only:
+        path = save_model(model, args.out)
+        path.with_suffix(".json").write_text(json.dumps(
+            {"command": " ".join(["python scripts/pretrain_shapes.py", *(sys.argv[1:] if argv is None else argv)]),
+             "tokenizer_only": True, "final_losses": {"tokenizer": tokenizer_final},
+             "tokenizer_reconstruction_exact": recon, "layout_readout": readout}, indent=2) + "\n")
+        return {"tokenizer_reconstruction_exact": recon, "layout_readout": readout}
     stage2_start = clock()
     transformer_final = train_transformer(model, args, clock)
     transformer_minutes = (clock() - stage2_start) / 60
@@ -278,6 +342,7 @@ def main(argv: list[str] | None = None) -> dict:
         "minutes": {"tokenizer": tokenizer_minutes, "transformer": transformer_minutes, "total": clock() / 60},
         "final_losses": {"tokenizer": tokenizer_final, "transformer": transformer_final},
         "tokenizer_reconstruction_exact": {**recon, "scenes_per_split": recon_count},
+        "layout_readout": readout,
         "sampling": sampling, "recommended_sampling": recommended,
         "asset_bytes": path.stat().st_size,
     }

@@ -11,7 +11,7 @@ classifier-free guidance has an unconditional model to contrast with.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,11 +24,15 @@ from rlalign.policies.next_scale.tokenizer import MultiScaleVQTokenizer
 def tokenizer_loss(
     tokenizer: MultiScaleVQTokenizer, images_B3HW: torch.Tensor, *, beta: float = 0.25,
     l1_weight: float = 1.0, mse_weight: float = 1.0, vq_weight: float = 1.0,
+    auxiliary: Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, float]]] | None = None,
+    auxiliary_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor, torch.Tensor]:
     """One training forward of the tokenizer: (loss, scalar metrics, code hits [V], queries [N, C]).
 
     Reconstruction is measured in the autoencoder's [-1, 1] space and *before* the clamp of
-    ``f_hat_to_signed_images``, so that saturated pixels still receive gradient.
+    ``f_hat_to_signed_images``, so that saturated pixels still receive gradient. ``auxiliary`` maps
+    the latent f to an extra (loss, metrics), added with ``auxiliary_weight`` (e.g. a layout probe on
+    ``coarse_queries``).
     """
     f_BCHW = tokenizer.encode_to_latent(images_B3HW)
     quantized = tokenizer.quantize.quantize_for_training(f_BCHW, beta=beta)
@@ -38,6 +42,10 @@ def tokenizer_loss(
     mse = F.mse_loss(recon_B3HW, target_B3HW)
     loss = l1_weight * l1 + mse_weight * mse + vq_weight * quantized.vq_loss
     metrics = {"loss": loss.item(), "l1": l1.item(), "mse": mse.item(), "vq": quantized.vq_loss.item()}
+    if auxiliary is not None and auxiliary_weight > 0:
+        auxiliary_loss, auxiliary_metrics = auxiliary(f_BCHW)
+        loss = loss + auxiliary_weight * auxiliary_loss
+        metrics.update(auxiliary_metrics)
     return loss, metrics, quantized.code_hits_V, quantized.queries_NC
 
 
@@ -154,3 +162,27 @@ def adamw_param_groups(model: NextScaleModel, weight_decay: float) -> list[dict]
         else:
             decay.append(parameter)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def coarse_queries(tokenizer: MultiScaleVQTokenizer, f_BCHW: torch.Tensor,
+                   num_scales: int) -> list[torch.Tensor]:
+    """The vectors the first ``num_scales`` scales quantize, differentiable in the encoder's f.
+
+    Scale k's query is the residual f − Σ_{j<k} φ_j(upsample(e_j)) area-pooled to p_k×p_k: [B, C, p_k, p_k].
+    The codes chosen along the way are the quantizer's (nearest codebook vectors); what earlier scales
+    explained is subtracted without gradient, so a loss on the queries trains only the encoder. Used
+    for auxiliary losses that make coarse codes carry meaning (NextFlow's semantic coarse tokens).
+    """
+    quantizer = tokenizer.quantize
+    batch, channels, height, _ = f_BCHW.shape
+    explained_BCHW = torch.zeros_like(f_BCHW)
+    queries: list[torch.Tensor] = []
+    for scale_index, size in enumerate(quantizer.patch_nums[:num_scales]):
+        residual_BCHW = f_BCHW - explained_BCHW
+        query_BCpp = residual_BCHW if size == height else F.interpolate(residual_BCHW, size=(size, size), mode="area")
+        queries.append(query_BCpp)
+        with torch.no_grad():
+            tokens_N = quantizer.nearest_codes(query_BCpp.detach().permute(0, 2, 3, 1).reshape(-1, channels))
+            explained_BCHW = explained_BCHW + quantizer.scale_contribution(tokens_N.reshape(batch, size * size),
+                                                                           scale_index)
+    return queries
