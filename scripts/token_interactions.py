@@ -79,7 +79,7 @@ def joint_share(r_N2: torch.Tensor) -> float:
 def measure_prompt(policy, worker, prompt: str, m: int, n: int, seed: int, index: int) -> dict:
     rollout = policy.rollout([prompt] * n, m, generator=grouped_generators(seed, "eval", index, 1, n))
     images, prompts, _ = policy.complete(rollout, 2, generator=grouped_generators(seed, "suffix", index, n, 2))
-    rewards = {"reward": torch.tensor(worker.score(prompts, images).total, dtype=torch.float64).view(n, 2),
+    rewards = {"reward": torch.as_tensor(worker.score(prompts, images).total).to(torch.float64).view(n, 2),
                "exact": torch.tensor([float(verify_image(p, im).exact) for p, im in zip(prompts, images)],
                                      dtype=torch.float64).view(n, 2)}
     tokens, vocab = rollout.state.tokens[:m], policy.tokenizer.vocab_size
