@@ -105,6 +105,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--layout-weight", type=float, default=0.0,
                         help="weight of the layout probe on the 1x1 and 2x2 queries (rlalign/shapes/layout.py); "
                              "0 trains a pure reconstruction tokenizer")
+    parser.add_argument("--layout-targets", choices=("shapes-and-colours", "shapes"), default="shapes-and-colours",
+                        help="what the probe asks of the coarse codes: shapes and colours, or shapes only")
     parser.add_argument("--transformer-steps", type=int, default=3400)
     parser.add_argument("--transformer-batch", type=int, default=64)
     parser.add_argument("--transformer-lr", type=float, default=2e-3)
@@ -131,7 +133,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def train_tokenizer(model: NextScaleModel, args: argparse.Namespace, clock: Clock) -> dict:
     """Stage 1: reconstruction + VQ losses on fresh `train` renders every step."""
     tokenizer = model.tokenizer.requires_grad_(True).train()
-    probe = LayoutProbe(tokenizer.latent_channels).to(args.device)
+    probe = LayoutProbe(tokenizer.latent_channels, colours=args.layout_targets != "shapes").to(args.device)
     optimizer = torch.optim.AdamW([*tokenizer.parameters(), *probe.parameters()], lr=args.tokenizer_lr,
                                   betas=(0.9, 0.95), weight_decay=0.0)
     reviver = DeadCodeReviver(tokenizer.quantize)

@@ -65,10 +65,16 @@ def layout_targets(scenes: list[Scene]) -> dict[str, torch.Tensor]:
 
 
 class LayoutProbe(nn.Module):
-    """Linear heads from the 1×1 and 2×2 queries (latent width C) to the layout targets."""
+    """Linear heads from the 1×1 and 2×2 queries (latent width C) to the layout targets.
 
-    def __init__(self, latent_channels: int) -> None:
+    With ``colours=False`` the colour targets are left out (the heads still predict them, untrained):
+    codes that name shapes but not colour–shape pairs, so that a pair the generator never saw is not a
+    code of its own (docs/next_scale.md, "The layout generator").
+    """
+
+    def __init__(self, latent_channels: int, colours: bool = True) -> None:
         super().__init__()
+        self.colours = colours
         shapes, colours = len(SHAPES), len(COLOURS)
         self.global_head = nn.Linear(latent_channels, MAX_OBJECTS + 4 * shapes + colours)
         self.quadrant_head = nn.Linear(latent_channels, shapes + colours)
@@ -82,10 +88,12 @@ class LayoutProbe(nn.Module):
         quadrant_B4K = self.quadrant_head(query2_BC22.flatten(2).transpose(1, 2))  # row-major quadrants
         quadrant_shapes_B4S, quadrant_colours_B4C = quadrant_B4K.split([shapes, len(COLOURS)], dim=2)
         count_loss = F.cross_entropy(count_logits_B4, targets["count"])
-        global_loss = (F.binary_cross_entropy_with_logits(halves_B, targets["halves_shapes"])
-                       + F.binary_cross_entropy_with_logits(colours_B, targets["colours"]))
-        quadrant_loss = (F.binary_cross_entropy_with_logits(quadrant_shapes_B4S, targets["quadrant_shapes"])
-                         + F.binary_cross_entropy_with_logits(quadrant_colours_B4C, targets["quadrant_colours"]))
+        global_loss = F.binary_cross_entropy_with_logits(halves_B, targets["halves_shapes"])
+        quadrant_loss = F.binary_cross_entropy_with_logits(quadrant_shapes_B4S, targets["quadrant_shapes"])
+        if self.colours:
+            global_loss = global_loss + F.binary_cross_entropy_with_logits(colours_B, targets["colours"])
+            quadrant_loss = quadrant_loss + F.binary_cross_entropy_with_logits(quadrant_colours_B4C,
+                                                                               targets["quadrant_colours"])
         loss = count_loss + global_loss + quadrant_loss
         count_accuracy = (count_logits_B4.argmax(1) == targets["count"]).float().mean()
         return loss, {"layout": loss.item(), "count_acc": count_accuracy.item(), "quadrant": quadrant_loss.item()}

@@ -91,3 +91,17 @@ def test_the_layout_loss_reaches_the_encoder_and_is_zero_weighted_by_default():
     assert probe.global_head.weight.grad.abs().sum() > 0
     assert tokenizer.encoder.conv_in.weight.grad.abs().sum() > 0
 
+
+
+def test_a_shapes_only_probe_ignores_the_colour_targets():
+    torch.manual_seed(0)
+    probe = LayoutProbe(8, colours=False)
+    targets = layout_targets([scene(("red", "circle", 8.0, 8.0, 8.0)), scene(("blue", "square", 20.0, 22.0, 9.0))])
+    query1_BC11, query2_BC22 = torch.randn(2, 8, 1, 1), torch.randn(2, 8, 2, 2)
+    loss, _ = probe(query1_BC11, query2_BC22, targets)
+    flipped = dict(targets, colours=1 - targets["colours"], quadrant_colours=1 - targets["quadrant_colours"])
+    torch.testing.assert_close(probe(query1_BC11, query2_BC22, flipped)[0], loss)
+    with_colours = LayoutProbe(8)
+    with_colours.load_state_dict(probe.state_dict())
+    assert not torch.allclose(with_colours(query1_BC11, query2_BC22, flipped)[0],
+                              with_colours(query1_BC11, query2_BC22, targets)[0])
