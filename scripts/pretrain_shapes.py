@@ -148,9 +148,10 @@ def train_tokenizer(model: NextScaleModel, args: argparse.Namespace, clock: Cloc
                                         TOKENIZER_WEIGHTS)
         images_B3HW = render_batch(scenes)
         images_B3HW = images_B3HW.to(args.device)
-        targets = {key: value.to(args.device) for key, value in layout_targets(scenes).items()}
 
         def layout_loss(f_BCHW: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+            # Called only when --layout-weight > 0, so a plain tokenizer builds no targets.
+            targets = {key: value.to(args.device) for key, value in layout_targets(scenes).items()}
             query1_BC11, query2_BC22 = coarse_queries(tokenizer, f_BCHW, 2)
             return probe(query1_BC11, query2_BC22, targets)
 

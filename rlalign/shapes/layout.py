@@ -75,9 +75,9 @@ class LayoutProbe(nn.Module):
     def __init__(self, latent_channels: int, colours: bool = True) -> None:
         super().__init__()
         self.colours = colours
-        shapes, colours = len(SHAPES), len(COLOURS)
-        self.global_head = nn.Linear(latent_channels, MAX_OBJECTS + 4 * shapes + colours)
-        self.quadrant_head = nn.Linear(latent_channels, shapes + colours)
+        num_shapes, num_colours = len(SHAPES), len(COLOURS)
+        self.global_head = nn.Linear(latent_channels, MAX_OBJECTS + 4 * num_shapes + num_colours)
+        self.quadrant_head = nn.Linear(latent_channels, num_shapes + num_colours)
 
     def forward(self, query1_BC11: torch.Tensor, query2_BC22: torch.Tensor,
                 targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
