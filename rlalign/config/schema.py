@@ -46,25 +46,53 @@ class EditFlowConfig:
 
 
 @dataclass
+class InfinityConfig:
+    text_encoder: str = ""
+    """Local directory of the T5 encoder and its tokenizer (transformers' `from_pretrained` layout, e.g. a
+    downloaded flan-t5-xl); empty: `text_encoder/` inside policy.checkpoint when that is a directory."""
+    text_encoder_dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
+    """Dtype of the frozen T5 encoder (the reference runs it in fp16 on a GPU); features are used in float32."""
+    resolution: str = ""
+    """Named schedule `0.06M`, `0.25M`, `0.60M` or `1M` (7, 10, 12, 13 scales; 1M is 1024² at 1:1); empty:
+    the checkpoint directory's own schedule (its config.json), else 1M."""
+    aspect_ratio: float | None = bounded(None, gt=0)
+    """Image height / width; the nearest of the reference's templates (1:3 … 3:1) gives the maps. null: the
+    checkpoint directory's own, else 1:1."""
+    num_scales: int = bounded(0, ge=0)
+    """Use only the first this-many scales of the schedule (a smaller image, fewer steps T); 0: all."""
+    cross_attention_bf16_rounding: bool = True
+    """Round cross-attention's q, k, v and output through bf16 as the reference's flash-attn call does
+    (its float32 results agree with the reference to ~1e-5 with it, ~2e-3 without)."""
+
+
+@dataclass
 class PolicyConfig:
-    kind: Literal["next_scale", "insertion", "edit_flow"] = "next_scale"
-    """Generator family: `next_scale` (VAR-style image model), `insertion` (the built-in insertion captioner) or
-    `edit_flow` (a dllm-format Edit Flow checkpoint: insert, delete, substitute; docs/edit_flow.md)."""
+    kind: Literal["next_scale", "insertion", "edit_flow", "infinity"] = "next_scale"
+    """Generator family: `next_scale` (VAR-style image model), `insertion` (the built-in insertion captioner),
+    `edit_flow` (a dllm-format Edit Flow checkpoint: insert, delete, substitute; docs/edit_flow.md) or
+    `infinity` (an Infinity text-to-image checkpoint: bitwise tokens, T5 text; docs/infinity.md)."""
     checkpoint: str = "builtin:shapes-nextscale"
     """`builtin:NAME` for a shipped asset, or a local path (for VAR: the transformer weights; for edit_flow: the
-    checkpoint directory)."""
+    checkpoint directory; for infinity: a directory laid out like shared/golden/infinity, or the transformer's
+    `.pth`/`.safetensors` file or sharded directory)."""
     vae_checkpoint: str = ""
-    """Local path of the VQVAE weights when importing an official VAR checkpoint; empty otherwise."""
+    """Local path of the VQVAE weights when importing an official VAR checkpoint, or of the BSQ VAE for an
+    official Infinity transformer file; empty otherwise."""
     architecture: dict[str, Any] = field(default_factory=dict)
-    """Architecture of an imported checkpoint (for VAR: the keys of shared/golden/var/config.json)."""
-    cfg_scale: float = bounded(0.0, ge=0)
-    """Classifier-free guidance strength (0 turns CFG off); next-scale ramps it over scales (docs/next_scale.md)."""
-    temperature: float = bounded(1.0, gt=0)
-    """Sampling temperature applied to the (CFG-mixed) logits."""
-    top_k: int = bounded(0, ge=0)
-    """Keep only the k most likely tokens before sampling; 0 keeps all."""
-    top_p: float = bounded(1.0, gt=0, le=1)
-    """Keep the smallest set of tokens whose probability reaches top_p; 1 keeps all."""
+    """Architecture of an imported checkpoint (for VAR: the keys of shared/golden/var/config.json; for infinity:
+    `preset: infinity_2b` or `infinity_8b`, and/or explicit sizes, docs/infinity.md)."""
+    cfg_scale: float | None = bounded(None, ge=0)
+    """Classifier-free guidance strength; null: the family's default (next_scale, insertion: 0, i.e. off;
+    infinity: 3, the public sampler's). next_scale ramps it over scales (docs/next_scale.md), infinity holds
+    it constant and mixes cfg·ℓ_cond + (1 − cfg)·ℓ_uncond, so there 1 turns it off (docs/infinity.md)."""
+    temperature: float | None = bounded(None, gt=0)
+    """Sampling temperature applied to the (CFG-mixed) logits; null: the family's default (1; infinity: 0.5)."""
+    top_k: int | None = bounded(None, ge=0)
+    """Keep only the k most likely tokens before sampling, 0 keeps all; null: the family's default (0;
+    infinity: 900, which on two-valued bits keeps both)."""
+    top_p: float | None = bounded(None, gt=0, le=1)
+    """Keep the smallest set of tokens whose probability reaches top_p, 1 keeps all; null: the family's
+    default (1; infinity: 0.97)."""
     insertion_steps: int = bounded(8, ge=1)
     """Insertion family only: the number T of insertion steps from t = 0 to 1."""
     device: str = "cpu"
@@ -77,6 +105,18 @@ class PolicyConfig:
     """Edit Flow family only: the τ-leap sampler's settings."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """The LoRA adapter that carries every update (the base weights never change)."""
+    infinity: InfinityConfig = field(default_factory=InfinityConfig)
+    """Infinity family only: text encoder, resolution and schedule."""
+
+    def sampling(self, **family_defaults: Any) -> dict[str, Any]:
+        """cfg_scale, temperature, top_k and top_p, each null one replaced by the family's default
+        (`family_defaults`) or, failing that, by the general one (CFG off, τ 1, no truncation)."""
+        defaults = {**SAMPLING_DEFAULTS, **family_defaults}
+        return {name: defaults[name] if getattr(self, name) is None else getattr(self, name) for name in SAMPLING_DEFAULTS}
+
+
+SAMPLING_DEFAULTS: dict[str, Any] = {"cfg_scale": 0.0, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+"""What a null sampling setting means for a family that names no default of its own."""
 
 
 @dataclass

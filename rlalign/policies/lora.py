@@ -28,15 +28,18 @@ class LoraAdapter:
     """peft LoRA on the nn.Linear layers of `module` named by `target_modules` (base weights frozen)."""
 
     def __init__(self, module: nn.Module, *, rank: int, alpha: float, dropout: float,
-                 target_modules: Sequence[str], family: str):
+                 target_modules: Sequence[str] | str, family: str):
+        """`target_modules`: names or name suffixes, or one regular expression that a module's full name
+        must match (peft's two forms)."""
         module.requires_grad_(False)
-        config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules))
+        targets = target_modules if isinstance(target_modules, str) else list(target_modules)
+        config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets)
         try:
             with warnings.catch_warnings():  # peft asks transformers models a deprecated question (v5)
                 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
                 self.peft_model = get_peft_model(module, config)
         except ValueError as error:
-            raise ValueError(f"policy.lora.target_modules={list(target_modules)} matches no Linear layer of the "
+            raise ValueError(f"policy.lora.target_modules={targets} matches no Linear layer of the "
                              f"{family}: {error}") from None
         self.module = module  # the same module, now holding the LoRA layers
 

@@ -20,6 +20,7 @@ FAMILIES: dict[str, str] = {
     "next_scale": "rlalign.policies.next_scale.policy:NextScalePolicy",
     "insertion": "rlalign.policies.insertion.policy:InsertionPolicy",
     "edit_flow": "rlalign.policies.edit_flow.policy:EditFlowPolicy",
+    "infinity": "rlalign.policies.infinity.policy:InfinityPolicy",
 }
 """policy.kind → "module:Class" of a class that implements PolicyFamily."""
 

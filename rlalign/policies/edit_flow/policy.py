@@ -95,7 +95,9 @@ class EditFlowPolicy(AdapterMethods):
     @classmethod
     def from_config(cls, cfg: Any) -> EditFlowPolicy:
         """Build from a PolicyConfig with kind=edit_flow: `checkpoint` is a dllm checkpoint directory or builtin:NAME."""
-        if cfg.vae_checkpoint or cfg.architecture or cfg.cfg_scale != 0 or cfg.top_k != 0 or cfg.top_p != 1.0:
+        sampling = cfg.sampling()
+        if cfg.vae_checkpoint or cfg.architecture or sampling["cfg_scale"] != 0 or sampling["top_k"] != 0 \
+                or sampling["top_p"] != 1.0:
             raise ValueError("policy.kind=edit_flow samples dllm's τ-leap rules: leave vae_checkpoint, architecture, "
                              "cfg_scale (0), top_k (0) and top_p (1.0) at their defaults; set policy.edit_flow.* "
                              "and policy.temperature")
@@ -104,7 +106,7 @@ class EditFlowPolicy(AdapterMethods):
         tokenizer = load_tokenizer(directory, model.config)
         ef, lora = cfg.edit_flow, cfg.lora
         return cls(model, tokenizer, tau=ef.tau, kappa=ef.kappa, mask_length=ef.mask_length,
-                   max_length=ef.max_length, temperature=cfg.temperature, edit_prompt=ef.edit_prompt,
+                   max_length=ef.max_length, temperature=sampling["temperature"], edit_prompt=ef.edit_prompt,
                    insertion_only=ef.insertion_only, lora_rank=lora.rank, lora_alpha=lora.alpha,
                    lora_dropout=lora.dropout, target_modules=lora.target_modules)
 

@@ -88,12 +88,14 @@ class InsertionPolicy(AdapterMethods):
         if cfg.vae_checkpoint or cfg.architecture:
             raise ValueError("policy.vae_checkpoint / policy.architecture import official VAR weights (kind: "
                              "next_scale); an insertion policy loads one rlalign insertion checkpoint: leave them empty")
-        if cfg.top_k != 0 or cfg.top_p != 1.0:
-            raise ValueError(f"policy.top_k={cfg.top_k} / top_p={cfg.top_p}: the insertion family samples the full "
+        sampling = cfg.sampling()
+        if sampling["top_k"] != 0 or sampling["top_p"] != 1.0:
+            raise ValueError(f"policy.top_k={sampling['top_k']} / top_p={sampling['top_p']}: the insertion family samples the full "
                              "token distribution (top_k: 0, top_p: 1.0); use temperature and cfg_scale")
         model = load_model(cfg.checkpoint).to(cfg.device)
         lora = cfg.lora
-        return cls(model, num_steps=cfg.insertion_steps, cfg_scale=cfg.cfg_scale, temperature=cfg.temperature,
+        return cls(model, num_steps=cfg.insertion_steps, cfg_scale=sampling["cfg_scale"],
+                   temperature=sampling["temperature"],
                    lora_rank=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                    target_modules=lora.target_modules)
 

@@ -68,7 +68,7 @@ class NextScalePolicy(AdapterMethods):
             model = load_model(cfg.checkpoint)
         model.to(cfg.device)
         lora = cfg.lora
-        return cls(model, cfg_scale=cfg.cfg_scale, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
+        return cls(model, **cfg.sampling(),
                    lora_rank=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                    target_modules=lora.target_modules)
 

@@ -1,0 +1,1 @@
+"""Infinity (FoundationVision) text-to-image next-scale family: BSQ VAE, transformer, sampler, policy."""
