@@ -135,9 +135,25 @@ def load_directory(directory: str | Path, *, text_encoder: str | Path = "", text
 def load_official(transformer: str | Path, vae: str | Path, text_encoder: str | Path, *, preset: str = "",
                   architecture: dict[str, Any] | None = None, text_dtype: str = "fp32", resolution: str = "1M",
                   h_div_w: float = 1.0, num_scales: int | None = None) -> InfinityModel:
-    """A model from the official files and an architecture preset or sizes (module docstring, (b))."""
-    arch = resolve_architecture(preset, dict(architecture or {}))
-    vae_config = VAEConfig.official(arch.codebook_dim, arch.apply_spatial_patchify)
+    """A model from the official files and an architecture preset or sizes (module docstring, (b)).
+
+    The VAE is the one `load_visual_tokenizer` builds for the transformer's bits per token and patchify;
+    `architecture["vae"]` (VAEConfig fields) changes its sizes for a VAE of another shape.
+    """
+    sizes = dict(architecture or {})
+    vae_sizes = sizes.pop("vae", {}) or {}
+    arch = resolve_architecture(preset, sizes)
+    if vae_sizes:  # the official shape for these bits, without insisting on an official vae_type
+        mult = (1, 2, 4, 4) if arch.apply_spatial_patchify else (1, 2, 4, 4, 4)
+        official = VAEConfig(arch.codebook_dim, 128, mult, mult, 2, 8 if arch.apply_spatial_patchify else 16)
+    else:
+        official = VAEConfig.official(arch.codebook_dim, arch.apply_spatial_patchify)
+    unknown = sorted(set(vae_sizes) - set(official.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"unknown VAE keys {unknown} in policy.architecture.vae; known: "
+                         f"{', '.join(official.__dataclass_fields__)}")
+    vae_config = VAEConfig(**{**official.__dict__, **{k: tuple(v) if isinstance(v, list) else v
+                                                       for k, v in vae_sizes.items()}})
     scales = named_schedule(resolution, h_div_w, num_scales)
     return _assemble(arch, Path(transformer), vae_config, Path(vae), Path(text_encoder), text_dtype, scales, h_div_w)
 

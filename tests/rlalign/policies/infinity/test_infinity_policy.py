@@ -4,6 +4,7 @@ non-square schedule, spatial patchify, loading and configuration errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -155,6 +156,31 @@ def test_directory_loading_and_config_defaults(non_square_model, tmp_path):
     assert policy.model.scales == NON_SQUARE and policy.num_steps == 4
     cfg = build(PolicyConfig, {"kind": "infinity", "checkpoint": str(directory), "infinity": {"num_scales": 3}})
     assert InfinityPolicy.declared_num_steps(cfg) == 3 and load_policy(cfg).model.scales == NON_SQUARE[:3]
+
+
+def test_official_files_load_with_explicit_sizes(non_square_model, tmp_path):
+    """The official layout: a transformer .pth, a VAE .pth holding {'vae': ...}, a T5 directory and sizes."""
+    torch.save(non_square_model.transformer.state_dict(), tmp_path / "transformer.pth")
+    torch.save({"vae": {k: v.clone() for k, v in non_square_model.vae.state_dict().items()}}, tmp_path / "vae.pth")
+    arch, vae = non_square_model.arch, non_square_model.vae.config
+    sizes = {"embed_dim": arch.embed_dim, "depth": arch.depth, "num_heads": arch.num_heads,
+             "codebook_dim": arch.codebook_dim, "text_channels": arch.text_channels, "text_maxlen": arch.text_maxlen,
+             "vae": {"base_ch": vae.base_ch, "encoder_ch_mult": list(vae.encoder_ch_mult),
+                     "decoder_ch_mult": list(vae.decoder_ch_mult), "num_res_blocks": vae.num_res_blocks}}
+    cfg = build(PolicyConfig, {"kind": "infinity", "checkpoint": str(tmp_path / "transformer.pth"),
+                               "vae_checkpoint": str(tmp_path / "vae.pth"), "architecture": sizes,
+                               "infinity": {"text_encoder": str(GOLDEN_DIR / "text_encoder"), "aspect_ratio": 2.0,
+                                            "num_scales": 4}, "lora": {"rank": 2}})
+    loaded = load_policy(cfg)
+    assert loaded.model.scales == NON_SQUARE
+    reference = InfinityPolicy(non_square_model, lora_rank=2)
+    rollout = reference.rollout(PROMPTS, 4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(reference.log_prob(rollout), loaded.log_prob(rollout)))
+        assert torch.equal(reference.decode(rollout.state.bits), loaded.decode(rollout.state.bits))
+    wrong = build(PolicyConfig, {**dataclasses.asdict(cfg), "architecture": {**sizes, "depth": 4}})
+    with pytest.raises(ValueError, match=r"does not fit the architecture.*missing, e\.g\. \['blocks\.3"):
+        load_policy(wrong)
 
 
 def test_key_coverage_is_strict(non_square_model):
