@@ -19,6 +19,53 @@ file would be) at 224 px. Rows, each a median over --repeats after one warm-up:
 
 It prints a table and writes JSON (default outputs/bench/device.json). docs/performance.md says how
 to run it on a GPU and holds the GPU numbers once measured.
+
+    python scripts/bench_device.py --family infinity                # Infinity-2B size, 1M (13 scales, 1024²): H200
+    python scripts/bench_device.py --family infinity --skip-unfit   # on an 80 GB H100 (the m = T update is skipped)
+    python scripts/bench_device.py --family infinity --infinity-scales 10   # its first 10 scales (512²)
+    python scripts/bench_device.py --family infinity --quick --device cpu   # the same code path, tiny (CI)
+
+`--family infinity` (scripts/bench_device_infinity.py) builds Infinity-2B's architecture with random
+weights on the device (a Flan-T5-XL-sized random T5, the official 2B VAE config), bf16, LoRA rank 16,
+batch 4 (--batch-size); rows m = 4, 8, T: rollout images/s and peak memory, one grpo_update over a
+micro-batch of --micro-batch-size (1) and its peak memory. It estimates every row's memory first and
+stops before allocating any weight if one would not fit (--skip-unfit: report those rows as skipped).
+At 1M the estimates (printed before the run, from the code path's probed KV dtype and saved bytes) are
+about: rollout at batch 4 ≈ 43 GB (weights 11.8 GB, bf16 KV cache 22.1 GB, VAE decode 8.6 GB); update
+at micro-batch 1 ≈ 17 GB (m = 4), 24 GB (m = 8), 112 GB (m = T).
+
+Infinity-2B, derived (C = 2048 width, D = 32 blocks, 16 heads, FFN 8192, b = 32 bits, Ct5 = 2048):
+  parameters   a block: 16·C² (sa.mat_qkv 3C², sa.proj C², ca.mat_q C², ca.mat_kv 2C², ca.proj C²,
+               FFN 2·4C²) + 19·C (biases, norms, ada_gss 6C) + 16 = 67,147,792; × 32 = 2,148,729,344;
+               outside the blocks 55,834,688 (shared_ada_lin 6C²+6C, text pooling 3C²+3C, text
+               projection 2C²+2C, head AdaLN 2C²+2C, cfg_uncond 512·C, head, embeddings) → 2,204,564,032
+               (2.20 B; counted again on the meta device by parameter_counts). LoRA rank r on the 7
+               block linears: r·Σ(in+out) = r·47,104 per block = 1,507,328·r (r = 16: 24.1 M).
+  weights      bf16: 2.2046e9 × 2 B = 4.41 GB (4.11 GiB). This bench holds them as bf16 autocast does,
+               float32 (4 B: 8.82 GB, 8.21 GiB); Flan-T5-XL's encoder 1,223,527,424 parameters, bf16 2.45 GB;
+               the VAE 110,118,051 parameters, float32 0.44 GB; LoRA r = 16 with its gradient and AdamW
+               states 24.1 M × 16 B = 0.39 GB.
+  KV cache     per image at 1M: Σ tokens (1+4+16+36+64+144+256+400+576+1024+1600+2304+4096 = 10,521)
+               × D 32 × 2 (K, V) × C 2048 × 2 B × 2 (CFG halves) = 5,516,034,048 B = 5.52 GB (5.14 GiB)
+               in bf16 (the q/k/v bias is added in the matmul's dtype, so the cache stays bf16 under
+               autocast; probe_code_path reports the dtype it finds).
+               (0.25M, 10 scales, 2,521 tokens: 1.32 GB bf16; 0.06M, 7 scales, 521 tokens: 0.27 GB.)
+  re-score     with gradients (the update's log_prob + backward through LoRA), both CFG halves: autograd
+               keeps ≈ 63 B per token, channel and block under bf16 autocast (97 in float32; counted
+               with saved_tensors_hooks, one count per storage, on widths 256 and 512, depth 2,
+               prefixes of 57, 121 and 265 tokens; probe_code_path recounts it on every run). By the
+               code: LoRA inputs in bf16 2 B × (4 C-wide + the 4C-wide fc2 input) = 18 B, the float32
+               qkv 12 B, self-attention q/k/v/out 8 B, cross-attention q/out 4 B, three float32
+               residual/LayerNorm inputs 12 B, the FFN hidden 8 B = 62 B. So 2 × 63 × 2048 × 32 =
+               8.26 MB per prefix token per image:
+                 m = 4:     57 tokens →  0.47 GB per image
+                 m = 8:    921 tokens →  7.61 GB per image      (m = 10: 2,521 → 20.8 GB)
+                 m = T: 10,521 tokens → 86.9 GB per image (m = 12: 6,425 → 53.1 GB)
+               m = T does not fit one 80 GB device without activation checkpointing. Once per update
+               add the bf16 copies of the block weights autocast keeps for the backward (2.149e9 × 2 B
+               = 4.30 GB) and up to D·L_m²·2 B for an efficient-attention mask (7.1 GB at m = T, 0.05
+               GB at m = 8). Without gradients (the rollout's re-score, the reference pass)
+               activations are transient, one block at a time.
 """
 
 from __future__ import annotations
@@ -55,15 +102,26 @@ QUICK_ARCHITECTURE = {
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--family", choices=("next-scale", "infinity"), default="next-scale")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=None, help="default 32 (next-scale), 4 (infinity)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--clip", default="ViT-L-14", help="open_clip architecture of the reward (random weights)")
-    parser.add_argument("--quick", action="store_true", help="tiny VAR and the built-in Shapes CLIP, 1 repeat")
-    parser.add_argument("--out", default="outputs/bench/device.json")
+    parser.add_argument("--infinity-scales", type=int, default=None, help="infinity: the first N scales of 1M")
+    parser.add_argument("--micro-batch-size", type=int, default=None, help="infinity: samples in the timed update (1)")
+    parser.add_argument("--skip-unfit", action="store_true",
+                        help="infinity: report rows whose estimated memory exceeds the free memory as skipped")
+    parser.add_argument("--quick", action="store_true", help="tiny model (and the built-in Shapes CLIP), 1 repeat")
+    parser.add_argument("--out", default=None, help="default outputs/bench/device.json (device_infinity.json)")
     args = parser.parse_args(argv)
+    infinity = args.family == "infinity"
+    args.out = args.out or f"outputs/bench/device{'_infinity' if infinity else ''}.json"
+    args.batch_size = args.batch_size or (4 if infinity else 32)
     if args.quick:
-        args.batch_size, args.repeats, args.clip = 4, 1, "shapes-clip"
+        args.batch_size, args.repeats, args.clip = (2 if infinity else 4), 1, "shapes-clip"
+    args.micro_batch_size = args.micro_batch_size or (2 if args.quick else 1)
+    if infinity and not 1 <= args.micro_batch_size <= args.batch_size:
+        parser.error(f"--micro-batch-size must be 1..{args.batch_size} (the rollout batch)")
     return args
 
 
@@ -184,6 +242,10 @@ def bench_reward(args: argparse.Namespace, images_B3HW: torch.Tensor) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.family == "infinity":
+        import bench_device_infinity  # this script's directory is on sys.path when it runs as a script
+
+        return bench_device_infinity.main(args, timed, peak_memory_gb)
     if args.quick:
         architecture = QUICK_ARCHITECTURE
     else:

@@ -32,7 +32,7 @@ def run_sample(config: str, overrides: list[str], *, prompts: list[str], prefix_
     if samples < 1:
         raise ValueError(f"--samples must be ≥ 1, got {samples}")
     images, repeated = generate(policy, chosen, samples_per_prompt=samples, seed=seed, prefix_steps=m,
-                                adapter=bool(adapter), purpose="sample")
+                                adapter=bool(adapter), purpose="sample", batch_size=cfg.prompts.eval_batch_size)
     which = f"adapter {adapter} on steps 1..{m}" if adapter else "base model"
     if not hasattr(images, "ndim"):  # a text family: the samples as a Markdown table beside --out
         table = records_table([{"prompt": prompt_text(p), "sample": text} for p, text in zip(repeated, images)],
@@ -60,7 +60,8 @@ def run_eval(config: str, overrides: list[str], *, adapter: str, out: str) -> st
     check_prompt_words(policy, {f"prompts.eval.{name}": prompts for name, prompts in sets.items()},
                        allow_unknown=cfg.prompts.allow_unknown_words)
     metrics = evaluate_sets(policy, sets, worker, samples_per_prompt=cfg.prompts.eval_samples_per_prompt,
-                            seed=cfg.seed, prefix_steps=cfg.grpo.prefix_steps, grid_dir=out, step=0, base_cache={})
+                            seed=cfg.seed, prefix_steps=cfg.grpo.prefix_steps, grid_dir=out, step=0, base_cache={},
+                            batch_size=cfg.prompts.eval_batch_size)
     Path(out).mkdir(parents=True, exist_ok=True)
     write_json_atomic(Path(out) / "eval.json", metrics)
     from rlalign.evaluation.run_report import geneval_table

@@ -190,7 +190,8 @@ def grid_rows(num_prompts: int, count: int) -> torch.Tensor:
 
 
 def evaluate_sets(policy: StepPolicy, eval_sets: dict[str, list], worker, *, samples_per_prompt: int, seed: int,
-                  prefix_steps, grid_dir, step: int, base_cache: dict, grid_prompts: int = 8) -> dict[str, float]:
+                  prefix_steps, grid_dir, step: int, base_cache: dict, grid_prompts: int = 8,
+                  batch_size: int = 64) -> dict[str, float]:
     """Evaluate the adapter (prefix m) and the base on every eval set; save a base-over-current grid.
 
     `base_cache` keeps the base model's scores and grid images per set (the base never changes, so it
@@ -204,10 +205,11 @@ def evaluate_sets(policy: StepPolicy, eval_sets: dict[str, list], worker, *, sam
         shown_P = grid_rows(len(prompts), grid_prompts)
         first_samples_P = shown_P * samples_per_prompt
         images, repeated = generate(policy, prompts, samples_per_prompt=samples_per_prompt, seed=seed,
-                                    prefix_steps=prefix_steps)
+                                    prefix_steps=prefix_steps, batch_size=batch_size)
         current = score_samples(worker, repeated, images)
         if name not in base_cache:
-            base_images, _ = generate(policy, prompts, samples_per_prompt=samples_per_prompt, seed=seed, adapter=False)
+            base_images, _ = generate(policy, prompts, samples_per_prompt=samples_per_prompt, seed=seed, adapter=False,
+                                      batch_size=batch_size)
             base_cache[name] = {"scores": score_samples(worker, repeated, base_images),
                                 "images": _rows(base_images, first_samples_P)}
         metrics.update(flat_eval_metrics(name, current))

@@ -233,7 +233,7 @@ class Trainer:
         metrics = evaluate_sets(self.policy, self.eval_prompts, self.eval_rewards,
                                 samples_per_prompt=self.cfg.prompts.eval_samples_per_prompt, seed=self.cfg.seed,
                                 prefix_steps=self.prefix_steps, grid_dir=self.output_dir / "samples", step=step,
-                                base_cache=self.base_eval)
+                                base_cache=self.base_eval, batch_size=self.cfg.prompts.eval_batch_size)
         metrics["time/eval"] = time.perf_counter() - started
         self.logger.log(metrics, step=step)
         self.progress.write(f"[rlalign] eval step {step} ({metrics['time/eval']:.0f} s): "

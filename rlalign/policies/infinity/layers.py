@@ -93,7 +93,8 @@ class SelfAttention(nn.Module):
     def forward(self, x_BLC: Tensor, rope_2Lf: Tensor, mask_LL: Tensor | None, cache: KVCache | None,
                 index: int) -> Tensor:
         B, L, C = x_BLC.shape
-        qkv = self.mat_qkv(x_BLC) + torch.cat([self.q_bias, self.zero_k_bias, self.v_bias])
+        qkv = self.mat_qkv(x_BLC)  # under bf16 autocast the bias joins in bf16, so the KV cache stays bf16
+        qkv = qkv + torch.cat([self.q_bias, self.zero_k_bias, self.v_bias]).to(qkv.dtype)
         q, k, v = qkv.view(B, L, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, L, c]
         scale_mul = self.scale_mul_1H11.clamp_max(math.log(100)).exp()
         q = F.normalize(q, dim=-1, eps=1e-12) * scale_mul
@@ -122,7 +123,8 @@ class CrossAttention(nn.Module):
 
     def forward(self, x_BLC: Tensor | None, kv_BTK: Tensor, kv_mask_BT: Tensor) -> Tensor:
         B, T = kv_mask_BT.shape
-        kv = self.mat_kv(kv_BTK) + torch.cat([self.zero_k_bias, self.v_bias])
+        kv = self.mat_kv(kv_BTK)
+        kv = kv + torch.cat([self.zero_k_bias, self.v_bias]).to(kv.dtype)
         k, v = kv.view(B, T, 2, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, T, c]
         if self.pool:
             q = self.mat_q.to(k.dtype).unsqueeze(2).expand(B, -1, 1, -1)  # [B, H, 1, c]

@@ -153,8 +153,9 @@ class InfinityTransformer(nn.Module):
         return self.logits(x_BnC, cond.cond_BD)
 
     def logits(self, x_BLC: Tensor, cond_BD: Tensor) -> Tensor:
-        """The head, in float32 as the reference runs it (infinity.py:333-341)."""
-        return self.head(self.head_nm(x_BLC.float(), cond_BD.float()))
+        """The head in float32, autocast off, as the reference runs it (infinity.py:333-341)."""
+        with torch.autocast(device_type=x_BLC.device.type, enabled=False):
+            return self.head(self.head_nm(x_BLC.float(), cond_BD.float()))
 
     def _scales_of(self, inputs_BLd: Tensor | None) -> int:
         """How many scales a teacher input covers (its rows are scales 2..k)."""
