@@ -41,6 +41,7 @@ LEVERS: dict[str, list[str]] = {
     "temperature-0.7": ["policy.temperature=0.7"],
     "lr-3e-3": ["train.learning_rate=0.003"],
     "alpha-0": ["grpo.step_weight_alpha=0"],
+    "m-2": ["grpo.prefix_steps=2"],
     "m-5": ["grpo.prefix_steps=5"],
     "m-all": ["grpo.prefix_steps=all"],
     "K-4": ["grpo.suffix_samples=4"],
