@@ -136,7 +136,8 @@ class PromptsConfig:
     """Samples drawn per evaluation prompt."""
     eval_batch_size: int = bounded(64, ge=1)
     """Samples per policy call in evaluation and `rlalign sample` (a batch holds its KV cache: lower it for
-    large models; results do not depend on it, every sample has its own seed)."""
+    large models). Every sample has its own seed, so the batch changes a sample only where float rounding
+    moves a draw across its threshold."""
     allow_unknown_words: bool = False
     """Accept prompt words the policy's text encoder does not know (each reads as <unk>); by default
     such prompts are refused when the run starts, naming the words."""

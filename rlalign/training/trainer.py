@@ -165,7 +165,9 @@ class Trainer:
         scoring_in_rollout = self.scorer.busy_s
         # Workers in other processes (or other shard sizes) score old_logp with other float reduction orders, and
         # bf16 depends on the batch layout: score it here, in the update's micro-batches.
-        in_one_piece = self.backend.shares_policy and cfg.rollout.shards <= 1 and cfg.policy.precision == "fp32"
+        in_one_piece = (self.backend.shares_policy and cfg.rollout.shards <= 1 and cfg.policy.precision == "fp32"
+                        and (getattr(self.policy, "log_prob_batch_invariant", True)
+                             or len(rollout) <= cfg.train.micro_batch_size))
         worker_gap = 0.0 if in_one_piece else rescore_old_logp(self.policy, rollout, cfg.train.micro_batch_size)
         sampled = time.perf_counter()
         # ---- REWARD: every trained reward → one combined scalar per sample ------------------------

@@ -73,7 +73,8 @@ class InfinityArchitecture:
             raise ValueError(f"depth {self.depth} is not divisible by block_chunks {self.block_chunks}")
         if self.pool_heads < 1 or self.embed_dim % self.pool_heads:
             raise ValueError(f"text_channels {self.text_channels} gives {self.pool_heads} text-pooling heads, which "
-                             f"must divide embed_dim {self.embed_dim} (Infinity uses text_channels / 128 heads)")
+                             f"must divide embed_dim {self.embed_dim} (Infinity uses text_channels / 128 heads, / 64 when "
+                             f"embed_dim > 4096)")
         if self.rope2d_normalized_by_hw not in (0, 1, 2):
             raise ValueError(f"rope2d_normalized_by_hw must be 0, 1 or 2, got {self.rope2d_normalized_by_hw}")
 

@@ -8,7 +8,7 @@ Two ways in, never through a hub:
       holding `['trainer']['gpt_fsdp']`, or a sharded directory with an index json), the VAE `.pth`,
       a local Flan-T5 directory, and an architecture preset (`infinity_2b`, `infinity_8b`) or sizes.
 Both check key coverage strictly: the reference loaders skip unknown keys silently
-(`Infinity.load_state_dict` is non-strict, infinity.py:644-658; `load_cnn`, vae.py:6-69), so a
+(`Infinity.load_state_dict` is non-strict, infinity.py:648-663; `load_cnn`, vae.py:6-69), so a
 checkpoint of the wrong architecture would load half-random there; here it is refused by name.
 """
 
@@ -195,6 +195,9 @@ def read_transformer_state(path: Path) -> dict[str, Tensor]:
         return state
     state = _read_file(path)
     if "trainer" in state and isinstance(state["trainer"], dict):  # a full training checkpoint (run_infinity.py:134-141)
+        if "gpt_fsdp" not in state["trainer"]:
+            raise ValueError(f"{path} is a training checkpoint without ['trainer']['gpt_fsdp'] (it holds "
+                             f"{sorted(state['trainer'])[:6]}); save the model weights alone and load those")
         state = state["trainer"]["gpt_fsdp"]
     return state
 

@@ -63,6 +63,11 @@ class InfinityPolicy(AdapterMethods):
         self.num_steps = len(model.scales)
         self._text_cache: OrderedDict[str, Tensor] = OrderedDict()
 
+    log_prob_batch_invariant = False
+    """A sample's log-prob depends (in float rounding) on the batch it is scored in: text rows are padded
+    to the batch's longest prompt, and the bf16 rounding of cross-attention amplifies a last-bit change
+    to ~1e-4. The trainer therefore re-scores old_logp in the update's micro-batches."""
+
     @classmethod
     def from_config(cls, cfg: Any) -> InfinityPolicy:
         """Build from a PolicyConfig (kind: infinity): a golden-style directory or the official files."""
@@ -138,8 +143,8 @@ class InfinityPolicy(AdapterMethods):
     def _text_features(self, prompt: str) -> Tensor:
         """T5 features [len, Ct5] of one prompt, from the cache when seen before."""
         if prompt not in self._text_cache:
-            features = self.model.text.encode([prompt])
-            self._text_cache[prompt] = features.features_BTC[0, : int(features.lens_B[0])]
+            features = self.model.text.encode([prompt])  # kept on the host: a GPU holds KV caches instead
+            self._text_cache[prompt] = features.features_BTC[0, : int(features.lens_B[0])].cpu()
             while len(self._text_cache) > TEXT_CACHE:
                 self._text_cache.popitem(last=False)
         self._text_cache.move_to_end(prompt)
@@ -185,6 +190,9 @@ class InfinityPolicy(AdapterMethods):
         """The sampling loop: scales k < m with the adapter (or given by `forced_prefix`), k ≥ m from the base."""
         use_cfg, batch = settings["cfg_scale"] != 1, len(prompts)
         cond = self._conditions(prompts, use_cfg)
+        if m < self.num_steps:  # the suffix's own condition: the base's, should an adapter reach the text side
+            with self.adapter_disabled():
+                base_cond = self._conditions(prompts, use_cfg)
         cache, summed, next_input = self.transformer.new_cache(), None, None
         bits, old_logp, kept_masks = [], [], []
         for k, (h, w) in enumerate(self.model.scales):
@@ -195,10 +203,10 @@ class InfinityPolicy(AdapterMethods):
             if k == m:  # frozen suffix: the base model's own cache over the prefix
                 cache = self.transformer.new_cache()
                 with self.adapter_disabled():
-                    self.transformer(cond, self._doubled(self.model.teacher_inputs(bits), use_cfg), num_scales=m,
-                                     cache=cache)
+                    self.transformer(base_cond, self._doubled(self.model.teacher_inputs(bits), use_cfg),
+                                     num_scales=m, cache=cache)
             with nullcontext() if k < m else self.adapter_disabled():
-                logits = self.transformer.step(cond, self._doubled(next_input, use_cfg), cache)
+                logits = self.transformer.step(cond if k < m else base_cond, self._doubled(next_input, use_cfg), cache)
             scaled = guided_bit_logits(logits[:batch], logits[batch:] if use_cfg else None,
                                        cfg_scale=settings["cfg_scale"], temperature=settings["temperature"])
             kept = kept_values(scaled, top_k=settings["top_k"], top_p=settings["top_p"])
@@ -249,7 +257,8 @@ def _load_model(cfg: Any) -> InfinityModel:
         own = load_directory(path, text_encoder=inf.text_encoder, text_dtype=inf.text_encoder_dtype)
         if inf.resolution or inf.aspect_ratio is not None:  # a named schedule instead of the directory's own
             ratio = own.transformer.h_div_w if inf.aspect_ratio is None else inf.aspect_ratio
-            own.transformer.set_schedule(schedule(inf.resolution or "1M", ratio, inf.num_scales or None), ratio)
+            count = inf.num_scales or (None if inf.resolution else len(own.scales))  # aspect alone: as many scales
+            own.transformer.set_schedule(schedule(inf.resolution or "1M", ratio, count), ratio)
         elif inf.num_scales:
             if inf.num_scales > len(own.scales):
                 raise ValueError(f"policy.infinity.num_scales={inf.num_scales}: {path} has {len(own.scales)} scales")

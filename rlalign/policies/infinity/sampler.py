@@ -79,7 +79,8 @@ def drawn_log_probs(logp_Bnb2: Tensor, bits_Bnb: Tensor) -> Tensor:
 
 def multinomial_bits(logits_Bnb2: Tensor, generator: torch.Generator) -> Tensor:
     """Bits drawn exactly as the reference draws them (one torch.multinomial over [B·n·b, 2] with its
-    generator, infinity.py:735), for reproducing a reference run bit for bit from its seed."""
+    generator, infinity.py:735), for reproducing a reference run bit for bit from its seed. Give the
+    filtered logits (removed values at −inf, as `bit_log_probs` makes them), as the reference draws."""
     B, n, b, _ = logits_Bnb2.shape
     probs = logits_Bnb2.reshape(B, n * b, 2).softmax(dim=-1).view(-1, 2)
     return torch.multinomial(probs, 1, replacement=True, generator=generator).view(B, n, b).to(torch.uint8)

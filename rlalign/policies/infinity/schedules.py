@@ -12,8 +12,10 @@ rotates q and k by the token's (row, column) on the grid of the template's 1M sc
 (i, j) of an h×w map takes grid position (round(i·H/h), round(j·W/w)) with (H, W) the last 1M scale
 (`rope2d_normalized_by_hw = 2`, the public models' setting). The reference builds one table for the
 whole 1M schedule and, for any schedule of the same template, slices it at the count of tokens of
-the earlier scales (basic.py:103-108); this module does the same, so a schedule that is a prefix of
-the template's 1M schedule (every public one) gets its own positions.
+the earlier scales (basic.py:103-108); this module does the same. A schedule that is a prefix of the
+template's 1M schedule (every named one) thus gets its own maps' positions; any other schedule gets,
+as in the reference (where it must first be registered in its table), the positions of the 1M
+schedule's tokens at the same offsets.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ def schedule(resolution: str = "1M", h_div_w: float = 1.0, num_scales: int | Non
     scales = SCALES_1M[template_ratio(h_div_w)][: RESOLUTIONS[resolution]]
     if num_scales is not None:
         if not 1 <= num_scales <= len(scales):
-            raise ValueError(f"num_scales must be 1..{len(scales)} for the {resolution} schedule, got {num_scales}")
+            raise ValueError(f"num_scales (policy.infinity.num_scales) must be 1..{len(scales)} for the {resolution} "
+                             f"schedule, got {num_scales}")
         scales = scales[:num_scales]
     return list(scales)
 
@@ -116,7 +119,8 @@ def scale_bounds(scales: Sequence[tuple[int, int]]) -> list[int]:
 
 
 def check_schedule(scales: Sequence[tuple[int, int]], template: float) -> None:
-    """Refuse a schedule the template's rotary table cannot place (the reference raises KeyError)."""
+    """Refuse a schedule longer than the template's rotary table (only its length is checked: a schedule
+    that is not a prefix of the 1M one takes the table's positions at its offsets, as the reference does)."""
     table_len = sum(h * w for h, w in SCALES_1M[template])
     if scale_bounds(scales)[-1] > table_len:
         raise ValueError(f"schedule {list(scales)} has more tokens than the 1M schedule of aspect ratio {template} "

@@ -1,6 +1,6 @@
 """Infinity's text side: a local T5 encoder through transformers, and prompts to TextFeatures.
 
-The reference (`tools/run_infinity.py`, `load_tokenizer` lines 152-161 and `encode_prompt` 38-57)
+The reference (`tools/run_infinity.py`, `load_tokenizer` lines 149-157 and `encode_prompt` 38-57)
 tokenises with `AutoTokenizer` (max length 512, truncation, EOS appended by the tokenizer), runs
 `T5EncoderModel` and keeps each prompt's first len_i rows of `last_hidden_state`, len_i being its
 attention-mask sum (EOS included). It pads every prompt to 512 tokens; padding to the longest prompt

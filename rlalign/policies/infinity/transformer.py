@@ -29,7 +29,7 @@ from rlalign.policies.infinity.layers import (AdaLNHead, Block, Chunk, Condition
 from rlalign.policies.infinity.schedules import check_schedule, rope_angles, scale_bounds, template_ratio
 
 LEVELS = 15
-"""Rows of the level (scale) embedding table (infinity.py:229): at most 15 scales."""
+"""Rows of the level (scale) embedding table (infinity.py:222): at most 15 scales."""
 
 
 class InfinityTransformer(nn.Module):
@@ -84,10 +84,11 @@ class InfinityTransformer(nn.Module):
         return list(self.blocks)
 
     def _chunk_starts(self) -> set[int]:
-        """Indices of the blocks that start a chunk (where level embeddings are added)."""
-        per_chunk = self.arch.depth // max(self.arch.block_chunks, 1)
+        """Indices of the blocks before which the level embedding is added: block 0 only, or (flag off)
+        every chunk's first block, which with unchunked blocks is every block (infinity.py:434-446)."""
         if self.arch.add_lvl_embedding_only_first_block:
             return {0}
+        per_chunk = self.arch.depth // self.arch.block_chunks if self.arch.block_chunks > 1 else 1
         return set(range(0, self.arch.depth, per_chunk))
 
     def set_bf16_rounding(self, enabled: bool) -> None:
@@ -109,7 +110,8 @@ class InfinityTransformer(nn.Module):
         mask_BT = torch.arange(T, device=text.lens_B.device)[None, :] < text.lens_B[:, None]
         normed_BTC = self.text_norm(text.features_BTC)
         cond_BD = self.text_proj_for_sos(normed_BTC, mask_BT.to(normed_BTC.device)).float()
-        gss_B16C = self.shared_ada_lin(cond_BD).view(-1, 1, 6, self.arch.embed_dim).float()
+        with torch.autocast(device_type=cond_BD.device.type, enabled=False):  # float32, as infinity.py:509-510
+            gss_B16C = self.shared_ada_lin(cond_BD.float()).view(-1, 1, 6, self.arch.embed_dim)
         return Condition(cond_BD, gss_B16C, self.text_proj_for_ca(normed_BTC), mask_BT.to(normed_BTC.device))
 
     def null_condition(self, lens_B: Tensor) -> Condition:

@@ -15,7 +15,8 @@ from support import one_torch_thread
 
 from rlalign.policies.infinity.layers import Condition, TextFeatures
 from rlalign.policies.infinity.model import load_directory
-from rlalign.policies.infinity.sampler import bit_log_probs, drawn_log_probs, guided_bit_logits, kept_values
+from rlalign.policies.infinity.sampler import (bit_log_probs, drawn_log_probs, guided_bit_logits, kept_values,
+                                              multinomial_bits)
 from rlalign.policies.infinity.transformer import bit_logits
 
 GOLDEN_DIR = Path(__file__).resolve().parents[4].parent / "shared" / "golden" / "infinity"
@@ -128,3 +129,14 @@ def test_policy_reproduces_the_reference_images(golden):
         scaled = policy.logits(config["prompts"], bits, cfg_scale=3.0, temperature=0.5)
     for k, ours in enumerate(scaled):
         assert_close(ours, v[f"sample_cfg_logits_scale{k}"], CFG_TOLERANCE, f"policy.logits scale {k}")
+
+
+@torch.no_grad()
+def test_multinomial_draw_reproduces_the_reference_run_from_its_seed(golden):
+    """The reference's stream: one generator seeded with g_seed, one multinomial per scale over the
+    filtered logits (the golden README's sampler facts)."""
+    config, v = golden
+    generator = torch.Generator().manual_seed(config["sampling"]["g_seed"])
+    for k in range(4):
+        filtered = v[f"sample_cfg_logits_filtered_scale{k}"]
+        assert torch.equal(multinomial_bits(filtered, generator), v[f"sample_bits_scale{k}"]), f"scale {k}"

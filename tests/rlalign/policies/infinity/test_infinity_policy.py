@@ -156,6 +156,9 @@ def test_directory_loading_and_config_defaults(non_square_model, tmp_path):
     assert policy.model.scales == NON_SQUARE and policy.num_steps == 4
     cfg = build(PolicyConfig, {"kind": "infinity", "checkpoint": str(directory), "infinity": {"num_scales": 3}})
     assert InfinityPolicy.declared_num_steps(cfg) == 3 and load_policy(cfg).model.scales == NON_SQUARE[:3]
+    square = build(PolicyConfig, {"kind": "infinity", "checkpoint": str(directory), "infinity": {"aspect_ratio": 1.0}})
+    assert InfinityPolicy.declared_num_steps(square) == 4  # an aspect ratio alone keeps the directory's scale count
+    assert load_policy(square).model.scales == [(1, 1), (2, 2), (4, 4), (6, 6)]
 
 
 def test_official_files_load_with_explicit_sizes(non_square_model, tmp_path):
@@ -181,6 +184,32 @@ def test_official_files_load_with_explicit_sizes(non_square_model, tmp_path):
     wrong = build(PolicyConfig, {**dataclasses.asdict(cfg), "architecture": {**sizes, "depth": 4}})
     with pytest.raises(ValueError, match=r"does not fit the architecture.*missing, e\.g\. \['blocks\.3"):
         load_policy(wrong)
+
+
+def test_the_suffix_runs_on_the_base_even_with_an_adapter_on_the_text_side():
+    """Targets `proj` also adapt the text pooling's output (the condition): the suffix must still be the
+    base's, i.e. complete() draws exactly what the base draws from the same prefix and random numbers."""
+    model = tiny_model(NON_SQUARE, h_div_w=2.0, seed=3)
+    policy = InfinityPolicy(model, lora_rank=2, target_modules=["proj"])
+    with torch.no_grad():
+        for parameter in policy.trainable_parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=torch.Generator().manual_seed(2)) * 0.3)
+    assert any("text_proj_for_sos" in name for name, _ in model.transformer.named_modules() if name.endswith("lora_A"))
+    rollout = policy.rollout(PROMPTS, 2, generator=torch.Generator().manual_seed(0))
+    _, _, completed = policy.complete(rollout, 1, generator=torch.Generator().manual_seed(9))
+    with policy.adapter_disabled():
+        _, _, base = policy.complete(rollout, 1, generator=torch.Generator().manual_seed(9))
+    assert all(torch.equal(a, b) for a, b in zip(completed, base))
+
+
+def test_level_embedding_placement_follows_the_reference():
+    """Before block 0 only; with the flag off, before every chunk, which unchunked means every block."""
+    first_only = tiny_model([(1, 1), (2, 2)], depth=4)
+    assert first_only.transformer._chunk_starts() == {0}
+    every_block = tiny_model([(1, 1), (2, 2)], depth=4, add_lvl_embedding_only_first_block=False)
+    assert every_block.transformer._chunk_starts() == {0, 1, 2, 3}
+    every_chunk = tiny_model([(1, 1), (2, 2)], depth=4, block_chunks=2, add_lvl_embedding_only_first_block=False)
+    assert every_chunk.transformer._chunk_starts() == {0, 2}
 
 
 def test_key_coverage_is_strict(non_square_model):
