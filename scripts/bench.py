@@ -1,6 +1,6 @@
 """Every benchmark of the project in one command: JSON per benchmark plus one Markdown summary.
 
-    python scripts/bench.py                 # all, ~10 minutes on 2 cores → outputs/bench/*.json, summary.md
+    python scripts/bench.py                 # all, ~13 minutes on 2 cores → outputs/bench/*.json, summary.md
     python scripts/bench.py --quick         # fewer repeats, no ViT-B-32 row (~4 minutes)
 
 Runs, one after another (never concurrently: they would time each other), each as its own
@@ -11,6 +11,7 @@ process so that one's threads and caches do not colour the next:
   ray       scripts/bench_ray.py       local vs Ray backends: images/s, sync payload and its share of a step;
                                        reward actors overlapped with sampling
   rewards   scripts/bench_rewards.py   reward throughput (CLIP, aesthetic, captions, ViT-B-32)
+  infinity  scripts/bench_infinity_rollout.py   Infinity rollout images/s per m, its re-score share, KV cache
 then writes outputs/bench/summary.md (the tables docs/performance.md quotes) and summary.json.
 """
 
@@ -26,7 +27,8 @@ from rlalign.utils.files import write_json_atomic
 from rlalign.utils.tables import records_table
 from rlalign.utils.timing import machine_info
 
-SCRIPTS = {"rollout": "bench_rollout.py", "update": "bench_update.py", "ray": "bench_ray.py", "rewards": "bench_rewards.py"}
+SCRIPTS = {"rollout": "bench_rollout.py", "update": "bench_update.py", "ray": "bench_ray.py", "rewards": "bench_rewards.py",
+           "infinity": "bench_infinity_rollout.py"}
 
 
 def parse_args() -> argparse.Namespace:
@@ -71,6 +73,13 @@ def tables(results: dict) -> list[str]:
                          records_table(r["reward_overlap"], ["rewards", "shards", "step_s", "reward_work_s",
                                                             "driver_wait_s", "overlap", "vs_in_process_2t",
                                                             "total_equals_in_process_1t"])]
+    if "infinity" in results:
+        r = results["infinity"]
+        sections += [f"## Infinity rollout (batch {r['batch_size']}; sampling {r['sampling']})",
+                     records_table(r["rollouts"], ["model", "m", "T", "images_per_s", "sample_s", "rescore_s",
+                                                  "record_share", "within"]),
+                     records_table(r["kv_cache"], ["model", "scales", "cached_s", "naive_s", "speedup",
+                                                  "max_abs_logit_difference"])]
     if "rewards" in results:
         rows = results["rewards"]["rows"]
         sections += [f"## Rewards (batch {rows[0]['batch']})",
