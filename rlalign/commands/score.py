@@ -169,12 +169,12 @@ def format_items(names: list[str], prompts: list[str], per_reward: dict[str, tor
 
 
 def _caption_tokenizer(policy_cfg):
-    """An insertion checkpoint's word ids (rewards' `completion_ids`), read without building a policy."""
-    if policy_cfg.kind != "insertion":
-        return None
-    from rlalign.policies.insertion.model import WordIds, load_model
+    """A text family's word ids (rewards' `completion_ids`), read without building a policy; None for a
+    family that has none (images) or cannot give them without loading itself."""
+    from rlalign.policies.registry import policy_family
 
-    return WordIds(load_model(policy_cfg.checkpoint).vocabulary)
+    read = getattr(policy_family(policy_cfg.kind), "completion_tokenizer_from_config", None)
+    return read(policy_cfg) if read else None
 
 
 def run_score(config: str, path: str, overrides: list[str], *, eval_rewards: bool = False,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from rlalign.config.families import family_problem
 from rlalign.config.loading import ConfigError, bounded, build
 
 
@@ -67,10 +68,11 @@ class InfinityConfig:
 
 @dataclass
 class PolicyConfig:
-    kind: Literal["next_scale", "insertion", "edit_flow", "infinity"] = "next_scale"
+    kind: str = "next_scale"
     """Generator family: `next_scale` (VAR-style image model), `insertion` (the built-in insertion captioner),
-    `edit_flow` (a dllm-format Edit Flow checkpoint: insert, delete, substitute; docs/edit_flow.md) or
-    `infinity` (an Infinity text-to-image checkpoint: bitwise tokens, T5 text; docs/infinity.md)."""
+    `edit_flow` (a dllm-format Edit Flow checkpoint: insert, delete, substitute; docs/edit_flow.md),
+    `infinity` (an Infinity text-to-image checkpoint: bitwise tokens, T5 text; docs/infinity.md), or
+    `module:Class` of a family of your own (docs/extending.md)."""
     checkpoint: str = "builtin:shapes-nextscale"
     """`builtin:NAME` for a shipped asset, or a local path (for VAR: the transformer weights; for edit_flow: the
     checkpoint directory; for infinity: a directory laid out like shared/golden/infinity, or the transformer's
@@ -311,6 +313,9 @@ class Config:
 
 def _check_combinations(cfg: Config) -> None:
     """Constraints that span several fields."""
+    problem = family_problem(cfg.policy.kind)
+    if problem:
+        raise ConfigError("policy.kind", cfg.policy.kind, problem)
     samples = cfg.train.prompts_per_step * cfg.grpo.group_size
     if samples % cfg.train.micro_batch_size:
         raise ConfigError(

@@ -1,8 +1,9 @@
-"""Generator families as StepPolicies (docs/architecture.md, "The two families").
+"""Generator families as StepPolicies (docs/architecture.md, "The families").
 
-`load_policy(config.policy)` builds the family `policy.kind` names (registry.py); the protocol, the
-Rollout and the prefix-length helpers are in base.py. The families live in `next_scale/` and
-`insertion/`, and import only base.py, lora.py, weights.py and shared.py of this package.
+`load_policy(config.policy)` builds the family `policy.kind` names (registry.py: a registered name or
+`module:Class`); the protocol, the Rollout and the prefix-length helpers are in base.py. The built-in
+families live in `next_scale/`, `insertion/`, `edit_flow/` and `infinity/`, and import only base.py,
+lora.py, weights.py and shared.py of this package.
 """
 
 from rlalign.policies.base import (

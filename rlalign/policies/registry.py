@@ -1,8 +1,10 @@
 """The policy families by name (`policy.kind`), and `load_policy`.
 
-Each entry is an import string, resolved on first use, so that naming a family costs nothing and
-no module of `rlalign.policies` has to import a family to know it (the families import base.py,
-and base.py imports none of them). Adding a family is one package plus one entry here.
+The names are a table of import strings (rlalign/config/families.py), resolved here on first use, so
+that naming a family costs nothing and no module of `rlalign.policies` has to import a family to
+know it (the families import base.py, and base.py imports none of them). Adding a built-in family is
+one package plus one entry there; a family of your own is `policy.kind: module:Class`, imported from
+the Python path (docs/extending.md).
 """
 
 from __future__ import annotations
@@ -12,17 +14,10 @@ import importlib
 from typing import Any, Protocol
 
 from rlalign.config import PolicyConfig
+from rlalign.config.families import FAMILIES, family_problem
 from rlalign.config.loading import build
 from rlalign.policies.base import StepPolicy
 from rlalign.policies.precision import with_precision
-
-FAMILIES: dict[str, str] = {
-    "next_scale": "rlalign.policies.next_scale.policy:NextScalePolicy",
-    "insertion": "rlalign.policies.insertion.policy:InsertionPolicy",
-    "edit_flow": "rlalign.policies.edit_flow.policy:EditFlowPolicy",
-    "infinity": "rlalign.policies.infinity.policy:InfinityPolicy",
-}
-"""policy.kind → "module:Class" of a class that implements PolicyFamily."""
 
 
 class PolicyFamily(Protocol):
@@ -36,14 +31,28 @@ class PolicyFamily(Protocol):
         """T as the config declares it, without loading any weights; None if it cannot tell."""
         ...
 
+    # Optional: `completion_tokenizer_from_config(cfg)`, a static method giving a text family's word ids
+    # (rewards' `completion_ids`) without building the policy; `rlalign score` uses it on texts.
+
 
 def policy_family(kind: str) -> PolicyFamily:
-    """The class registered for `policy.kind`; an unknown kind is an error listing the known ones."""
-    if kind not in FAMILIES:
-        raise ValueError(f"policy.kind={kind!r} is not available in this version of rlalign "
-                         f"({', '.join(FAMILIES)} are)")
-    module, _, name = FAMILIES[kind].partition(":")
-    return getattr(importlib.import_module(module), name)
+    """The class `policy.kind` names: a registered family or `module:Class`; errors say what was tried."""
+    problem = family_problem(kind)
+    if problem:
+        raise ValueError(f"policy.kind={kind!r} {problem}")
+    module_name, _, class_name = FAMILIES.get(kind, kind).partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"policy.kind={kind!r}: cannot import {module_name!r} ({error}); is it on the Python "
+                         f"path (PYTHONPATH, or installed)?") from None
+    family = getattr(module, class_name, None)
+    missing = [name for name in ("from_config", "declared_num_steps") if not hasattr(family, name)]
+    if family is None or missing:
+        raise ValueError(f"policy.kind={kind!r}: {module_name} has no family class {class_name!r}"
+                         + (f" (it lacks {', '.join(missing)}; see PolicyFamily in rlalign/policies/registry.py)"
+                            if family is not None else ""))
+    return family
 
 
 def load_policy(cfg: Any) -> StepPolicy:
@@ -58,6 +67,10 @@ def load_policy(cfg: Any) -> StepPolicy:
 def declared_num_steps(cfg: Any) -> int | None:
     """T as a PolicyConfig declares it, without loading any weights (e.g. for `rlalign config`'s
     check of grpo.prefix_steps); None for an unknown kind or when the family cannot tell."""
-    if cfg.kind not in FAMILIES:
+    if family_problem(cfg.kind):
         return None
-    return policy_family(cfg.kind).declared_num_steps(cfg)
+    try:
+        family = policy_family(cfg.kind)
+    except ValueError:  # load_policy reports it, with the same message, when the run builds the policy
+        return None
+    return family.declared_num_steps(cfg)

@@ -1,8 +1,8 @@
-"""Code both policy families use: seeded uniforms, inverse-CDF draws and prompt words.
+"""Code the policy families share: seeded uniforms, inverse-CDF draws and prompt words.
 
-It lives here, beside the protocol, so that neither family imports the other (docs/architecture.md):
+It lives here, beside the protocol, so that no family imports another (docs/architecture.md):
 the insertion sampler draws its words exactly as the next-scale sampler draws its codes, and both
-families' text encoders split prompts the same way.
+next-scale and insertion text encoders split prompts the same way.
 """
 
 from __future__ import annotations

@@ -100,6 +100,11 @@ class InsertionPolicy(AdapterMethods):
                    target_modules=lora.target_modules)
 
     @staticmethod
+    def completion_tokenizer_from_config(cfg: Any) -> WordIds:
+        """The checkpoint's word ids (rewards' `completion_ids`), read without building the policy."""
+        return WordIds(load_model(cfg.checkpoint).vocabulary)
+
+    @staticmethod
     def declared_num_steps(cfg: Any) -> int:
         """T is the config's own `policy.insertion_steps`."""
         return cfg.insertion_steps

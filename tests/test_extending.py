@@ -1,0 +1,59 @@
+"""Extending rlalign from outside its source tree (docs/extending.md): a policy family named by
+`module:Class`, and the errors a wrong name gets."""
+
+from __future__ import annotations
+
+import pytest
+from support.training import save_tiny_checkpoint, tiny_config
+
+from rlalign.config.loading import ConfigError
+from rlalign.policies import declared_num_steps, load_policy
+from rlalign.training.trainer import Trainer
+from rlalign.utils.metrics import read_metrics
+
+EXTERNAL = "support.external_family:CountingNextScale"
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("model"))
+
+
+def test_a_family_from_outside_trains_through_the_trainer(tmp_path, tiny_checkpoint):
+    cfg = tiny_config(tmp_path, tiny_checkpoint, **{"policy.kind": EXTERNAL, "train.steps": 2})
+    assert declared_num_steps(cfg.policy) == 6  # the family's own answer (the tiny model's scales), no weights loaded
+    trainer = Trainer(cfg)
+    trainer.run()
+    assert type(trainer.policy).__name__ == "CountingNextScale"
+    assert trainer.policy.rollouts >= 2  # its rollout ran (training steps and evaluations)
+    steps = [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "time/step" in r]
+    assert steps == [1, 2]
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("next_scal", r"is neither a registered family \(next_scale, insertion, edit_flow, infinity\) nor `module:Class`"),
+    ("support.no_such_module:Family", r"cannot import 'support.no_such_module'.*Python path"),
+    ("support.external_family:NotAFamily", r"has no family class 'NotAFamily' \(it lacks from_config, declared_num_steps"),
+    ("support.external_family:Missing", r"has no family class 'Missing'$"),
+])
+def test_a_wrong_family_name_says_what_was_tried(tmp_path, tiny_checkpoint, kind, message):
+    if ":" not in kind:  # caught when the config loads, like a misspelt reward
+        with pytest.raises(ConfigError, match=message):
+            tiny_config(tmp_path, tiny_checkpoint, **{"policy.kind": kind})
+        return
+    cfg = tiny_config(tmp_path, tiny_checkpoint, **{"policy.kind": kind})
+    with pytest.raises(ValueError, match=message):
+        load_policy(cfg.policy)
+
+
+def test_rlalign_score_asks_the_family_for_a_text_policys_word_ids():
+    """`rlalign score` on captions gets rewards' completion_ids from the family's own hook (no family name
+    is written into the command): the insertion family's ids equal its policy's; an image family has none."""
+    from rlalign.commands.score import _caption_tokenizer
+    from rlalign.config.loading import build
+    from rlalign.config.schema import PolicyConfig
+
+    captioner = build(PolicyConfig, {"kind": "insertion", "checkpoint": "builtin:shapes-captioner"})
+    texts = ["a red circle", "two blue squares"]
+    assert _caption_tokenizer(captioner)(texts) == load_policy(captioner).completion_tokenizer()(texts)
+    assert _caption_tokenizer(build(PolicyConfig, {})) is None
