@@ -57,3 +57,17 @@ def test_rlalign_score_asks_the_family_for_a_text_policys_word_ids():
     texts = ["a red circle", "two blue squares"]
     assert _caption_tokenizer(captioner)(texts) == load_policy(captioner).completion_tokenizer()(texts)
     assert _caption_tokenizer(build(PolicyConfig, {})) is None
+
+
+def test_an_installed_packages_entry_point_names_a_family(tmp_path, tiny_checkpoint, monkeypatch):
+    """A package that declares `[project.entry-points."rlalign.policies"] counting = "module:Class"` is found
+    by its name once installed; an installed distribution here is its dist-info folder on the path."""
+    dist_info = tmp_path / "site" / "rlalign_counting-0.1.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: rlalign-counting\nVersion: 0.1\n")
+    (dist_info / "entry_points.txt").write_text(f"[rlalign.policies]\ncounting = {EXTERNAL}\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    cfg = tiny_config(tmp_path, tiny_checkpoint, **{"policy.kind": "counting"})
+    assert type(load_policy(cfg.policy)).__name__ == "CountingNextScale"
+    with pytest.raises(ConfigError, match=r"installed: counting\) nor"):
+        tiny_config(tmp_path, tiny_checkpoint, **{"policy.kind": "countin"})

@@ -71,8 +71,9 @@ class PolicyConfig:
     kind: str = "next_scale"
     """Generator family: `next_scale` (VAR-style image model), `insertion` (the built-in insertion captioner),
     `edit_flow` (a dllm-format Edit Flow checkpoint: insert, delete, substitute; docs/edit_flow.md),
-    `infinity` (an Infinity text-to-image checkpoint: bitwise tokens, T5 text; docs/infinity.md), or
-    `module:Class` of a family of your own (docs/extending.md)."""
+    `infinity` (an Infinity text-to-image checkpoint: bitwise tokens, T5 text; docs/infinity.md), a name an
+    installed package registers (entry points `rlalign.policies`), or `module:Class` of a family of your own
+    (docs/extending.md)."""
     checkpoint: str = "builtin:shapes-nextscale"
     """`builtin:NAME` for a shipped asset, or a local path (for VAR: the transformer weights; for edit_flow: the
     checkpoint directory; for infinity: a directory laid out like shared/golden/infinity, or the transformer's

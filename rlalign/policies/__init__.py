@@ -6,6 +6,7 @@ families live in `next_scale/`, `insertion/`, `edit_flow/` and `infinity/`, and 
 lora.py, weights.py and shared.py of this package.
 """
 
+from rlalign.config.families import FAMILIES
 from rlalign.policies.base import (
     Generators,
     Rollout,
@@ -16,7 +17,7 @@ from rlalign.policies.base import (
     parse_prefix_steps,
     resolve_prefix_steps,
 )
-from rlalign.policies.registry import FAMILIES, declared_num_steps, load_policy
+from rlalign.policies.registry import declared_num_steps, load_policy
 
 __all__ = [
     "FAMILIES",

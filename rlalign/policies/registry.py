@@ -14,7 +14,7 @@ import importlib
 from typing import Any, Protocol
 
 from rlalign.config import PolicyConfig
-from rlalign.config.families import FAMILIES, family_problem
+from rlalign.config.families import family_problem, family_target
 from rlalign.config.loading import build
 from rlalign.policies.base import StepPolicy
 from rlalign.policies.precision import with_precision
@@ -40,7 +40,7 @@ def policy_family(kind: str) -> PolicyFamily:
     problem = family_problem(kind)
     if problem:
         raise ValueError(f"policy.kind={kind!r} {problem}")
-    module_name, _, class_name = FAMILIES.get(kind, kind).partition(":")
+    module_name, _, class_name = family_target(kind).partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:

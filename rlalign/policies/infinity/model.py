@@ -24,7 +24,11 @@ import torch
 from torch import Tensor
 
 from rlalign.policies.infinity import bits as bitops
-from rlalign.policies.infinity.architecture import InfinityArchitecture, from_reference_kwargs, resolve_architecture
+from rlalign.policies.infinity.architecture import (
+    InfinityArchitecture,
+    from_reference_kwargs,
+    resolve_architecture,
+)
 from rlalign.policies.infinity.schedules import schedule as named_schedule
 from rlalign.policies.infinity.text import T5Text
 from rlalign.policies.infinity.transformer import InfinityTransformer

@@ -23,7 +23,13 @@ from torch import Tensor
 from rlalign.policies.base import Generators, Rollout, keep_rescored_old_logp, resolve_prefix_steps
 from rlalign.policies.infinity.layers import Condition
 from rlalign.policies.infinity.model import InfinityModel, load_directory, load_official
-from rlalign.policies.infinity.sampler import bit_log_probs, draw_bits, drawn_log_probs, guided_bit_logits, kept_values
+from rlalign.policies.infinity.sampler import (
+    bit_log_probs,
+    draw_bits,
+    drawn_log_probs,
+    guided_bit_logits,
+    kept_values,
+)
 from rlalign.policies.infinity.schedules import RESOLUTIONS, schedule
 from rlalign.policies.infinity.state import InfinityState
 from rlalign.policies.infinity.transformer import pad_text

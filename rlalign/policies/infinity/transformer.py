@@ -24,8 +24,16 @@ import torch
 from torch import Tensor, nn
 
 from rlalign.policies.infinity.architecture import InfinityArchitecture
-from rlalign.policies.infinity.layers import (AdaLNHead, Block, Chunk, Condition, KVCache, RMSNorm, TextFeatures,
-                                              TextPool)
+from rlalign.policies.infinity.layers import (
+    AdaLNHead,
+    Block,
+    Chunk,
+    Condition,
+    KVCache,
+    RMSNorm,
+    TextFeatures,
+    TextPool,
+)
 from rlalign.policies.infinity.schedules import check_schedule, rope_angles, scale_bounds, template_ratio
 
 LEVELS = 15

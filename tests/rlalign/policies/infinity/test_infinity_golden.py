@@ -15,8 +15,13 @@ from support import one_torch_thread
 
 from rlalign.policies.infinity.layers import Condition, TextFeatures
 from rlalign.policies.infinity.model import load_directory
-from rlalign.policies.infinity.sampler import (bit_log_probs, drawn_log_probs, guided_bit_logits, kept_values,
-                                              multinomial_bits)
+from rlalign.policies.infinity.sampler import (
+    bit_log_probs,
+    drawn_log_probs,
+    guided_bit_logits,
+    kept_values,
+    multinomial_bits,
+)
 from rlalign.policies.infinity.transformer import bit_logits
 
 GOLDEN_DIR = Path(__file__).resolve().parents[4].parent / "shared" / "golden" / "infinity"
