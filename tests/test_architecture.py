@@ -154,7 +154,8 @@ def test_the_checks_catch_an_upward_import_and_a_cycle():
                           second: "import rlalign.utils.first\n"}) == []
 
 
-FAMILIES = ("rlalign.policies.next_scale", "rlalign.policies.insertion", "rlalign.policies.edit_flow")
+FAMILIES = ("rlalign.policies.next_scale", "rlalign.policies.insertion", "rlalign.policies.edit_flow",
+            "rlalign.policies.infinity")
 
 
 def test_no_policy_family_imports_another():

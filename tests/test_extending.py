@@ -71,3 +71,17 @@ def test_an_installed_packages_entry_point_names_a_family(tmp_path, tiny_checkpo
     assert type(load_policy(cfg.policy)).__name__ == "CountingNextScale"
     with pytest.raises(ConfigError, match=r"installed: counting\) nor"):
         tiny_config(tmp_path, tiny_checkpoint, **{"policy.kind": "countin"})
+
+
+def test_a_familys_own_settings_are_checked_by_it_with_the_schemas_messages():
+    """`policy.edit_flow` / `policy.infinity` are mappings the schema passes on; the family checks them as
+    the schema checks its own sections (unknown keys with a suggestion, bounds), naming the full key."""
+    from rlalign.config.loading import build
+    from rlalign.config.schema import PolicyConfig
+    from rlalign.policies.infinity.settings import settings
+
+    typo = build(PolicyConfig, {"kind": "infinity", "infinity": {"resolutio": "1M"}})
+    with pytest.raises(ConfigError, match=r"'policy.infinity.resolutio'.*did you mean 'resolution'"):
+        settings(typo)
+    with pytest.raises(ConfigError, match=r"'policy.infinity.num_scales' = -1: must be ≥ 0"):
+        settings(build(PolicyConfig, {"kind": "infinity", "infinity": {"num_scales": -1}}))

@@ -254,6 +254,12 @@ def build(cls: type, source: str | Path | dict | None, overrides: typing.Iterabl
     return _build_dataclass(cls, raw, "")
 
 
+def build_section(cls: type, raw: Any, key: str) -> Any:
+    """Dataclass `cls` from a mapping found at config key `key` (a family's own section), with the same
+    checks and messages as the schema's sections: types, bounds, unknown keys named with a suggestion."""
+    return _build_dataclass(cls, copy.deepcopy(raw) if raw is not None else {}, key)
+
+
 def _merge(base: dict, top: dict, cls: type) -> dict:
     """`top` over `base`, recursing into config sections only: a dict-valued field (prompts.eval)
     is a value, replaced whole, so the file's eval sets never gain the default ones."""
@@ -310,6 +316,13 @@ def reference_markdown(cls: type, title: str) -> str:
                 lines += [f"### `{f.name}.{inner.name}`", ""]
                 lines += _field_table(inner_type, dataclasses.fields(inner_type), f"{f.name}.{inner.name}.",
                                       field_docs(inner_type), typing.get_type_hints(inner_type))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def section_markdown(cls: type, key: str, title: str, doc: str) -> str:
+    """A Markdown table of one dataclass section found at config key `key` (e.g. a family's own settings)."""
+    lines = [f"## `{key}` ({title})", "", doc, ""]
+    lines += _field_table(cls, dataclasses.fields(cls), f"{key}.", field_docs(cls), typing.get_type_hints(cls))
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -29,44 +29,6 @@ class LoraConfig:
 
 
 @dataclass
-class EditFlowConfig:
-    tau: float = bounded(0.05, gt=0, le=1)
-    """τ-leap step: steps at t = 0, τ, 2τ, … while t < 1 − 1e-3, so T = ⌈0.999/τ⌉ (dllm's sampler)."""
-    kappa: Literal["linear", "cosine"] = "linear"
-    """Schedule κ(t) whose weight w(t) = κ'(t) / (1 − κ(t) + 1e-6) scales the rates (dllm's kappa schedulers)."""
-    mask_length: int = bounded(0, ge=0)
-    """MASK tokens appended to every prompt before the first step (dllm's `masks[length:N]` start); 0 starts
-    from the prompt alone."""
-    max_length: int = bounded(64, ge=2)
-    """Fixed width W of every text, prompt included. A step inserts nothing into a text whose open gaps, all
-    firing, would outgrow W (dllm's sampler has no cap; give W ≥ twice the longest text and it never binds)."""
-    edit_prompt: bool = False
-    """Let steps delete and substitute prompt tokens and insert before the prompt's end (dllm's default: no)."""
-    insertion_only: bool = False
-    """Insertions only: no position is ever deleted or substituted (an insertion-only Edit Flow)."""
-
-
-@dataclass
-class InfinityConfig:
-    text_encoder: str = ""
-    """Local directory of the T5 encoder and its tokenizer (transformers' `from_pretrained` layout, e.g. a
-    downloaded flan-t5-xl); empty: `text_encoder/` inside policy.checkpoint when that is a directory."""
-    text_encoder_dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
-    """Dtype of the frozen T5 encoder (the reference runs it in fp16 on a GPU); features are used in float32."""
-    resolution: str = ""
-    """Named schedule `0.06M`, `0.25M`, `0.60M` or `1M` (7, 10, 12, 13 scales; 1M is 1024² at 1:1); empty:
-    the checkpoint directory's own schedule (its config.json), else 1M."""
-    aspect_ratio: float | None = bounded(None, gt=0)
-    """Image height / width; the nearest of the reference's templates (1:3 … 3:1) gives the maps. null: the
-    checkpoint directory's own, else 1:1."""
-    num_scales: int = bounded(0, ge=0)
-    """Use only the first this-many scales of the schedule (a smaller image, fewer steps T); 0: all."""
-    cross_attention_bf16_rounding: bool = True
-    """Round cross-attention's q, k, v and output through bf16 as the reference's flash-attn call does
-    (its float32 results agree with the reference to ~1e-5 with it, ~2e-3 without)."""
-
-
-@dataclass
 class PolicyConfig:
     kind: str = "next_scale"
     """Generator family: `next_scale` (VAR-style image model), `insertion` (the built-in insertion captioner),
@@ -104,12 +66,16 @@ class PolicyConfig:
     """Forward passes (rollout, re-scoring, update) in float32, or under bfloat16 autocast with float32 master
     weights, LoRA parameters and optimizer (rlalign/policies/precision.py); old log-probs are then re-scored
     in the update's micro-batches so the on-policy check stays exact."""
-    edit_flow: EditFlowConfig = field(default_factory=EditFlowConfig)
-    """Edit Flow family only: the τ-leap sampler's settings."""
+    edit_flow: dict[str, Any] = field(default_factory=dict)
+    """Edit Flow family only: the τ-leap sampler's settings, validated by the family (their keys: the
+    `policy.edit_flow` section below)."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """The LoRA adapter that carries every update (the base weights never change)."""
-    infinity: InfinityConfig = field(default_factory=InfinityConfig)
-    """Infinity family only: text encoder, resolution and schedule."""
+    infinity: dict[str, Any] = field(default_factory=dict)
+    """Infinity family only: text encoder, resolution and schedule, validated by the family (their keys: the
+    `policy.infinity` section below)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Settings of a family from outside rlalign, passed to it as they are (docs/extending.md)."""
 
     def sampling(self, **family_defaults: Any) -> dict[str, Any]:
         """cfg_scale, temperature, top_k and top_p, each null one replaced by the family's default

@@ -24,6 +24,7 @@ from torch import Tensor
 from rlalign.assets import resolve_checkpoint_dir
 from rlalign.policies.base import Generators, Rollout, keep_rescored_old_logp, resolve_prefix_steps
 from rlalign.policies.edit_flow.model import DEFAULT_TARGET_MODULES, load_model, load_tokenizer
+from rlalign.policies.edit_flow.settings import settings
 from rlalign.policies.edit_flow.state import EditFlowState, EditFlowTrace
 from rlalign.policies.edit_flow.tau_leap import (
     StepActions,
@@ -95,7 +96,7 @@ class EditFlowPolicy(AdapterMethods):
     @classmethod
     def from_config(cls, cfg: Any) -> EditFlowPolicy:
         """Build from a PolicyConfig with kind=edit_flow: `checkpoint` is a dllm checkpoint directory or builtin:NAME."""
-        sampling = cfg.sampling()
+        sampling, ef = cfg.sampling(), settings(cfg)
         if cfg.vae_checkpoint or cfg.architecture or sampling["cfg_scale"] != 0 or sampling["top_k"] != 0 \
                 or sampling["top_p"] != 1.0:
             raise ValueError("policy.kind=edit_flow samples dllm's τ-leap rules: leave vae_checkpoint, architecture, "
@@ -104,7 +105,7 @@ class EditFlowPolicy(AdapterMethods):
         directory = resolve_checkpoint_dir(cfg.checkpoint)
         model = load_model(directory, device=cfg.device)
         tokenizer = load_tokenizer(directory, model.config)
-        ef, lora = cfg.edit_flow, cfg.lora
+        lora = cfg.lora
         return cls(model, tokenizer, tau=ef.tau, kappa=ef.kappa, mask_length=ef.mask_length,
                    max_length=ef.max_length, temperature=sampling["temperature"], edit_prompt=ef.edit_prompt,
                    insertion_only=ef.insertion_only, lora_rank=lora.rank, lora_alpha=lora.alpha,
@@ -113,7 +114,7 @@ class EditFlowPolicy(AdapterMethods):
     @staticmethod
     def declared_num_steps(cfg: Any) -> int:
         """T = the number of τ-leap steps of policy.edit_flow.tau."""
-        return len(step_times(cfg.edit_flow.tau))
+        return len(step_times(settings(cfg).tau))
 
     @property
     def device(self) -> torch.device:

@@ -31,6 +31,7 @@ from rlalign.policies.infinity.sampler import (
     kept_values,
 )
 from rlalign.policies.infinity.schedules import RESOLUTIONS, schedule
+from rlalign.policies.infinity.settings import settings
 from rlalign.policies.infinity.state import InfinityState
 from rlalign.policies.infinity.transformer import pad_text
 from rlalign.policies.lora import AdapterMethods, LoraAdapter
@@ -78,7 +79,7 @@ class InfinityPolicy(AdapterMethods):
     def from_config(cls, cfg: Any) -> InfinityPolicy:
         """Build from a PolicyConfig (kind: infinity): a golden-style directory or the official files."""
         model = _load_model(cfg)
-        model.transformer.set_bf16_rounding(cfg.infinity.cross_attention_bf16_rounding)
+        model.transformer.set_bf16_rounding(settings(cfg).cross_attention_bf16_rounding)
         model.to(cfg.device)
         lora = cfg.lora
         return cls(model, **cfg.sampling(**SAMPLING), lora_rank=lora.rank, lora_alpha=lora.alpha,
@@ -87,7 +88,7 @@ class InfinityPolicy(AdapterMethods):
     @staticmethod
     def declared_num_steps(cfg: Any) -> int | None:
         """T without loading weights: the configured number of scales, or the schedule's length."""
-        inf = cfg.infinity
+        inf = settings(cfg)
         if inf.num_scales:
             return inf.num_scales
         if inf.resolution:
@@ -249,7 +250,7 @@ class InfinityPolicy(AdapterMethods):
 
 def _load_model(cfg: Any) -> InfinityModel:
     """The model a PolicyConfig names (module docstring of model.py: a directory, or the official files)."""
-    inf = cfg.infinity
+    inf = settings(cfg)
     path = Path(cfg.checkpoint).expanduser()
     if cfg.checkpoint.startswith("builtin:") or not path.exists():
         raise FileNotFoundError(f"policy.checkpoint={cfg.checkpoint!r}: no such Infinity checkpoint; give a directory laid "
