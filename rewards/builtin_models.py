@@ -273,17 +273,6 @@ def hard_negatives(scene: Scene, rng: np.random.Generator, count: int) -> list[s
     return negatives
 
 
-@torch.no_grad()
-def tokenizer_round_trip(images_N3HW: torch.Tensor, generator: str, chunk: int = 500) -> torch.Tensor:
-    """The images as the generator's multi-scale VQ tokenizer redraws them (encode, then decode all
-    scales): the edges and colour shifts of generated images, with the scene (and caption) unchanged."""
-    from rlalign.policies.next_scale.model import load_model
-
-    tokenizer = load_model(generator).tokenizer.eval()
-    return torch.cat([tokenizer.decode(tokenizer.encode(images_N3HW[i:i + chunk]))
-                      for i in range(0, len(images_N3HW), chunk)])
-
-
 def _replace(spec: SceneSpec, index: int, obj: ObjectSpec) -> SceneSpec:
     return SceneSpec(tuple(obj if i == index else o for i, o in enumerate(spec.objects)), spec.layout)
 

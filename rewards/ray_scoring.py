@@ -23,8 +23,7 @@ import ray
 import torch
 from ray import exceptions as ray_errors
 
-from rewards.scoring import RewardActorFailure
-from rewards.worker import RawScores, RewardError, RewardWorker
+from rewards.worker import RawScores, RewardActorFailure, RewardError, RewardWorker
 from rlalign.utils import ray_cluster
 
 

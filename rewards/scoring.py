@@ -24,11 +24,6 @@ from typing import Any, Protocol
 from rewards.worker import RawScores, RewardWorker
 
 
-class RewardActorFailure(RuntimeError):
-    """A reward actor died or did not answer within rewards.timeout_s. Defined here, not in
-    ray_scoring, so catching it needs no Ray."""
-
-
 class ShardScorer(Protocol):
     busy_s: float
     """Seconds the driver spent inside submit() since the last collect() (scoring, or sending)."""

@@ -43,6 +43,12 @@ class RewardError(ValueError):
     """A reward function raised or returned something unusable; the message names it and the fix."""
 
 
+class RewardActorFailure(RuntimeError):
+    """A reward actor died or did not answer within rewards.timeout_s. Defined here, beside RewardError,
+    so that the in-process scorer, the Ray scorer and the trainer all import it from the module below
+    them (no import cycle, and catching it needs no Ray)."""
+
+
 class _WholeOutputBad(Exception):
     """The output as a whole is unusable (not a list, wrong length): every sample is affected."""
 

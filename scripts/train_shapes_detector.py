@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rewards.builtin_models import tokenizer_round_trip
 from rewards.shapes_detector import (
     ShapesDetector,
     ShapesDetectorReward,
@@ -40,6 +39,7 @@ from rewards.shapes_detector import (
 )
 from rewards.shapes_eval import check_objects, verify_image
 from rlalign.assets import ASSETS_DIR
+from rlalign.policies.next_scale.model import tokenizer_round_trip
 from rlalign.shapes import (
     CANVAS,
     CATEGORIES,

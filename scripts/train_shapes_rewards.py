@@ -53,11 +53,11 @@ from rewards.builtin_models import (
     satisfied_matrix,
     scene_edits,
     shapes_clip_open_clip_config,
-    tokenizer_round_trip,
 )
 from rewards.clip import ClipModel, load_clip, preprocess_images
 from rewards.shapes_eval import check_objects, scene_objects
 from rlalign.assets import ASSETS_DIR
+from rlalign.policies.next_scale.model import tokenizer_round_trip
 from rlalign.policies.next_scale.pretraining import warmup_cosine
 from rlalign.shapes import (
     CATEGORIES,

@@ -23,7 +23,8 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import get_scheduler
 
-from rewards.scoring import RewardActorFailure, make_scorer
+from rewards.scoring import make_scorer
+from rewards.worker import RewardActorFailure
 from rewards.worker import RewardResult, RewardWorker
 from rlalign.config import Config, ConfigError, derived_sizes, to_dict
 from rlalign.config.prompts import check_prompt_words, parse_prompt_source

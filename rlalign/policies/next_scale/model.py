@@ -72,3 +72,13 @@ def load_model(checkpoint: str | Path) -> NextScaleModel:
     """Load a model written by `save_model` (weights come back as float32)."""
     return load_with_architecture(checkpoint, file_format=FORMAT, build=build_model, wrong_format_hint=(
         "official VAR weights load through from_var_checkpoint / policy.vae_checkpoint"))
+
+
+@torch.no_grad()
+def tokenizer_round_trip(images_N3HW: torch.Tensor, generator: str, chunk: int = 500) -> torch.Tensor:
+    """The images as a generator checkpoint's multi-scale VQ tokenizer redraws them (encode, then decode
+    all scales): the edges and colour shifts of generated images, with the content unchanged (the
+    built-in reward models train on such redraws, scripts/train_shapes_rewards.py and _detector.py)."""
+    tokenizer = load_model(generator).tokenizer.eval()
+    return torch.cat([tokenizer.decode(tokenizer.encode(images_N3HW[i:i + chunk]))
+                      for i in range(0, len(images_N3HW), chunk)])
