@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from rlalign.config import ConfigError, derived_sizes, load_config, to_dict
+from rlalign.config import ConfigError, derived_sizes, load_config
 from rlalign.config.loading import field_docs
 from rlalign.training.interrupts import TrainingInterrupted
 
@@ -42,7 +42,7 @@ def _explain(section: object, prefix: str = "") -> list[str]:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from rlalign.policies import declared_num_steps, resolve_prefix_steps
+    from rlalign.policies import declared_num_steps, resolve_prefix_steps, resolved_config
 
     cfg = load_config(args.config, args.overrides)
     num_steps = declared_num_steps(cfg.policy)  # checks that need the policy's T, from its metadata only
@@ -54,7 +54,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     if args.explain:
         print("\n".join(_explain(cfg)))
     else:
-        print(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True).rstrip())
+        print(yaml.safe_dump(resolved_config(cfg), sort_keys=False, allow_unicode=True).rstrip())
     print("# derived: " + ", ".join(f"{k}={v}" for k, v in derived_sizes(cfg).items()))
     return 0
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from rlalign.config.families import FAMILIES as FAMILY_TABLE
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("rlalign", "rewards", "rollouts")
 
@@ -154,8 +156,7 @@ def test_the_checks_catch_an_upward_import_and_a_cycle():
                           second: "import rlalign.utils.first\n"}) == []
 
 
-FAMILIES = ("rlalign.policies.next_scale", "rlalign.policies.insertion", "rlalign.policies.edit_flow",
-            "rlalign.policies.infinity")
+FAMILIES = tuple(sorted({target.partition(":")[0].rsplit(".", 1)[0] for target in FAMILY_TABLE.values()}))
 
 
 def test_no_policy_family_imports_another():

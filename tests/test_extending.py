@@ -31,7 +31,8 @@ def test_a_family_from_outside_trains_through_the_trainer(tmp_path, tiny_checkpo
 
 
 @pytest.mark.parametrize("kind, message", [
-    ("next_scal", r"is neither a registered family \(next_scale, insertion, edit_flow, infinity\) nor `module:Class`"),
+    ("next_scal", r"did you mean 'next_scale'\? It is neither a registered family \(next_scale, insertion, edit_flow, "
+                  r"infinity\) nor `module:Class`"),
     ("support.no_such_module:Family", r"cannot import 'support.no_such_module'.*Python path"),
     ("support.external_family:NotAFamily", r"has no family class 'NotAFamily' \(it lacks from_config, declared_num_steps"),
     ("support.external_family:Missing", r"has no family class 'Missing'$"),

@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlalign.config import Config, load_config, to_dict
-from rlalign.policies import load_policy, parse_prefix_steps
+from rlalign.config import Config, load_config
+from rlalign.policies import load_policy, parse_prefix_steps, resolved_config
 from rlalign.utils.files import write_json_atomic
 from rlalign.utils.progress import Progress
 
@@ -85,7 +85,7 @@ def run_sweep(config: str, overrides: list[str], *, prefix_steps: str, seeds: in
                 "reward_weights": {spec.label or spec.name: spec.weight for spec in base.rewards.functions},
                 "runs": [dataclasses.asdict(run) for run in runs]}
     write_json_atomic(Path(out) / "sweep.json", manifest)
-    resolved = [to_dict(run_config(config, overrides, run)) for run in runs]
+    resolved = [resolved_config(run_config(config, overrides, run)) for run in runs]
     if parallel > 1:
         done = _train_on_ray(resolved, parallel, base)
     else:

@@ -8,6 +8,7 @@ an installed package's entry point in the group `rlalign.policies` (docs/extendi
 
 from __future__ import annotations
 
+import difflib
 from importlib import metadata
 
 ENTRY_POINT_GROUP = "rlalign.policies"
@@ -23,8 +24,15 @@ FAMILIES: dict[str, str] = {
 
 
 def installed_families() -> dict[str, str]:
-    """Families installed packages register under ENTRY_POINT_GROUP: name → "module:Class" (not imported)."""
-    return {entry.name: entry.value for entry in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    """Families installed packages register under ENTRY_POINT_GROUP: name → "module:Class" (not imported).
+
+    A built-in name cannot be taken over by a package, and of two packages registering one name the first
+    on the path wins, as for any import."""
+    found: dict[str, str] = {}
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name not in FAMILIES and entry.name not in found:
+            found[entry.name] = f"{entry.module}:{entry.attr}"
+    return found
 
 
 def family_target(kind: str) -> str | None:
@@ -47,5 +55,7 @@ def family_problem(kind: str) -> str | None:
         return None
     installed = installed_families()
     extra = f"; installed: {', '.join(installed)}" if installed else ""
-    return (f"is neither a registered family ({', '.join(FAMILIES)}{extra}) nor `module:Class` of a family of "
-            "your own (docs/extending.md)")
+    near = difflib.get_close_matches(kind, [*FAMILIES, *installed], n=1)
+    hint = f"did you mean '{near[0]}'? It " if near else ""
+    return (f"{hint}is neither a registered family ({', '.join(FAMILIES)}{extra}) nor `module:Class` of a family "
+            "of your own (docs/extending.md)")

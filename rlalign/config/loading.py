@@ -298,8 +298,8 @@ def field_docs(cls: type) -> dict[str, str]:
 
 def reference_markdown(cls: type, title: str) -> str:
     """A Markdown reference of every field of a dataclass tree: key, type, default, documentation."""
-    lines = [f"# {title}", "", "Generated from the docstrings in `rlalign/config/schema.py` by `scripts/gen_config_docs.py`;",
-             "do not edit by hand.", ""]
+    lines = [f"# {title}", "", "Generated from the docstrings in `rlalign/config/schema.py` and the families' own settings",
+             "(`rlalign/policies/*/settings.py`) by `scripts/gen_config_docs.py`; do not edit by hand.", ""]
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     nested = [f for f in dataclasses.fields(cls) if dataclasses.is_dataclass(hints[f.name])]

@@ -17,7 +17,7 @@ from rlalign.policies.base import (
     parse_prefix_steps,
     resolve_prefix_steps,
 )
-from rlalign.policies.registry import declared_num_steps, load_policy
+from rlalign.policies.registry import declared_num_steps, load_policy, resolved_config
 
 __all__ = [
     "FAMILIES",
@@ -28,6 +28,7 @@ __all__ = [
     "concat_rollouts",
     "declared_num_steps",
     "load_policy",
+    "resolved_config",
     "outputs_to_host",
     "parse_prefix_steps",
     "resolve_prefix_steps",

@@ -13,7 +13,7 @@ import dataclasses
 import importlib
 from typing import Any, Protocol
 
-from rlalign.config import PolicyConfig
+from rlalign.config import PolicyConfig, to_dict
 from rlalign.config.families import family_problem, family_target
 from rlalign.config.loading import build
 from rlalign.policies.base import StepPolicy
@@ -44,8 +44,10 @@ def policy_family(kind: str) -> PolicyFamily:
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise ValueError(f"policy.kind={kind!r}: cannot import {module_name!r} ({error}); is it on the Python "
-                         f"path (PYTHONPATH, or installed)?") from None
+        if error.name and module_name.startswith(error.name):  # the module itself was not found
+            raise ValueError(f"policy.kind={kind!r}: cannot import {module_name!r} ({error}); is it on the Python "
+                             f"path (PYTHONPATH, or installed)?") from None
+        raise ValueError(f"policy.kind={kind!r}: importing {module_name!r} failed: {error}") from error
     family = getattr(module, class_name, None)
     missing = [name for name in ("from_config", "declared_num_steps") if not hasattr(family, name)]
     if family is None or missing:
@@ -74,3 +76,14 @@ def declared_num_steps(cfg: Any) -> int | None:
     except ValueError:  # load_policy reports it, with the same message, when the run builds the policy
         return None
     return family.declared_num_steps(cfg)
+
+
+def resolved_config(cfg: Any) -> dict[str, Any]:
+    """A Config as a plain dict with the active family's own settings filled in, defaults included, as
+    the family reads them: what a run saves (config.yaml, wandb) and what a resume compares, so that a
+    family setting left at its default on one side and set on the other is a change like any other."""
+    raw = to_dict(cfg)
+    read = getattr(policy_family(cfg.policy.kind), "resolved_settings", None)
+    if read is not None:
+        raw["policy"].update(read(cfg.policy))
+    return raw

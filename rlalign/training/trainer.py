@@ -24,14 +24,13 @@ from torch.optim.lr_scheduler import LambdaLR
 from transformers import get_scheduler
 
 from rewards.scoring import make_scorer
-from rewards.worker import RewardActorFailure
-from rewards.worker import RewardResult, RewardWorker
-from rlalign.config import Config, ConfigError, derived_sizes, to_dict
+from rewards.worker import RewardActorFailure, RewardResult, RewardWorker
+from rlalign.config import Config, ConfigError, derived_sizes
 from rlalign.config.prompts import check_prompt_words, parse_prompt_source
 from rlalign.evaluation.geneval import evaluate_sets
 from rlalign.grpo.advantages import group_advantages, middle_value
 from rlalign.grpo.update import grpo_update, rescore_old_logp
-from rlalign.policies import Rollout, load_policy, resolve_prefix_steps
+from rlalign.policies import Rollout, load_policy, resolve_prefix_steps, resolved_config
 from rlalign.training.checkpoint import find_checkpoint, holds_a_run, load_checkpoint, save_checkpoint
 from rlalign.training.interrupts import StopRequests, TrainingInterrupted
 from rlalign.training.resume import apply_optimizer_settings, check_resume_config
@@ -104,7 +103,7 @@ class Trainer:
             raise FileExistsError(f"output_dir {self.output_dir} already holds a run; continue it with --resume "
                                   f"{self.output_dir}, or choose another output_dir (nothing was overwritten)")
         self.logger = MetricsLogger(self.output_dir, wandb_mode=cfg.logging.wandb_mode, project=cfg.logging.project,
-                                    run_name=cfg.logging.run_name, config=to_dict(cfg))
+                                    run_name=cfg.logging.run_name, config=resolved_config(cfg))
         self.progress = Progress(cfg.train.steps, "step", enabled=cfg.logging.progress_bar, initial=self.start_step)
 
     # ---------------------------------------------------------------------------------------------
@@ -247,7 +246,7 @@ class Trainer:
         extra = {"skipped_updates": self.skipped_updates, "base_eval": {k: v["scores"] for k, v in self.base_eval.items()},
                  "base_eval_images": {k: v["images"] for k, v in self.base_eval.items()}}
         return save_checkpoint(self.output_dir, step, policy=self.policy, optimizer=self.optimizer,
-                               scheduler=self.scheduler, config=to_dict(self.cfg), extra=extra)
+                               scheduler=self.scheduler, config=resolved_config(self.cfg), extra=extra)
 
     def _watch_learning_signal(self, step: int, metrics: dict[str, float]) -> None:
         """Warn on a step whose trained rewards gave no finite value; save and stop after
@@ -296,7 +295,7 @@ class Trainer:
         state = load_checkpoint(checkpoint, policy=self.policy, optimizer=self.optimizer, scheduler=self.scheduler)
         self.start_step, self.skipped_updates = state["step"], state["skipped_updates"]
         factor = self.scheduler.lr_lambdas[0]  # this config's schedule: loading a state keeps its settings
-        notes = check_resume_config(checkpoint, to_dict(self.cfg), accept_changes, self.start_step, factor,
+        notes = check_resume_config(checkpoint, resolved_config(self.cfg), accept_changes, self.start_step, factor,
                                     self.scheduler.last_epoch)
         apply_optimizer_settings(self.optimizer, self.scheduler, self.cfg.train.learning_rate,
                                  self.cfg.train.weight_decay)

@@ -148,3 +148,22 @@ def test_no_intact_checkpoint_says_so(two_checkpoints):
         (run / "checkpoints" / f"step_{step:06d}" / "trainer_state.pt").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="no intact checkpoint: step_000002: .*; step_000001: "):
         find_checkpoint(run)
+
+
+def test_a_family_setting_left_at_its_default_on_one_side_is_a_change(tmp_path):
+    """Family sections hold only what a config writes; a run saves and a resume compares them resolved
+    (defaults filled in by the family), so `num_scales` unset (0) against 3 is refused like any change."""
+    from support.infinity import GOLDEN_DIR
+
+    from rlalign.config import load_config
+    from rlalign.policies import resolved_config
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a photo of a cat\n")
+    values = {"policy": {"kind": "infinity", "checkpoint": str(GOLDEN_DIR)},
+              "prompts": {"train": f"file:{prompts}", "eval": {}},
+              "rewards": {"functions": [{"name": "rewards.examples:saturation"}]}}
+    saved = resolved_config(load_config(values))
+    assert saved["policy"]["infinity"]["num_scales"] == 0 and "text_encoder" in saved["policy"]["infinity"]
+    changed = resolved_config(load_config(values, ["policy.infinity.num_scales=3"]))
+    assert config_changes(saved, changed) == {"policy.infinity.num_scales": (0, 3)}

@@ -14,6 +14,8 @@ itself, whose forward takes and returns what dllm's does, with the adapter as cu
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from typing import Any, NamedTuple
@@ -110,6 +112,11 @@ class EditFlowPolicy(AdapterMethods):
                    max_length=ef.max_length, temperature=sampling["temperature"], edit_prompt=ef.edit_prompt,
                    insertion_only=ef.insertion_only, lora_rank=lora.rank, lora_alpha=lora.alpha,
                    lora_dropout=lora.dropout, target_modules=lora.target_modules)
+
+    @staticmethod
+    def resolved_settings(cfg: Any) -> dict[str, Any]:
+        """policy.edit_flow with every default filled in (what a run saves and a resume compares)."""
+        return {"edit_flow": dataclasses.asdict(settings(cfg))}
 
     @staticmethod
     def declared_num_steps(cfg: Any) -> int:

@@ -10,6 +10,7 @@ one block-masked teacher-forced pass over the first m scales, both CFG halves, w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -84,6 +85,11 @@ class InfinityPolicy(AdapterMethods):
         lora = cfg.lora
         return cls(model, **cfg.sampling(**SAMPLING), lora_rank=lora.rank, lora_alpha=lora.alpha,
                    lora_dropout=lora.dropout, target_modules=lora.target_modules)
+
+    @staticmethod
+    def resolved_settings(cfg: Any) -> dict[str, Any]:
+        """policy.infinity with every default filled in (what a run saves and a resume compares)."""
+        return {"infinity": dataclasses.asdict(settings(cfg))}
 
     @staticmethod
     def declared_num_steps(cfg: Any) -> int | None:
