@@ -62,7 +62,7 @@ from rlalign.policies.infinity.schedules import image_size, schedule
 from rlalign.policies.infinity.text import T5Text
 from rlalign.policies.infinity.transformer import InfinityTransformer
 from rlalign.policies.infinity.vae import BSQVAE, VAEConfig
-from rlalign.policies.shared import uniforms
+from rlalign.policies.shared import doubled, uniforms
 from rlalign.utils.files import write_json_atomic
 from rlalign.utils.tables import records_table
 from rlalign.utils.timing import interleaved_medians, machine_info
@@ -173,9 +173,9 @@ def sample_base(policy: InfinityPolicy, prompts: list[str], seed: int, *, cached
     with policy.adapter_disabled():
         for k, (h, w) in enumerate(model.scales):
             if cached:
-                logits = transformer.step(cond, policy._doubled(inputs[-1], use_cfg) if k else None, cache)
+                logits = transformer.step(cond, doubled(inputs[-1], use_cfg) if k else None, cache)
             else:  # one block-causal pass over scales 1..k+1; the last scale's rows are this step's logits
-                teacher = policy._doubled(torch.cat(inputs, dim=1), use_cfg) if k else None
+                teacher = doubled(torch.cat(inputs, dim=1), use_cfg) if k else None
                 logits = transformer(cond, teacher, num_scales=k + 1)[:, bounds[k] : bounds[k + 1]]
             raw.append(logits)
             scaled = guided_bit_logits(logits[:batch], logits[batch:] if use_cfg else None,

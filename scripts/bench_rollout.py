@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from rlalign.policies.next_scale.model import load_model
 from rlalign.policies.next_scale.policy import NextScalePolicy
 from rlalign.policies.next_scale.sampler import guided_logits, kept_set, scale_log_probs
-from rlalign.policies.shared import draw, uniforms
+from rlalign.policies.shared import doubled, draw, uniforms
 from rlalign.shapes import eval_prompts
 from rlalign.utils.files import write_json_atomic
 from rlalign.utils.tables import records_table
@@ -119,7 +119,7 @@ def prefill_seconds(policy: NextScalePolicy, rollout, repeats: int) -> float:
     m, use_cfg = rollout.prefix_steps, rollout.state.sampling["cfg_scale"] > 0
     cond_BD = policy._conditions(rollout.prompts, use_cfg)
     inputs = policy.tokenizer.teacher_inputs(rollout.state.tokens[:m]) if m > 1 else None
-    inputs = policy._doubled(inputs, use_cfg)
+    inputs = doubled(inputs, use_cfg)
 
     def prefill() -> None:
         with policy.adapter_disabled():

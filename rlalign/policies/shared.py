@@ -73,3 +73,8 @@ def draw(logp_BNV: Tensor, uniform_BN: Tensor) -> Tensor:
 def split_words(prompt: str) -> list[str]:
     """Lower-cased words of a prompt (punctuation dropped)."""
     return re.findall(r"[a-z]+", prompt.lower())
+
+
+def doubled(x: Tensor | None, use_cfg: bool) -> Tensor | None:
+    """`x` stacked on itself along the batch (both CFG halves read the same inputs), or `x` as it is."""
+    return torch.cat([x, x]) if use_cfg and x is not None else x

@@ -167,16 +167,6 @@ def replay(bits_per_scale: Sequence[Tensor], schedule: Schedule) -> tuple[Tensor
     return (torch.cat(inputs, dim=1) if inputs else empty), summed_BdHW
 
 
-def teacher_inputs(bits_per_scale: Sequence[Tensor], schedule: Schedule) -> Tensor:
-    """Teacher-forcing inputs [B, L − n_1, d] for scales 2..K, built exactly as the sampler builds them."""
-    return replay(bits_per_scale, schedule)[0]
-
-
-def summed_codes(bits_per_scale: Sequence[Tensor], schedule: Schedule) -> Tensor:
-    """The decoder's latent [B, d, H, W] for the bits of every scale, as the sampler accumulates it."""
-    return replay(bits_per_scale, schedule)[1]
-
-
 def self_correction_inputs(
     features_BdHW: Tensor, schedule: Schedule, flip_masks: Sequence[Tensor | None] | None = None,
     noise_layers: int | None = None,

@@ -36,7 +36,7 @@ from rlalign.policies.infinity.settings import settings
 from rlalign.policies.infinity.state import InfinityState
 from rlalign.policies.infinity.transformer import pad_text
 from rlalign.policies.lora import AdapterMethods, LoraAdapter
-from rlalign.policies.shared import uniforms
+from rlalign.policies.shared import doubled, uniforms
 
 DEFAULT_TARGETS = r".*(blocks|block_chunks)\..*\.(sa\.mat_qkv|sa\.proj|ca\.mat_q|ca\.mat_kv|ca\.proj|ffn\.fc1|ffn\.fc2)"
 """Every Linear layer of every block: self-attention qkv and output, cross-attention q, kv and output,
@@ -70,6 +70,10 @@ class InfinityPolicy(AdapterMethods):
                                        "ca.mat_kv, ca.proj, ffn.fc1, ffn.fc2)")
         self.num_steps = len(model.scales)
         self._text_cache: OrderedDict[str, Tensor] = OrderedDict()
+        self._adapter_reaches_text = any(name.endswith("lora_A") and not name.startswith(("blocks.", "block_chunks."))
+                                         for name, _ in self.transformer.named_modules())
+        """LoRA outside the blocks (custom targets such as `proj` also catch the text pooling) changes the
+        condition, so the frozen suffix then needs the base's own; the default targets leave it alone."""
 
     log_prob_batch_invariant = False
     """A sample's log-prob depends (in float rounding) on the batch it is scored in: text rows are padded
@@ -138,7 +142,7 @@ class InfinityPolicy(AdapterMethods):
     def _teacher_logits(self, prompts: list, bits: Sequence[Tensor], settings: dict) -> list[Tensor]:
         batch, use_cfg = len(prompts), settings["cfg_scale"] != 1
         cond = self._conditions(prompts, use_cfg)
-        inputs = self._doubled(self.model.teacher_inputs([b.to(self.device) for b in bits]), use_cfg)
+        inputs = doubled(self.model.teacher_inputs([b.to(self.device) for b in bits]), use_cfg)
         logits_BLV = self.transformer(cond, inputs, num_scales=len(bits))
         bounds = self.transformer.scale_bounds
         return [guided_bit_logits(logits_BLV[:batch, bounds[k] : bounds[k + 1]],
@@ -170,10 +174,6 @@ class InfinityPolicy(AdapterMethods):
                 raise ValueError(f"{where}: Infinity prompts are text, got {type(prompt).__name__} {prompt!r}")
         self.model.text.tokenize(list(dict.fromkeys(prompts)))
 
-    @staticmethod
-    def _doubled(x: Tensor | None, use_cfg: bool) -> Tensor | None:
-        return torch.cat([x, x]) if use_cfg and x is not None else x
-
     # ---------------------------------------------------------------------------------------------
     # Rollout and re-scoring
     # ---------------------------------------------------------------------------------------------
@@ -202,8 +202,8 @@ class InfinityPolicy(AdapterMethods):
                 forced_prefix: Sequence[Tensor] | None = None) -> InfinitySample:
         """The sampling loop: scales k < m with the adapter (or given by `forced_prefix`), k ≥ m from the base."""
         use_cfg, batch = settings["cfg_scale"] != 1, len(prompts)
-        cond = self._conditions(prompts, use_cfg)
-        if m < self.num_steps:  # the suffix's own condition: the base's, should an adapter reach the text side
+        cond = base_cond = self._conditions(prompts, use_cfg)
+        if m < self.num_steps and self._adapter_reaches_text:  # the suffix runs on the base's own condition
             with self.adapter_disabled():
                 base_cond = self._conditions(prompts, use_cfg)
         cache, summed, next_input = self.transformer.new_cache(), None, None
@@ -216,10 +216,10 @@ class InfinityPolicy(AdapterMethods):
             if k == m:  # frozen suffix: the base model's own cache over the prefix
                 cache = self.transformer.new_cache()
                 with self.adapter_disabled():
-                    self.transformer(base_cond, self._doubled(self.model.teacher_inputs(bits), use_cfg),
+                    self.transformer(base_cond, doubled(self.model.teacher_inputs(bits), use_cfg),
                                      num_scales=m, cache=cache)
             with nullcontext() if k < m else self.adapter_disabled():
-                logits = self.transformer.step(cond if k < m else base_cond, self._doubled(next_input, use_cfg), cache)
+                logits = self.transformer.step(cond if k < m else base_cond, doubled(next_input, use_cfg), cache)
             scaled = guided_bit_logits(logits[:batch], logits[batch:] if use_cfg else None,
                                        cfg_scale=settings["cfg_scale"], temperature=settings["temperature"])
             kept = kept_values(scaled, top_k=settings["top_k"], top_p=settings["top_p"])

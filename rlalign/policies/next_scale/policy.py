@@ -25,7 +25,7 @@ from rlalign.policies.next_scale.model import NextScaleModel, load_model
 from rlalign.policies.next_scale.sampler import guided_logits, kept_set, scale_log_probs
 from rlalign.policies.next_scale.state import NextScaleState
 from rlalign.policies.next_scale.var_import import from_var_checkpoint
-from rlalign.policies.shared import draw, split_words, uniforms
+from rlalign.policies.shared import doubled, draw, split_words, uniforms
 
 
 class NextScaleSample(NamedTuple):
@@ -120,7 +120,7 @@ class NextScalePolicy(AdapterMethods):
         batch, num_scales = len(prompts), len(tokens)
         tokens = [t.to(self.device) for t in tokens]
         cond_BD = self._conditions(prompts, use_cfg)
-        inputs_BLC = self._doubled(self.tokenizer.teacher_inputs(tokens), use_cfg) if num_scales > 1 else None
+        inputs_BLC = doubled(self.tokenizer.teacher_inputs(tokens), use_cfg) if num_scales > 1 else None
         logits_BLV = self.transformer(cond_BD, inputs_BLC)
         bounds = self.transformer.scale_bounds
         per_scale = []
@@ -147,10 +147,6 @@ class NextScalePolicy(AdapterMethods):
         """cond_BD, with the null condition stacked below it ([2B, D]) when CFG is used."""
         cond_BD = self.model.condition(prompts)
         return torch.cat([cond_BD, self.model.null_condition(len(prompts))]) if use_cfg else cond_BD
-
-    @staticmethod
-    def _doubled(x: Tensor | None, use_cfg: bool) -> Tensor | None:
-        return torch.cat([x, x]) if use_cfg and x is not None else x
 
     # ---------------------------------------------------------------------------------------------
     # Rollout and re-scoring
@@ -203,9 +199,9 @@ class NextScalePolicy(AdapterMethods):
                 cache = self.transformer.new_cache()
                 with self.adapter_disabled():
                     prefix_inputs = self.tokenizer.teacher_inputs(tokens) if m > 1 else None
-                    self.transformer(cond_BD, self._doubled(prefix_inputs, use_cfg), cache=cache)
+                    self.transformer(cond_BD, doubled(prefix_inputs, use_cfg), cache=cache)
             with nullcontext() if k < m else self.adapter_disabled():
-                logits = self.transformer.step(cond_BD, self._doubled(next_input, use_cfg), cache)
+                logits = self.transformer.step(cond_BD, doubled(next_input, use_cfg), cache)
             scaled_BlV = guided_logits(logits[:batch], logits[batch:] if use_cfg else None,
                                        cfg_scale=settings["cfg_scale"], scale_index=k, num_scales=self.num_steps,
                                        temperature=settings["temperature"])
