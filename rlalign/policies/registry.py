@@ -31,8 +31,9 @@ class PolicyFamily(Protocol):
         """T as the config declares it, without loading any weights; None if it cannot tell."""
         ...
 
-    # Optional: `completion_tokenizer_from_config(cfg)`, a static method giving a text family's word ids
-    # (rewards' `completion_ids`) without building the policy; `rlalign score` uses it on texts.
+    # Optional static methods: `completion_tokenizer_from_config(cfg)`, a text family's word ids (rewards'
+    # `completion_ids`) without building the policy, for `rlalign score` on texts; `resolved_settings(cfg)`,
+    # the family's own config section with its defaults, for `resolved_config`.
 
 
 def policy_family(kind: str) -> PolicyFamily:
@@ -69,8 +70,6 @@ def load_policy(cfg: Any) -> StepPolicy:
 def declared_num_steps(cfg: Any) -> int | None:
     """T as a PolicyConfig declares it, without loading any weights (e.g. for `rlalign config`'s
     check of grpo.prefix_steps); None for an unknown kind or when the family cannot tell."""
-    if family_problem(cfg.kind):
-        return None
     try:
         family = policy_family(cfg.kind)
     except ValueError:  # load_policy reports it, with the same message, when the run builds the policy

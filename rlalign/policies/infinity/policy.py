@@ -142,7 +142,7 @@ class InfinityPolicy(AdapterMethods):
     def _teacher_logits(self, prompts: list, bits: Sequence[Tensor], settings: dict) -> list[Tensor]:
         batch, use_cfg = len(prompts), settings["cfg_scale"] != 1
         cond = self._conditions(prompts, use_cfg)
-        inputs = doubled(self.model.teacher_inputs([b.to(self.device) for b in bits]), use_cfg)
+        inputs = doubled(self.model.teacher_inputs(list(bits)), use_cfg)  # moved to the device there
         logits_BLV = self.transformer(cond, inputs, num_scales=len(bits))
         bounds = self.transformer.scale_bounds
         return [guided_bit_logits(logits_BLV[:batch, bounds[k] : bounds[k + 1]],
