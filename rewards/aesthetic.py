@@ -15,11 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from rlalign.rewards.builtin_models import SHAPES_CLIP
+from rlalign.rewards.clip import as_image_batch, is_image_batch, load_clip, resolve_weights
 from safetensors.torch import load_file, save_file
 from torch import nn
-
-from rewards.builtin_models import SHAPES_CLIP
-from rewards.clip import as_image_batch, is_image_batch, load_clip, resolve_weights
 
 HIDDEN_SIZES = (1024, 128, 64, 16, 1)
 """Output sizes of the five Linear layers at Sequential indices 0, 2, 4, 6, 7 (dropouts at 1, 3, 5)."""
@@ -115,7 +114,7 @@ _MLPS: dict[tuple[str, str], AestheticMLP] = {}
 class AestheticScore:
     """TRL-style reward: the predictor's score of each image (prompts are not used).
 
-    The constructor is the registry's factory (`rewards.aesthetic:AestheticScore()`): a spec's
+    The constructor is the registry's factory (`rlalign.rewards.aesthetic:AestheticScore()`): a spec's
     `args` are its keyword arguments, and both models load now so errors come early.
     """
 

@@ -25,10 +25,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from rlalign.rewards.builtin_models import SHAPES_CLIP, ensure_registered
 
-from rewards.builtin_models import SHAPES_CLIP, ensure_registered
 from rlalign.assets import resolve_checkpoint
-from rlalign.shapes import Scene, render_batch
 
 # ---------------------------------------------------------------------------------------------
 # Loading (cached per architecture, weights file and device)
@@ -221,18 +220,18 @@ def preprocess_images(images_B3HW: torch.Tensor, cfg: dict) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 
 
-def caption_images(prompts: list, images: Any = None, scenes: list[Scene] | None = None) -> torch.Tensor:
-    """The images that captions describe: `images=`, else image prompts, else rendered `scenes=`."""
+def caption_images(prompts: list, images: Any = None) -> torch.Tensor:
+    """The images that captions describe: `images=`, else the prompts when they are images: tensors
+    [3, H, W], or objects with an `image()` method returning one (a task's image prompts, such as the
+    Shapes world's Scene, which renders itself)."""
     if images is not None:
         return as_image_batch(images)
     if isinstance(prompts, torch.Tensor) or (len(prompts) and isinstance(prompts[0], torch.Tensor)):
         return as_image_batch(prompts)
-    if scenes is not None:
-        return render_batch(list(scenes))
-    if len(prompts) and all(isinstance(p, Scene) for p in prompts):
-        return render_batch(list(prompts))  # a captioner's prompts are the scenes it describes
-    raise ValueError("clip_score on captions needs the images they describe: pass images=[B,3,H,W] "
-                     "(or image or Scene prompts, or scenes=[Scene, ...])")
+    if len(prompts) and all(callable(getattr(p, "image", None)) for p in prompts):
+        return torch.stack([p.image() for p in prompts])  # a captioner's prompts are what it describes
+    raise ValueError("clip_score on captions needs the images they describe: pass images=[B,3,H,W], or give "
+                     "image prompts (tensors, or objects with an image() method such as a Shapes Scene)")
 
 
 def read_class_names(class_names: str | list[str]) -> list[str]:
@@ -259,7 +258,7 @@ def is_class_id(prompt: Any) -> bool:
 class ClipScore:
     """TRL-style reward: CLIP similarity of each image to its prompt, or of each caption to its image.
 
-    The constructor is the registry's factory (`rewards.clip:ClipScore()`): a spec's `args` are its
+    The constructor is the registry's factory (`rlalign.rewards.clip:ClipScore()`): a spec's `args` are its
     keyword arguments, checked against its signature, and the model loads now so errors come early.
     Class-id prompts (a class-conditional VAR) are turned into text as
     `prompt_template.format(class_names[id])`, e.g. "a photo of a goldfish.".
@@ -283,12 +282,11 @@ class ClipScore:
         self.batch_size = batch_size
         self.use_logit_scale = bool(use_logit_scale)
 
-    def __call__(self, prompts: list, completions: Any, images: Any = None, scenes: list[Scene] | None = None,
-                 **_) -> list[float]:
+    def __call__(self, prompts: list, completions: Any, images: Any = None, **_) -> list[float]:
         if is_image_batch(completions):
             texts, pixels = self.prompt_texts(list(prompts)), as_image_batch(completions)
         else:
-            texts, pixels = list(completions), caption_images(prompts, images, scenes)
+            texts, pixels = list(completions), caption_images(prompts, images)
         if not all(isinstance(text, str) for text in texts):
             raise ValueError("clip_score compares images with texts: prompts (or caption completions) must be strings")
         if len(texts) != pixels.shape[0]:

@@ -1,4 +1,4 @@
-"""Small custom rewards that show the TRL convention; use them as `rewards.examples:NAME` in a config.
+"""Small custom rewards that show the TRL convention; use them as `rlalign.rewards.examples:NAME` in a config.
 
 A custom reward is any function `fn(prompts, completions, **kwargs) -> list[float | None]`.
 """

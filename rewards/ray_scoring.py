@@ -22,8 +22,8 @@ from typing import Any
 import ray
 import torch
 from ray import exceptions as ray_errors
+from rlalign.rewards.worker import RawScores, RewardActorFailure, RewardError, RewardWorker
 
-from rewards.worker import RawScores, RewardActorFailure, RewardError, RewardWorker
 from rlalign.utils import ray_cluster
 
 

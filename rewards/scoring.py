@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from rewards.worker import RawScores, RewardWorker
+from rlalign.rewards.worker import RawScores, RewardWorker
 
 
 class ShardScorer(Protocol):
@@ -64,7 +64,7 @@ def make_scorer(rewards_cfg: Any, worker: RewardWorker, ray_address: str = "") -
     if rewards_cfg.backend == "local":
         return LocalScorer(worker)
     if rewards_cfg.backend == "ray":
-        from rewards.ray_scoring import RayScorer  # imported here: `import ray` takes seconds
+        from rlalign.rewards.ray_scoring import RayScorer  # imported here: `import ray` takes seconds
 
         return RayScorer(rewards_cfg, worker, ray_address=ray_address)
     raise ValueError(f"rewards.backend={rewards_cfg.backend!r} is not known; use local or ray")

@@ -11,7 +11,7 @@ right); Flow-GRPO trains on exactly that score. This module is the same recipe a
   colour, the centre's offset inside the cell and the log of the box side. Two Shapes objects are
   at least 9 px apart, so a cell never holds two centres;
 - **the rules** are the prompt's constraints as the verifier states them (`check_objects` in
-  `rewards/shapes_eval.py`: shapes, colours, position or relation, no extra objects).
+  `rlalign/shapes/verify.py`: shapes, colours, position or relation, no extra objects).
 
 So the trained reward and the evaluation share the rules but not the eyes: the verifier reads an
 image by colour segmentation and analysis by synthesis and is never run in training; the detector
@@ -28,13 +28,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from rlalign.rewards.clip import as_image_batch, is_image_batch, resolve_weights
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from rewards.clip import as_image_batch, is_image_batch, resolve_weights
-from rewards.shapes_eval import SeenObject, Verdict, check_objects
 from rlalign.shapes import CANVAS, COLOURS, SHAPES, PromptParseError, Scene, parse_prompt
+from rlalign.shapes.verify import SeenObject, Verdict, check_objects
 from rlalign.utils.files import atomic_path
 
 GRID = 8
@@ -191,7 +191,7 @@ _DETECTORS: dict[tuple[str, str], ShapesDetector] = {}
 class ShapesDetectorReward:
     """TRL-style reward: each image judged by the detector's objects against its Shapes prompt.
 
-    The constructor is the registry's factory (`rewards.shapes_detector:ShapesDetectorReward()`).
+    The constructor is the registry's factory (`rlalign.rewards.shapes_detector:ShapesDetectorReward()`).
     `metric="score"` gives the fraction of the prompt's checks met (partial credit, as in GenEval's
     per-constraint view), `metric="exact"` gives 1.0 when all are met, else 0.0.
     """

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from rlalign.rewards.registry import EVAL_ONLY, build_reward, reads_conversations
 
-from rewards import EVAL_ONLY, build_reward, reads_conversations
-from rewards.combine import COMBINE_MODES, DEFAULT_EPS, combine, reward_stats
+from rlalign.rewards.combine import COMBINE_MODES, DEFAULT_EPS, combine, reward_stats
 from rlalign.config import RewardSpec
 from rlalign.utils.rows import split_rows
 

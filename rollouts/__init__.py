@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rollouts.local import LocalBackend
-from rollouts.worker import RolloutWorker, StaleAdapterError
+from rlalign.rollouts.local import LocalBackend
+from rlalign.rollouts.worker import RolloutWorker, StaleAdapterError
 
 __all__ = ["LocalBackend", "RolloutFailure", "RolloutWorker", "StaleAdapterError", "make_backend"]
 
@@ -32,7 +32,7 @@ def make_backend(rollout_cfg: Any, policy_cfg: Any, policy: Any, run_seed: int):
                    for _ in range(rollout_cfg.num_workers)]
         return LocalBackend(workers, run_seed, shards=rollout_cfg.shards)
     if rollout_cfg.backend == "ray":
-        from rollouts.ray_backend import RayBackend  # imported here: `import ray` takes seconds
+        from rlalign.rollouts.ray_backend import RayBackend  # imported here: `import ray` takes seconds
 
         return RayBackend(rollout_cfg, policy_cfg, run_seed)
     raise ValueError(f"rollout.backend={rollout_cfg.backend!r} is not known; use local or ray")

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+from rlalign.rollouts.worker import RolloutWorker
 
 from rlalign.policies import Rollout, StepPolicy, concat_rollouts
 from rlalign.policies.lora import adapter_bytes
 from rlalign.utils.seeding import sample_seed
-from rollouts.worker import RolloutWorker
 
 
 def shard_bounds(num_prompts: int, num_workers: int) -> list[tuple[int, int]]:

@@ -220,7 +220,7 @@ def bench_syncs(policy: NextScalePolicy, batch: int) -> dict[str, int]:
 
 
 def bench_reward(args: argparse.Namespace, images_B3HW: torch.Tensor) -> dict:
-    from rewards.clip import ClipScore
+    from rlalign.rewards.clip import ClipScore
 
     with tempfile.TemporaryDirectory() as folder:
         if args.clip == "shapes-clip":

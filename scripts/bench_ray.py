@@ -34,10 +34,12 @@ import time
 
 import ray
 import torch
+from rlalign.rewards.ray_scoring import RayScorer
+from rlalign.rewards.scoring import LocalScorer
+from rlalign.rewards.worker import RewardWorker
+from rlalign.rollouts import LocalBackend
+from rlalign.rollouts.ray_backend import RayBackend
 
-from rewards.ray_scoring import RayScorer
-from rewards.scoring import LocalScorer
-from rewards.worker import RewardWorker
 from rlalign.config import RewardsConfig, RewardSpec, RolloutConfig
 from rlalign.policies import load_policy
 from rlalign.policies.lora import adapter_bytes
@@ -45,8 +47,6 @@ from rlalign.shapes import eval_prompts
 from rlalign.utils.files import write_json_atomic
 from rlalign.utils.tables import records_table
 from rlalign.utils.timing import machine_info
-from rollouts import LocalBackend
-from rollouts.ray_backend import RayBackend
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 import torch
+from rlalign.rewards.aesthetic import AestheticScore
+from rlalign.rewards.clip import ClipScore
 from safetensors.torch import save_file
 
-from rewards.aesthetic import AestheticScore
-from rewards.clip import ClipScore
 from rlalign.shapes import render_batch, sample_scenes
 from rlalign.utils.files import write_json_atomic
 from rlalign.utils.tables import records_table

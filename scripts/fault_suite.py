@@ -42,7 +42,7 @@ CONFIG = {
     "policy": {"kind": "next_scale", "checkpoint": "builtin:shapes-nextscale", "lora": {"rank": 4, "alpha": 8}},
     "prompts": {"train": "shapes-eval:heldout:colors", "eval": {"single": "shapes-eval:heldout:single_object"},
                 "eval_samples_per_prompt": 1},
-    "rewards": {"functions": [{"name": "rewards.examples:saturation"}], "eval": []},
+    "rewards": {"functions": [{"name": "rlalign.rewards.examples:saturation"}], "eval": []},
     "grpo": {"group_size": 4, "prefix_steps": 2, "inner_iterations": 2},
     "train": {"steps": STEPS, "prompts_per_step": 2, "micro_batch_size": 4, "learning_rate": 0.01,
               "lr_schedule": "cosine", "save_every": 2},

@@ -16,7 +16,7 @@ config's base policy (adapter at its initialisation, so the ratio is 1 and the l
 
 once for all prefix steps together (the training loss) and once per step t (the loss restricted to
 step t's actions, same weights), to see which steps carry signal. Rewards, advantages, step weights
-and loss are the trainer's own (rewards.worker, rlalign.grpo); no update is taken.
+and loss are the trainer's own (rlalign.rewards.worker, rlalign.grpo); no update is taken.
 
     python scripts/gradient_snr.py configs/shapes_nextscale.yaml                 # ~2 min on 2 cores
     python scripts/gradient_snr.py configs/shapes_nextscale.yaml --batches 16 train.prompts_per_step=16
@@ -33,14 +33,14 @@ import time
 from pathlib import Path
 
 import torch
+from rlalign.rewards.worker import RewardWorker
 
-from rewards.worker import RewardWorker
 from rlalign.config import load_config
-from rlalign.config.prompts import parse_prompt_source
 from rlalign.grpo.advantages import group_advantages
 from rlalign.grpo.loss import policy_loss
 from rlalign.grpo.update import loss_weights
 from rlalign.policies import load_policy, resolve_prefix_steps
+from rlalign.tasks import parse_prompt_source
 from rlalign.utils.files import write_json_atomic
 from rlalign.utils.seeding import grouped_generators
 from rlalign.utils.tables import records_table
@@ -67,7 +67,7 @@ def batch_gradients(policy, cfg, batches: int, seed: int) -> dict[str, list[torc
     m = resolve_prefix_steps(cfg.grpo.prefix_steps, policy.num_steps)
     worker = RewardWorker(cfg.rewards.functions, cfg.rewards.combine, eps=cfg.grpo.advantage_eps,
                           tokenizer=policy.completion_tokenizer())
-    source, group = parse_prompt_source(cfg.prompts.train), cfg.grpo.group_size
+    source, group = parse_prompt_source(cfg.prompts.train, cfg.prompts.task), cfg.grpo.group_size
     parameters = list(policy.trainable_parameters())
     gradients: dict[str, list[torch.Tensor]] = {}
     for b in range(batches):

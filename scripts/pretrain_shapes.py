@@ -34,9 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rewards.shapes_eval import verify_image
 from rlalign.assets import ASSETS_DIR
-from rlalign.evaluation.geneval import generate, verifier_report
+from rlalign.evaluation.geneval import generate, task_report
 from rlalign.policies.next_scale.model import NextScaleModel, build_model, load_model, save_model
 from rlalign.policies.next_scale.policy import NextScalePolicy
 from rlalign.policies.next_scale.pretraining import (
@@ -56,7 +55,9 @@ from rlalign.shapes import (
     sample_category_scenes,
 )
 from rlalign.shapes.layout import LayoutProbe, layout_targets
+from rlalign.shapes.verify import verify_image
 from rlalign.shapes.web_captions import CaptionNoise, noisy_caption
+from rlalign.tasks.shapes import TASK as SHAPES_TASK
 from rlalign.utils.timing import Clock, format_metrics
 
 DEFAULT_OUT = ASSETS_DIR / "shapes-nextscale.safetensors"
@@ -289,7 +290,7 @@ def evaluate_sampling(path: Path, args: argparse.Namespace, clock: Clock) -> tup
         for split in ("train", "heldout"):
             images, prompts = generate(policy, eval_prompts(split), samples_per_prompt=args.eval_repeats,
                                        seed=args.seed, batch_size=128)
-            row[split] = verifier_report(prompts, images.cpu())
+            row[split] = task_report(SHAPES_TASK, prompts, images.cpu())
         results.append(row)
         clock.log(f"sampling cfg={cfg} top_k={top_k} T={temperature}: " + "; ".join(
             f"{split} " + " ".join(f"{group} {r['exact']:.3f}" for group, r in row[split].items())

@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rewards.shapes_eval import verify_caption
 from rlalign.assets import ASSETS_DIR
 from rlalign.evaluation.geneval import generate, wilson_interval
 from rlalign.policies import load_policy
@@ -35,6 +34,7 @@ from rlalign.policies.insertion.loss import corrupt, edit_flow_loss
 from rlalign.policies.insertion.model import InsertionTransformer, build_model, save_model, shapes_vocabulary
 from rlalign.policies.next_scale.pretraining import warmup_cosine
 from rlalign.shapes import Scene, render_batch, sample_scenes, sample_scenes_mixed
+from rlalign.shapes.verify import verify_caption
 from rlalign.utils.tables import markdown_table
 from rlalign.utils.timing import Clock, format_metrics
 

@@ -43,9 +43,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from rlalign.rewards.registry import build_reward
+from rlalign.rewards.shapes_eval import shapes_eval
 
-import rewards
-from rewards.shapes_eval import shapes_eval
 from rlalign.commands.probe import ProbeSizes, branch
 from rlalign.config import load_config
 from rlalign.evaluation.geneval import generate, pair_agreement
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     trained = [spec for spec in cfg.rewards.functions if spec.weight != 0]
     if not trained:
         raise SystemExit("the config has no trained reward (every rewards.functions weight is 0)")
-    policy, reward = load_policy(cfg.policy), rewards.build_reward(trained[0])
+    policy, reward = load_policy(cfg.policy), build_reward(trained[0])
     try:
         steps = [resolve_prefix_steps(t, policy.num_steps) for t in parse_prefix_steps(args.prefix_steps, policy.num_steps)]
     except ValueError as error:

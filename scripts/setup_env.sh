@@ -16,8 +16,8 @@ if [ ! -x "$RLALIGN_VENV/bin/python" ]; then
   fi
 fi
 
-# Reinstall whenever pyproject.toml changes (its hash is stamped into the environment).
-_want="$("$RLALIGN_VENV/bin/python" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' "$RLALIGN_ROOT/pyproject.toml")"
+# Reinstall whenever pyproject.toml or setup.py changes (its hash is stamped into the environment).
+_want="$("$RLALIGN_VENV/bin/python" -c 'import hashlib, sys; print(hashlib.sha256(b"".join(open(f, "rb").read() for f in sys.argv[1:])).hexdigest())' "$RLALIGN_ROOT/pyproject.toml" "$RLALIGN_ROOT/setup.py")"
 _stamp="$RLALIGN_VENV/.rlalign-installed"
 if [ "$(cat "$_stamp" 2>/dev/null || true)" != "$_want" ]; then
   echo "[setup] installing rlalign and its dependencies (first run: a few minutes, ~6 GB)"

@@ -33,13 +33,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from rlalign.rewards.worker import RewardWorker
 
-from rewards.shapes_eval import verify_image
-from rewards.worker import RewardWorker
 from rlalign.commands.probe import variance_shares
 from rlalign.config import load_config
 from rlalign.policies import load_policy, resolve_prefix_steps
 from rlalign.shapes import CATEGORIES, eval_prompts_by_category
+from rlalign.shapes.verify import verify_image
 from rlalign.utils.files import write_json_atomic
 from rlalign.utils.seeding import grouped_generators
 from rlalign.utils.tables import records_table

@@ -29,15 +29,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from rewards.shapes_detector import (
+from rlalign.rewards.shapes_detector import (
     ShapesDetector,
     ShapesDetectorReward,
     detection_loss,
     save_detector,
     targets,
 )
-from rewards.shapes_eval import check_objects, verify_image
+
 from rlalign.assets import ASSETS_DIR
 from rlalign.policies.next_scale.model import tokenizer_round_trip
 from rlalign.shapes import (
@@ -49,6 +48,7 @@ from rlalign.shapes import (
     render_batch,
     sample_category_scenes,
 )
+from rlalign.shapes.verify import check_objects, verify_image
 from rlalign.utils.files import write_json_atomic
 from rlalign.utils.tables import records_table
 from rlalign.utils.timing import machine_info

@@ -38,24 +38,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from rlalign.rewards.aesthetic import AestheticMLP, AestheticScore, save_aesthetic_mlp
+from rlalign.rewards.builtin_models import SHAPES_CLIP, register_shapes_clip
+from rlalign.rewards.clip import ClipModel, load_clip, preprocess_images
 from safetensors.torch import save_file
 
-from rewards.aesthetic import AestheticMLP, AestheticScore, save_aesthetic_mlp
-from rewards.builtin_models import (
-    DEGRADATIONS,
-    SHAPES_CLIP,
-    clip_scenes,
-    degrade,
-    hard_negative,
-    hard_negatives,
-    mirrored,
-    register_shapes_clip,
-    satisfied_matrix,
-    scene_edits,
-    shapes_clip_open_clip_config,
-)
-from rewards.clip import ClipModel, load_clip, preprocess_images
-from rewards.shapes_eval import check_objects, scene_objects
 from rlalign.assets import ASSETS_DIR
 from rlalign.policies.next_scale.model import tokenizer_round_trip
 from rlalign.policies.next_scale.pretraining import warmup_cosine
@@ -65,6 +52,18 @@ from rlalign.shapes import (
     render_batch,
     sample_category_scenes,
     surface_forms,
+)
+from rlalign.shapes.verify import check_objects, scene_objects
+from rlalign.tasks.shapes.reward_data import (
+    DEGRADATIONS,
+    clip_scenes,
+    degrade,
+    hard_negative,
+    hard_negatives,
+    mirrored,
+    satisfied_matrix,
+    scene_edits,
+    shapes_clip_open_clip_config,
 )
 from rlalign.utils.files import atomic_path, write_json_atomic
 from rlalign.utils.tables import records_table
@@ -310,10 +309,10 @@ def evaluate_generator_agreement(clip_path: Path, generator: str, seed: int, sam
     uses, the share of same-prompt sample pairs with different verifier scores that clip_score
     orders the same way.
     """
+    from rlalign.rewards.clip import ClipScore
+    from rlalign.rewards.shapes_eval import shapes_eval
     from scipy.stats import spearmanr
 
-    from rewards.clip import ClipScore
-    from rewards.shapes_eval import shapes_eval
     from rlalign.evaluation.geneval import generate, pair_agreement
     from rlalign.policies.next_scale.model import load_model
     from rlalign.policies.next_scale.policy import NextScalePolicy

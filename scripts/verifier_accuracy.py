@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rewards.shapes_eval import mismatched_prompts, verify_caption, verify_image
 from rlalign.shapes import CATEGORIES, render_batch, sample_category_scenes
+from rlalign.shapes.verify import mismatched_prompts, verify_caption, verify_image
 from rlalign.utils.files import write_json_atomic
 from rlalign.utils.tables import records_table
 

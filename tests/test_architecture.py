@@ -7,41 +7,40 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 from rlalign.config.families import FAMILIES as FAMILY_TABLE
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("rlalign", "rewards", "rollouts")
+FOLDERS = {"rlalign": "rlalign", "rewards": "rlalign.rewards", "rollouts": "rlalign.rollouts"}
+"""Source folder → the package it installs as (setup.py maps rewards/ and rollouts/ into rlalign)."""
 
 LAYERS: list[list[str]] = [
     ["rlalign.utils", "rlalign.assets"],
     ["rlalign.shapes", "rlalign.sums"],
-    ["rewards.registry"],
+    ["rlalign.tasks"],
+    ["rlalign.rewards.registry"],
     ["rlalign.config"],
     ["rlalign.policies"],
-    ["rewards", "rlalign.grpo", "rollouts"],
+    ["rlalign.rewards", "rlalign.grpo", "rlalign.rollouts"],
     ["rlalign.evaluation"],
     ["rlalign.training"],
     ["rlalign.commands"],
     ["rlalign.cli"],
 ]
 """Components from the bottom layer up (docs/architecture.md, "Layers"). A module belongs to the
-component with the longest matching prefix; `rewards.registry` names the `rewards` package's own
-`__init__` (the registry of reward names), which the config reads."""
+component with the longest matching prefix: `rlalign.rewards.registry` (rewards/registry.py, the reward
+names the config checks) sits below the config, the rest of `rlalign.rewards` above the policies."""
 
 ROOT_MODULES = {"rlalign": "rlalign.utils"}
 """Package inits outside any component: rlalign/__init__.py holds only the version."""
 
 
 def module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
+    folder, *parts = path.relative_to(ROOT).with_suffix("").parts
+    parts = [FOLDERS[folder], *parts]
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def component(module: str) -> str:
-    if module == "rewards":
-        return "rewards.registry"
     if module in ROOT_MODULES:
         return ROOT_MODULES[module]
     matches = [c for layer in LAYERS for c in layer if module == c or module.startswith(c + ".")]
@@ -80,7 +79,7 @@ def project_imports(path: Path, text: str) -> list[tuple[str, int, bool]]:
             elif isinstance(child, ast.ImportFrom):
                 target = resolve(child, importer, path.name == "__init__.py")
                 names = [target] + [f"{target}.{alias.name}" for alias in child.names]
-            found.extend((name, child.lineno, top) for name in names if name.split(".")[0] in PACKAGES)
+            found.extend((name, child.lineno, top) for name in names if name.split(".")[0] in FOLDERS)
             visit(child, inner)
 
     visit(tree, True)
@@ -88,8 +87,12 @@ def project_imports(path: Path, text: str) -> list[tuple[str, int, bool]]:
 
 
 def _is_module(name: str) -> bool:
-    path = ROOT / name.replace(".", "/")
-    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+    for folder, package in FOLDERS.items():
+        if name == package or name.startswith(package + "."):
+            path = ROOT / folder / name.removeprefix(package).lstrip(".").replace(".", "/")
+            if path.with_suffix(".py").is_file() or (path / "__init__.py").is_file():
+                return True
+    return False
 
 
 def upward_imports(sources: dict[Path, str]) -> list[str]:
@@ -128,7 +131,7 @@ def import_cycles(sources: dict[Path, str]) -> list[str]:
     return cycles
 
 
-SOURCES = {p: p.read_text() for package in PACKAGES for p in sorted((ROOT / package).rglob("*.py"))}
+SOURCES = {p: p.read_text() for folder in FOLDERS for p in sorted((ROOT / folder).rglob("*.py"))}
 
 
 def test_every_import_goes_down_the_layers_or_stays_in_its_component():
@@ -146,9 +149,10 @@ def test_the_checks_catch_an_upward_import_and_a_cycle():
     backends inside a function, is reported with its line; two modules importing each other are a cycle."""
     policy = ROOT / "rlalign/policies/example.py"
     wrong = upward_imports({policy: "import torch\nfrom rlalign.training.trainer import Trainer\n"
-                                    "def f():\n    import rollouts\n"})
+                                    "def f():\n    import rlalign.rollouts\n"})
     assert [line.split(" (")[0] for line in wrong] == [
-        "rlalign/policies/example.py:2 imports rlalign.training.trainer", "rlalign/policies/example.py:4 imports rollouts"]
+        "rlalign/policies/example.py:2 imports rlalign.training.trainer",
+        "rlalign/policies/example.py:4 imports rlalign.rollouts"]
     first, second = ROOT / "rlalign/utils/first.py", ROOT / "rlalign/utils/second.py"
     assert import_cycles({first: "from rlalign.utils import second\n", second: "import rlalign.utils.first\n"}) == [
         "rlalign.utils.first → rlalign.utils.second → rlalign.utils.first"]
@@ -167,3 +171,11 @@ def test_no_policy_family_imports_another():
              for imported, line, _ in project_imports(path, text)
              if any(imported.startswith(other) for other in FAMILIES if other != family)]
     assert not wrong, "a family imports another:\n" + "\n".join(wrong)
+
+
+def test_rewards_and_rollouts_import_only_inside_rlalign():
+    """rewards/ and rollouts/ install as rlalign.rewards and rlalign.rollouts: nothing imports a top-level
+    `rewards` or `rollouts`, which a user's own rewards.py would shadow."""
+    wrong = [f"{path.relative_to(ROOT)}:{line} imports {imported}" for path, text in SOURCES.items()
+             for imported, line, _ in project_imports(path, text) if imported.split(".")[0] in ("rewards", "rollouts")]
+    assert not wrong, "top-level imports of the mapped folders:\n" + "\n".join(wrong)

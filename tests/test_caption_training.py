@@ -3,13 +3,13 @@
 
 import pytest
 import torch
+from rlalign.rewards.examples import caption_grammar
+from rlalign.rewards.registry import build_reward
+from rlalign.rewards.shapes_eval import shapes_eval
 
-from rewards import build_reward
-from rewards.examples import caption_grammar
-from rewards.shapes_eval import shapes_eval
 from rlalign.config import RewardSpec, load_config
-from rlalign.config.prompts import parse_prompt_source
 from rlalign.shapes import Scene, described_eval_prompts, render_batch
+from rlalign.tasks import parse_prompt_source
 from rlalign.training.trainer import Trainer
 from rlalign.utils.metrics import read_metrics
 

@@ -69,7 +69,7 @@ SCORE_CONFIG = """\
 # Launch:  rlalign score THIS_FILE FOLDER [--eval] [--per-item]
 rewards:
   functions:
-    - name: rewards.examples:saturation
+    - name: rlalign.rewards.examples:saturation
       label: saturation
   eval:
     - name: shapes_eval

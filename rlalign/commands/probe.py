@@ -103,14 +103,11 @@ def suggest_prefix_steps(rows: list[dict], metric: str, level: float) -> int | N
 # -------------------------------------------------------------------------------------------------
 
 
-def config_scores(cfg, tokenizer=None) -> ScoreFn:
+def config_scores(cfg, tokenizer=None, task=None) -> ScoreFn:
     """Every reward of the config (trained and eval, raw), `reward` (the weighted sum of the raw
-    trained rewards: the combined reward before any batch normalisation) and, for Shapes prompts or
-    scenes, the verifier's `exact` match."""
-    from rewards.shapes_eval import shapes_eval
-    from rewards.worker import RewardWorker
-    from rlalign.evaluation.geneval import is_shapes_prompt
-    from rlalign.shapes import Scene
+    trained rewards: the combined reward before any batch normalisation) and, when the probed prompts
+    have a task (rlalign.tasks), its verifier's `exact` match."""
+    from rlalign.rewards.worker import RewardWorker
 
     worker = RewardWorker(cfg.rewards.functions + cfg.rewards.eval, combine=None, tokenizer=tokenizer)
     trained = {spec.label or spec.name: spec.weight for spec in cfg.rewards.functions}
@@ -119,8 +116,8 @@ def config_scores(cfg, tokenizer=None) -> ScoreFn:
         per_reward = worker.score(prompts, outputs).per_reward
         values = {"reward": sum(weight * per_reward[label] for label, weight in trained.items()).tolist()}
         values.update({label: v.tolist() for label, v in per_reward.items()})
-        if all(isinstance(p, Scene) or is_shapes_prompt(p) for p in prompts):
-            values["exact"] = shapes_eval(prompts, outputs, metric="exact")
+        if task is not None:
+            values["exact"] = [float(verdict.exact) for verdict in task.verdicts(prompts, outputs)[0]]
         return values
 
     return score
@@ -132,9 +129,9 @@ def run_probe(config: str, overrides: list[str], *, prompts: str | None, count: 
     from pathlib import Path
 
     from rlalign.config import load_config
-    from rlalign.config.prompts import parse_prompt_source
     from rlalign.evaluation.geneval import grid_rows
     from rlalign.policies import load_policy, parse_prefix_steps, resolve_prefix_steps
+    from rlalign.tasks import parse_prompt_source, source_task
     from rlalign.utils.files import write_json_atomic, write_text_atomic
     from rlalign.utils.plots import line_plot
     from rlalign.utils.tables import records_table
@@ -145,13 +142,15 @@ def run_probe(config: str, overrides: list[str], *, prompts: str | None, count: 
     source = prompts or next(iter(cfg.prompts.eval.values()), cfg.prompts.train)
     if count < 1:
         raise ValueError(f"--count must be ≥ 1, got {count}")
-    listed = parse_prompt_source(source).all()
+    parsed = parse_prompt_source(source, cfg.prompts.task)
+    listed = parsed.all()
     chosen = [listed[i] for i in grid_rows(len(listed), count).tolist()]  # spread over the list
     probed = (list(range(1, policy.num_steps + 1)) if steps == "all"
               else [resolve_prefix_steps(v, policy.num_steps) for v in parse_prefix_steps(steps, policy.num_steps)])
     progress = Progress(len(probed), "[rlalign probe] steps probed")
     try:
-        rows = probe_steps(policy, chosen, config_scores(cfg, policy.completion_tokenizer()), probed, sizes,
+        scores = config_scores(cfg, policy.completion_tokenizer(), source_task(parsed))
+        rows = probe_steps(policy, chosen, scores, probed, sizes,
                            log=progress.update)
     finally:
         progress.close()

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlalign.config import load_config
-from rlalign.config.prompts import check_prompt_words, prompts_from_arguments
 from rlalign.evaluation.geneval import generate
 from rlalign.policies import load_policy
+from rlalign.tasks import check_prompt_words, parse_prompt_source, prompts_from_arguments, source_task
 from rlalign.utils.files import write_json_atomic, write_text_atomic
 from rlalign.utils.grids import save_grid
 from rlalign.utils.rows import prompt_text
@@ -27,7 +27,7 @@ def run_sample(config: str, overrides: list[str], *, prompts: list[str], prefix_
     if adapter:
         policy.load_adapter(adapter)
     m = int(prefix_steps) if str(prefix_steps).isdigit() else prefix_steps
-    chosen = prompts_from_arguments(prompts)
+    chosen = prompts_from_arguments(prompts, cfg.prompts.task)
     check_prompt_words(policy, {"--prompts": chosen}, allow_unknown=cfg.prompts.allow_unknown_words)
     if samples < 1:
         raise ValueError(f"--samples must be ≥ 1, got {samples}")
@@ -48,30 +48,29 @@ def run_sample(config: str, overrides: list[str], *, prompts: list[str], prefix_
 def run_eval(config: str, overrides: list[str], *, adapter: str, out: str) -> str:
     """`rlalign eval`: base vs adapter on the config's eval sets; writes eval.json and grids; returns a table."""
 
-    from rewards.worker import RewardWorker
-    from rlalign.config.prompts import parse_prompt_source
     from rlalign.evaluation.geneval import evaluate_sets
+    from rlalign.evaluation.run_report import geneval_table, verifier_categories
+    from rlalign.rewards.worker import RewardWorker
 
     cfg = load_config(config, overrides)
     policy = load_policy(cfg.policy)
     policy.load_adapter(adapter)
     worker = RewardWorker(cfg.rewards.functions + cfg.rewards.eval, combine=None, tokenizer=policy.completion_tokenizer())
-    sets = {name: parse_prompt_source(source).all() for name, source in cfg.prompts.eval.items()}
+    sources = {name: parse_prompt_source(source, cfg.prompts.task) for name, source in cfg.prompts.eval.items()}
+    sets = {name: source.all() for name, source in sources.items()}
     check_prompt_words(policy, {f"prompts.eval.{name}": prompts for name, prompts in sets.items()},
                        allow_unknown=cfg.prompts.allow_unknown_words)
     metrics = evaluate_sets(policy, sets, worker, samples_per_prompt=cfg.prompts.eval_samples_per_prompt,
                             seed=cfg.seed, prefix_steps=cfg.grpo.prefix_steps, grid_dir=out, step=0, base_cache={},
-                            batch_size=cfg.prompts.eval_batch_size)
+                            batch_size=cfg.prompts.eval_batch_size,
+                            tasks={name: source_task(source) for name, source in sources.items()})
     Path(out).mkdir(parents=True, exist_ok=True)
     write_json_atomic(Path(out) / "eval.json", metrics)
-    from rlalign.evaluation.run_report import geneval_table
-    from rlalign.shapes import CATEGORIES
-
     tables = [line for name in sets for line in geneval_table(metrics, name)[0]]
     rows = ["| metric | base | adapter |", "|---|---|---|"]
     for key in sorted(k for k in metrics if "/base/" not in k and not k.endswith(("_low", "_high", "/samples"))):
         name, metric = key.split("/", 2)[1:]
-        if metric.startswith(CATEGORIES) or metric == "exact":
+        if metric.split("/")[0] in (*verifier_categories(metrics, name), "exact"):
             continue  # in the GenEval-style tables above
         base = metrics.get(f"eval/{name}/base/{metric}")
         rows.append(f"| {name}/{metric} | {base:.4f} | {metrics[key]:.4f} |")

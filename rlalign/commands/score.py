@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rewards.combine import combine, reward_stats
-from rewards.worker import RewardWorker
+from rlalign.rewards.combine import combine, reward_stats
 from rlalign.config import load_config
+from rlalign.rewards.worker import RewardWorker
 from rlalign.utils.tables import markdown_table
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

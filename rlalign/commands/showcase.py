@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rewards.shapes_eval import mismatched_prompts, verify_image
 from rlalign.shapes.categories import sample_category_scenes
 from rlalign.shapes.render import render_batch
 from rlalign.shapes.scene import parse_prompt
 from rlalign.shapes.splits import HELDOUT_PAIRS
+from rlalign.shapes.verify import mismatched_prompts, verify_image
 from rlalign.utils.files import write_json_atomic
 from rlalign.utils.grids import save_grid
 

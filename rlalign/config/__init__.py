@@ -1,5 +1,6 @@
 """Configuration: the typed schema (`schema.py`, docs/config.md), YAML loading with
-`section.key=value` overrides (`loading.py`) and prompt sources (`prompts.py`)."""
+`section.key=value` overrides (`loading.py`) and the family names (`families.py`). Prompt sources live
+with the tasks (rlalign.tasks)."""
 
 from rlalign.config.loading import ConfigError, to_dict
 from rlalign.config.schema import (

@@ -8,8 +8,7 @@ an installed package's entry point in the group `rlalign.policies` (docs/extendi
 
 from __future__ import annotations
 
-import difflib
-from importlib import metadata
+from rlalign.utils.plugins import PluginTable
 
 ENTRY_POINT_GROUP = "rlalign.policies"
 """Installed packages register families here: `[project.entry-points."rlalign.policies"] name = "module:Class"`."""
@@ -23,39 +22,19 @@ FAMILIES: dict[str, str] = {
 """policy.kind → "module:Class" of a class that implements rlalign.policies.registry.PolicyFamily."""
 
 
-def installed_families() -> dict[str, str]:
-    """Families installed packages register under ENTRY_POINT_GROUP: name → "module:Class" (not imported).
+TABLE = PluginTable(FAMILIES, ENTRY_POINT_GROUP, "family", form="module:Class")
 
-    A built-in name cannot be taken over by a package, and of two packages registering one name the first
-    on the path wins, as for any import."""
-    found: dict[str, str] = {}
-    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if entry.name not in FAMILIES and entry.name not in found:
-            found[entry.name] = f"{entry.module}:{entry.attr}"
-    return found
+
+def installed_families() -> dict[str, str]:
+    """Families installed packages register under ENTRY_POINT_GROUP: name → "module:Class" (not imported)."""
+    return TABLE.installed()
 
 
 def family_target(kind: str) -> str | None:
-    """The "module:Class" a policy.kind names (built-in first, then installed), the kind itself when it is
-    `module:Class`, or None when it names nothing."""
-    if kind in FAMILIES:
-        return FAMILIES[kind]
-    installed = installed_families()
-    if kind in installed:
-        return installed[kind]
-    module, _, name = kind.partition(":")
-    if module and name and all(part.isidentifier() for part in module.split(".")) and name.isidentifier():
-        return kind
-    return None
+    """The "module:Class" a policy.kind names, or None when it names nothing."""
+    return TABLE.target(kind)
 
 
 def family_problem(kind: str) -> str | None:
     """Why `kind` cannot name a family (None if it can)."""
-    if family_target(kind) is not None:
-        return None
-    installed = installed_families()
-    extra = f"; installed: {', '.join(installed)}" if installed else ""
-    near = difflib.get_close_matches(kind, [*FAMILIES, *installed], n=1)
-    hint = f"did you mean '{near[0]}'? It " if near else ""
-    return (f"{hint}is neither a registered family ({', '.join(FAMILIES)}{extra}) nor `module:Class` of a family "
-            "of your own (docs/extending.md)")
+    return TABLE.problem(kind)

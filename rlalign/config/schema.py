@@ -91,16 +91,22 @@ SAMPLING_DEFAULTS: dict[str, Any] = {"cfg_scale": 0.0, "temperature": 1.0, "top_
 @dataclass
 class PromptsConfig:
     train: str = "shapes:heldout"
-    """Training prompts: `shapes:SPLIT` (the six GenEval categories of the Shapes grammar in equal shares,
-    never an evaluation-list string where the category has others), `shapes-eval:SPLIT[:CATEGORY]` (a
-    fixed list), `shapes-scenes:SPLIT` (described scenes, for the captioner), `file:PATH` (one prompt per
-    line) or `classes:A-B` (class ids, for class-conditional VAR)."""
+    """Training prompts, a source `kind:argument`: `file:PATH` (one prompt per line), `jsonl:PATH` (TRL-style
+    rows), `classes:A-B` (class ids, for class-conditional VAR), or a task's own kind: `shapes:SPLIT` (the
+    six GenEval categories of the Shapes grammar in equal shares, never an evaluation-list string where
+    the category has others), `shapes-eval:SPLIT[:CATEGORY]` (a fixed list), `shapes-scenes:SPLIT`
+    (described scenes, for the captioner), `sums:SPLIT` (rlalign/tasks/sources.py lists them all)."""
     eval: dict[str, str] = field(
         default_factory=lambda: {"heldout": "shapes-eval:heldout", "train": "shapes-eval:train"}
     )
-    """Named evaluation prompt sources (same forms as `train`); metrics appear as eval/<name>/... (on
-    Shapes prompts a GenEval-style verifier table: per category and overall). A config's mapping
+    """Named evaluation prompt sources (same forms as `train`); metrics appear as eval/<name>/... (where a
+    task's verifier judges the set, a GenEval-style table: per category and overall). A config's mapping
     replaces the default one whole."""
+    task: str | None = None
+    """The task whose verifier judges the task-free sources (`file:`, `jsonl:`, `classes:`) and whose own
+    source kinds the config may use: a built-in task (shapes, sums), an installed one, or `module:attr`
+    naming an rlalign.tasks.Task of your own (docs/extending.md). A task's own sources are always judged by
+    it; null leaves the task-free sources unjudged (reward means only)."""
     eval_samples_per_prompt: int = bounded(8, ge=1)
     """Samples drawn per evaluation prompt."""
     eval_batch_size: int = bounded(64, ge=1)
@@ -115,7 +121,7 @@ class PromptsConfig:
 @dataclass
 class RewardSpec:
     name: str = "shapes_eval"
-    """A registered reward name (see rewards/__init__.py), an importable `module:function` (args bound to it),
+    """A registered reward name (see rewards/registry.py), an importable `module:function` (args bound to it),
     or `module:factory()` (called once with args; it returns the reward, as TRL's `get_*_reward` do)."""
     weight: float = 1.0
     """Weight of this reward in the combined reward (0 logs it without training on it)."""
@@ -327,28 +333,34 @@ def _check_loss_settings(grpo: GrpoConfig) -> None:
 
 
 def _check_prompt_sources(prompts_cfg: PromptsConfig) -> None:
-    from rlalign.config.prompts import parse_prompt_source
+    from rlalign.tasks import parse_prompt_source, resolve_task
 
+    if prompts_cfg.task is not None:
+        try:
+            resolve_task(prompts_cfg.task)
+        except ValueError as error:
+            message = str(error).removeprefix(f"prompts.task={prompts_cfg.task!r}").lstrip(": ")
+            raise ConfigError("prompts.task", prompts_cfg.task, message) from None
     sources = {"prompts.train": prompts_cfg.train, **{f"prompts.eval.{k}": v for k, v in prompts_cfg.eval.items()}}
     for key, source in sources.items():
         try:
-            parse_prompt_source(source)
+            parse_prompt_source(source, prompts_cfg.task)
         except (ValueError, FileNotFoundError) as error:
             raise ConfigError(key, source, str(error)) from None
 
 
 def _check_reward_names(rewards_cfg: RewardsConfig) -> None:
-    import rewards  # imported here: the rewards package depends on rlalign, not the other way round
+    from rlalign.rewards.registry import EVAL_ONLY, REGISTRY  # imported here: only needed to check names
 
     for section in ("functions", "eval"):
         for index, spec in enumerate(getattr(rewards_cfg, section)):
             key = f"rewards.{section}.{index}.name"
-            if spec.name not in rewards.REGISTRY and ":" not in spec.name:
+            if spec.name not in REGISTRY and ":" not in spec.name:
                 raise ConfigError(
-                    key, spec.name, f"unknown reward; registered: {', '.join(sorted(rewards.REGISTRY))}, "
+                    key, spec.name, f"unknown reward; registered: {', '.join(sorted(REGISTRY))}, "
                     "or give an importable module:function"
                 )
-            if section == "functions" and spec.name in rewards.EVAL_ONLY:
+            if section == "functions" and spec.name in EVAL_ONLY:
                 raise ConfigError(key, spec.name, "is evaluation ground truth and may never be trained on; "
                                   "list it under rewards.eval instead")
 

@@ -1,9 +1,10 @@
-"""Sampling a policy on fixed prompts and judging the samples with a built-in world's verifier.
+"""Sampling a policy on fixed prompts and judging the samples with their task's verifier.
 
-Shared by `rlalign sample`, `rlalign eval`, the trainer's evaluations and the pretraining report,
+Shared by `rlalign sample`, `rlalign eval`, the trainer's evaluations and the pretraining reports,
 so every number that says "exact match" is computed the same way: B = prompts × samples draws,
-each from its own seeded generator (rlalign.utils.seeding), judged by `shapes_eval` (images and
-captions of the Shapes world) or by the Sums verifier (rlalign.sums) for Sums prompt rows.
+each from its own seeded generator (rlalign.utils.seeding), judged by the verifier of the task the
+prompts' source belongs to (rlalign.tasks: the Shapes verifier for Shapes prompts and scenes, the
+Sums verifier for Sums rows, a user's own task's judge for theirs), in that task's categories.
 """
 
 from __future__ import annotations
@@ -15,10 +16,8 @@ from pathlib import Path
 
 import torch
 
-from rewards.shapes_eval import verify_caption, verify_image
-from rlalign import sums
 from rlalign.policies import StepPolicy
-from rlalign.shapes import CATEGORIES, Scene, category_of
+from rlalign.tasks import Task
 from rlalign.utils.grids import save_grid
 from rlalign.utils.seeding import grouped_generators
 
@@ -75,32 +74,15 @@ def generate(policy: StepPolicy, prompts: Sequence, *, samples_per_prompt: int, 
     return [text for chunk in outputs for text in chunk], repeated
 
 
-def verifier_report(prompts: Sequence[str], images: torch.Tensor) -> dict:
-    """GenEval-style report: exact match per category and overall (see `category_report`)."""
-    verdicts = [verify_image(prompt, image) for prompt, image in zip(prompts, images)]
-    return category_report(verdicts, [category_of(p) for p in prompts])
+def task_report(task: Task, prompts: Sequence, outputs) -> dict:
+    """GenEval-style report of the samples by the task's verifier, in the task's categories (see
+    `category_report`); `outputs` is an image batch or a list of texts, one per prompt."""
+    verdicts, categories = task.verdicts(prompts, outputs)
+    return category_report(verdicts, categories, order=task.categories)
 
 
-def caption_report(scenes: Sequence, captions: Sequence[str]) -> dict:
-    """The same report for captions of known Shapes scenes (a captioner's prompts are its scenes),
-    each caption judged in the category of its scene's true prompt."""
-    verdicts = [verify_caption(caption, scene) for caption, scene in zip(captions, scenes)]
-    return category_report(verdicts, [scene.spec.category for scene in scenes])
-
-
-def sums_report(rows: Sequence[dict], completions: Sequence[str]) -> dict:
-    """The same report for the Sums task: each completion judged by its row's verifier (rlalign.sums),
-    one category per number of terms."""
-    verdicts = [sums.verify(text, row["target"], row["terms"]) for text, row in zip(completions, rows)]
-    return category_report(verdicts, [row["category"] for row in rows], order=sums.CATEGORIES)
-
-
-def is_sums_row(prompt) -> bool:
-    return isinstance(prompt, dict) and {"prompt", "target", "terms", "category"} <= set(prompt)
-
-
-def category_report(verdicts: list, categories: list[str], order: Sequence[str] = CATEGORIES) -> dict:
-    """`overall` first, then one row per category present, in `order` (GenEval's by default).
+def category_report(verdicts: list, categories: list[str], order: Sequence[str]) -> dict:
+    """`overall` first, then one row per category present, in `order` (the task's).
 
     As in GenEval, `overall` is the unweighted mean of the categories present, not of the samples;
     its interval is the normal interval of that mean of independent proportions (each category's
@@ -138,28 +120,12 @@ def format_report(report: dict, title: str = "") -> str:
     return "\n".join(lines)
 
 
-def is_shapes_prompt(prompt) -> bool:
-    """Whether the verifier can judge this prompt (a Shapes grammar sentence)."""
-    from rlalign.shapes import PromptParseError, parse_prompt
-
-    try:
-        parse_prompt(prompt)
-    except (PromptParseError, TypeError, AttributeError):
-        return False
-    return True
-
-
-def score_samples(worker, prompts: list, outputs) -> dict:
-    """Every reward of an evaluation worker (rewards.worker.RewardWorker) on the samples, as means,
-    plus the verifier report when all prompts are Shapes prompts."""
+def score_samples(worker, prompts: list, outputs, task: Task | None = None) -> dict:
+    """Every reward of an evaluation worker (rlalign.rewards.worker.RewardWorker) on the samples, as means,
+    plus the task's verifier report when the prompts have a task."""
     result = worker.score(prompts, outputs)
     scores = {label: stats["mean"] for label, stats in result.stats.items()}
-    if isinstance(outputs, torch.Tensor):
-        report = verifier_report(prompts, outputs) if all(is_shapes_prompt(p) for p in prompts) else None
-    else:
-        report = (caption_report(prompts, outputs) if all(isinstance(p, Scene) for p in prompts) else
-                  sums_report(prompts, outputs) if all(is_sums_row(p) for p in prompts) else None)
-    return {"rewards": scores, "verifier": report}
+    return {"rewards": scores, "verifier": task_report(task, prompts, outputs) if task is not None else None}
 
 
 def flat_eval_metrics(name: str, scores: dict, prefix: str = "eval") -> dict[str, float]:
@@ -191,8 +157,11 @@ def grid_rows(num_prompts: int, count: int) -> torch.Tensor:
 
 def evaluate_sets(policy: StepPolicy, eval_sets: dict[str, list], worker, *, samples_per_prompt: int, seed: int,
                   prefix_steps, grid_dir, step: int, base_cache: dict, grid_prompts: int = 8,
-                  batch_size: int = 64) -> dict[str, float]:
+                  batch_size: int = 64, tasks: dict[str, Task | None] | None = None) -> dict[str, float]:
     """Evaluate the adapter (prefix m) and the base on every eval set; save a base-over-current grid.
+
+    `tasks` gives each set's task (rlalign.tasks.source_task of its source); a set without one gets
+    reward means only.
 
     `base_cache` keeps the base model's scores and grid images per set (the base never changes, so it
     is sampled once per run). Base and adapter samples share their seeds, so the comparison is paired.
@@ -200,17 +169,18 @@ def evaluate_sets(policy: StepPolicy, eval_sets: dict[str, list], worker, *, sam
     """
     metrics: dict[str, float] = {}
     for name, prompts in eval_sets.items():
-        # Grid columns: prompts spread evenly over the list (the Shapes lists put one-object prompts
-        # first, two-object ones second), the first sample of each.
+        # Grid columns: prompts spread evenly over the list (so a list sorted by category, as the Shapes
+        # lists are, shows each category), the first sample of each.
         shown_P = grid_rows(len(prompts), grid_prompts)
         first_samples_P = shown_P * samples_per_prompt
         images, repeated = generate(policy, prompts, samples_per_prompt=samples_per_prompt, seed=seed,
                                     prefix_steps=prefix_steps, batch_size=batch_size)
-        current = score_samples(worker, repeated, images)
+        task = (tasks or {}).get(name)
+        current = score_samples(worker, repeated, images, task)
         if name not in base_cache:
             base_images, _ = generate(policy, prompts, samples_per_prompt=samples_per_prompt, seed=seed, adapter=False,
                                       batch_size=batch_size)
-            base_cache[name] = {"scores": score_samples(worker, repeated, base_images),
+            base_cache[name] = {"scores": score_samples(worker, repeated, base_images, task),
                                 "images": _rows(base_images, first_samples_P)}
         metrics.update(flat_eval_metrics(name, current))
         metrics.update(flat_eval_metrics(f"{name}/base", base_cache[name]["scores"]))

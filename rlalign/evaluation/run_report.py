@@ -6,14 +6,20 @@ import shutil
 import statistics
 from pathlib import Path
 
-from rlalign import sums
-from rlalign.shapes import CATEGORIES as SHAPES_CATEGORIES
 from rlalign.utils.files import atomic_path, write_json_atomic, write_text_atomic
 from rlalign.utils.metrics import read_metrics
 from rlalign.utils.tables import markdown_table
 
-CATEGORIES = (*SHAPES_CATEGORIES, *sums.CATEGORIES)
-"""Every built-in world's verifier categories, in report order (a run's eval sets use one world's)."""
+
+def verifier_categories(record: dict, name: str) -> list[str]:
+    """The verifier categories of eval set `name` in a metrics record, in the order they were logged (the
+    task's order: flat_eval_metrics writes them so): every `eval/<name>/<category>/exact` key."""
+    prefix, categories = f"eval/{name}/", []
+    for key in record:
+        middle = key.removeprefix(prefix).removesuffix("/exact")
+        if key.startswith(prefix) and key.endswith("/exact") and "/" not in middle and middle not in ("base", ""):
+            categories.append(middle)
+    return categories
 
 
 def _final_eval(records: list[dict]) -> dict:
@@ -39,9 +45,10 @@ def summarize_run(output_dir: str | Path) -> tuple[str, dict]:
     else:
         lines += ["| eval set | metric | base | final | change |", "|---|---|---|---|---|"]
     for name in sets:
+        judged = (*verifier_categories(final, name), "exact")  # in the GenEval-style table above
         for key in sorted(k for k in final if k.startswith(f"eval/{name}/") and "/base/" not in k
                           and not k.endswith(("_ci95_low", "_ci95_high", "/samples"))
-                          and not k.removeprefix(f"eval/{name}/").startswith((*CATEGORIES, "exact"))):
+                          and k.removeprefix(f"eval/{name}/").split("/")[0] not in judged):
             metric = key.removeprefix(f"eval/{name}/")
             base = final.get(f"eval/{name}/base/{metric}")
             value = final[key]
@@ -80,7 +87,7 @@ def summarize_run(output_dir: str | Path) -> tuple[str, dict]:
 def geneval_table(record: dict, name: str) -> tuple[list[str], dict]:
     """The GenEval-style table of one eval set: verifier exact match per category and overall,
     base vs final with 95% intervals (Markdown lines, empty without verifier metrics) and its numbers."""
-    rows = [(c, f"eval/{name}/{c}/exact") for c in CATEGORIES] + [("overall", f"eval/{name}/exact")]
+    rows = [(c, f"eval/{name}/{c}/exact") for c in verifier_categories(record, name)] + [("overall", f"eval/{name}/exact")]
     rows = [(label, key) for label, key in rows if key in record and record[key] is not None]
     if not rows:
         return [], {}

@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from rlalign.evaluation.geneval import wilson_interval
-from rlalign.shapes import CATEGORIES
+from rlalign.evaluation.run_report import verifier_categories
 from rlalign.utils.files import write_json_atomic, write_text_atomic
 from rlalign.utils.metrics import read_metrics
 from rlalign.utils.plots import interval_panels, line_plot, stacked_bars
@@ -121,13 +121,14 @@ def _pooled_overall(groups: dict[str, dict]) -> dict:
 
 
 def category_results(summary: dict) -> dict[str, dict]:
-    """Per m: every GenEval category and overall, final and base, pooled over seeds (empty without them)."""
+    """Per m: every verifier category (in the task's order) and overall, final and base, pooled over seeds (empty without them)."""
     name = summary["eval_key"].split("/")[1]
     results = {}
     for m, runs in summary["runs"].items():
         finals = [r["evals"][-1]["metrics"] for r in runs if r["evals"]]
-        final = {c: _pooled(finals, f"eval/{name}/{c}") for c in CATEGORIES}
-        base = {c: _pooled(finals, f"eval/{name}/base/{c}") for c in CATEGORIES}
+        categories = verifier_categories(finals[0], name) if finals else []
+        final = {c: _pooled(finals, f"eval/{name}/{c}") for c in categories}
+        base = {c: _pooled(finals, f"eval/{name}/base/{c}") for c in categories}
         final = {c: g for c, g in final.items() if g is not None}
         base = {c: g for c, g in base.items() if g is not None}
         if not final or set(final) != set(base):
@@ -140,7 +141,7 @@ def category_results(summary: dict) -> dict[str, dict]:
 def write_category_plot(results: dict[str, dict], out: Path) -> str:
     """gain_by_category.png: final exact per category (and overall) for each m, 95% intervals, base dashed."""
     order = sorted(results, key=_order)
-    groups = [c for c in (*CATEGORIES, "overall") if c in results[order[0]]["final"]]
+    groups = list(results[order[0]]["final"])  # the task's categories, then overall
     panels = {group: {"x": [f"m={m}" if m != "all" else "all" for m in order],
                       "y": [results[m]["final"][group]["exact"] for m in order],
                       "low": [results[m]["final"][group]["ci95"][0] for m in order],
@@ -152,7 +153,7 @@ def write_category_plot(results: dict[str, dict], out: Path) -> str:
 
 
 def format_category_table(results: dict[str, dict]) -> str:
-    groups = [c for c in (*CATEGORIES, "overall") if c in next(iter(results.values()))["final"]]
+    groups = list(next(iter(results.values()))["final"])  # the task's categories, then overall
     base = next(iter(results.values()))["base"]
     rows = [["base", *(f"{base[g]['exact']:.3f}" for g in groups)]]
     for m in sorted(results, key=_order):

@@ -10,11 +10,11 @@ the Python path (docs/extending.md).
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from typing import Any, Protocol
 
 from rlalign.config import PolicyConfig, to_dict
-from rlalign.config.families import family_problem, family_target
+from rlalign.config.families import TABLE as FAMILY_TABLE
+from rlalign.config.families import family_target
 from rlalign.config.loading import build
 from rlalign.policies.base import StepPolicy
 from rlalign.policies.precision import with_precision
@@ -38,23 +38,12 @@ class PolicyFamily(Protocol):
 
 def policy_family(kind: str) -> PolicyFamily:
     """The class `policy.kind` names: a registered family or `module:Class`; errors say what was tried."""
-    problem = family_problem(kind)
-    if problem:
-        raise ValueError(f"policy.kind={kind!r} {problem}")
+    family = FAMILY_TABLE.load(kind, "policy.kind")
     module_name, _, class_name = family_target(kind).partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        if error.name and module_name.startswith(error.name):  # the module itself was not found
-            raise ValueError(f"policy.kind={kind!r}: cannot import {module_name!r} ({error}); is it on the Python "
-                             f"path (PYTHONPATH, or installed)?") from None
-        raise ValueError(f"policy.kind={kind!r}: importing {module_name!r} failed: {error}") from error
-    family = getattr(module, class_name, None)
     missing = [name for name in ("from_config", "declared_num_steps") if not hasattr(family, name)]
-    if family is None or missing:
-        raise ValueError(f"policy.kind={kind!r}: {module_name} has no family class {class_name!r}"
-                         + (f" (it lacks {', '.join(missing)}; see PolicyFamily in rlalign/policies/registry.py)"
-                            if family is not None else ""))
+    if missing:
+        raise ValueError(f"policy.kind={kind!r}: {module_name}.{class_name} is no family class (it lacks "
+                         f"{', '.join(missing)}; see PolicyFamily in rlalign/policies/registry.py)")
     return family
 
 

@@ -191,6 +191,13 @@ class Scene:
     def prompt(self) -> str:
         return self.spec.prompt
 
+    def image(self):
+        """The scene drawn: a float32 tensor [3, 32, 32] in [0, 1] (what image rewards read from a
+        captioner's Scene prompts)."""
+        from rlalign.shapes.render import render  # render.py imports this module
+
+        return render(self)
+
     @property
     def drawn_pairs(self) -> tuple[tuple[str, str], ...]:
         """The (colour, shape) pairs actually drawn."""

@@ -23,24 +23,24 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import get_scheduler
 
-from rewards.scoring import make_scorer
-from rewards.worker import RewardActorFailure, RewardResult, RewardWorker
 from rlalign.config import Config, ConfigError, derived_sizes
-from rlalign.config.prompts import check_prompt_words, parse_prompt_source
 from rlalign.evaluation.geneval import evaluate_sets
 from rlalign.grpo.advantages import group_advantages, middle_value
 from rlalign.grpo.update import grpo_update, rescore_old_logp
 from rlalign.policies import Rollout, load_policy, resolve_prefix_steps, resolved_config
+from rlalign.rewards.scoring import make_scorer
+from rlalign.rewards.worker import RewardActorFailure, RewardResult, RewardWorker
+from rlalign.rollouts import RolloutFailure, make_backend
+from rlalign.tasks import check_prompt_words, parse_prompt_source, source_task
 from rlalign.training.checkpoint import find_checkpoint, holds_a_run, load_checkpoint, save_checkpoint
 from rlalign.training.interrupts import StopRequests, TrainingInterrupted
 from rlalign.training.resume import apply_optimizer_settings, check_resume_config
 from rlalign.utils import ray_cluster
-from rlalign.utils.files import write_text_atomic
 from rlalign.utils.failpoints import holdpoint
+from rlalign.utils.files import write_text_atomic
 from rlalign.utils.metrics import MetricsLogger
 from rlalign.utils.progress import Progress
 from rlalign.utils.seeding import grouped_generators
-from rollouts import RolloutFailure, make_backend
 
 SCHEDULES = {"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}
 """train.lr_schedule → the name transformers.get_scheduler knows it by."""
@@ -86,8 +86,10 @@ class Trainer:
                                     tokenizer=tokenizer)
         self.scorer = make_scorer(cfg.rewards, self.rewards, cfg.rollout.ray_address)
         self.eval_rewards = RewardWorker(cfg.rewards.functions + cfg.rewards.eval, combine=None, tokenizer=tokenizer)
-        self.train_prompts = parse_prompt_source(cfg.prompts.train)
-        self.eval_prompts = {name: parse_prompt_source(src).all() for name, src in cfg.prompts.eval.items()}
+        self.train_prompts = parse_prompt_source(cfg.prompts.train, cfg.prompts.task)
+        eval_sources = {name: parse_prompt_source(src, cfg.prompts.task) for name, src in cfg.prompts.eval.items()}
+        self.eval_prompts = {name: source.all() for name, source in eval_sources.items()}
+        self.eval_tasks = {name: source_task(source) for name, source in eval_sources.items()}
         named = {f"prompts.eval.{name} ({cfg.prompts.eval[name]})": p for name, p in self.eval_prompts.items()}
         if self.train_prompts.fixed is not None:
             named[f"prompts.train ({cfg.prompts.train})"] = self.train_prompts.all()
@@ -235,7 +237,8 @@ class Trainer:
         metrics = evaluate_sets(self.policy, self.eval_prompts, self.eval_rewards,
                                 samples_per_prompt=self.cfg.prompts.eval_samples_per_prompt, seed=self.cfg.seed,
                                 prefix_steps=self.prefix_steps, grid_dir=self.output_dir / "samples", step=step,
-                                base_cache=self.base_eval, batch_size=self.cfg.prompts.eval_batch_size)
+                                base_cache=self.base_eval, batch_size=self.cfg.prompts.eval_batch_size,
+                                tasks=self.eval_tasks)
         metrics["time/eval"] = time.perf_counter() - started
         self.logger.log(metrics, step=step)
         self.progress.write(f"[rlalign] eval step {step} ({metrics['time/eval']:.0f} s): "

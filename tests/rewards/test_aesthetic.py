@@ -2,13 +2,13 @@
 
 import pytest
 import torch
+from rlalign.rewards.aesthetic import AestheticScore, expected_layout, load_aesthetic_mlp, save_aesthetic_mlp
+from rlalign.rewards.registry import build_reward
 from torch import nn
 
-from rewards import build_reward
-from rewards.aesthetic import AestheticScore, expected_layout, load_aesthetic_mlp, save_aesthetic_mlp
-from rewards.builtin_models import DEGRADATIONS, degrade
 from rlalign.config import RewardSpec
 from rlalign.shapes import render_batch, sample_scenes
+from rlalign.tasks.shapes.reward_data import DEGRADATIONS, degrade
 
 
 def laion_state_dict(input_size: int, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -11,22 +11,28 @@ import pytest
 import torch
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
+from rlalign.rewards.builtin_models import SHAPES_CLIP
+from rlalign.rewards.clip import ClipScore, load_clip, preprocess_images, resolve_weights
+from rlalign.rewards.registry import build_reward
 from safetensors.torch import load_file, save_file
 
-from rewards import build_reward
-from rewards.builtin_models import (
+from rlalign.config import RewardSpec
+from rlalign.shapes import (
     GRAMMAR_WORDS,
-    SHAPES_CLIP,
+    parse_prompt,
+    render_batch,
+    sample_category_scenes,
+    sample_scenes,
+    surface_forms,
+)
+from rlalign.shapes.verify import check_objects, scene_objects
+from rlalign.tasks.shapes.reward_data import (
     caption_edits,
     grammar_bpe_merges,
     hard_negatives,
     mirrored,
     scene_edits,
 )
-from rewards.clip import ClipScore, load_clip, preprocess_images, resolve_weights
-from rewards.shapes_eval import check_objects, scene_objects
-from rlalign.config import RewardSpec
-from rlalign.shapes import parse_prompt, render_batch, sample_category_scenes, sample_scenes, surface_forms
 
 SCENES = sample_scenes("heldout", 8, seed=4242)
 IMAGES = render_batch(SCENES)
@@ -57,10 +63,11 @@ def test_builtin_notices_one_wrong_colour(reward):
 
 def test_caption_mode_scores_captions_against_their_images(reward):
     by_image = reward(PROMPTS, IMAGES)
-    # A captioner's prompts are images: pass them as images=, as image prompts, or as scenes=.
+    # A captioner's prompts are images: pass them as images=, or give image prompts: tensors, or objects
+    # with an image() method (a Shapes Scene renders itself; the reward knows nothing of Shapes).
     assert reward(["describe"] * 8, PROMPTS, images=IMAGES) == pytest.approx(by_image, abs=1e-6)
     assert reward(list(IMAGES), PROMPTS) == pytest.approx(by_image, abs=1e-6)
-    assert reward(["describe"] * 8, PROMPTS, scenes=SCENES) == pytest.approx(by_image, abs=1e-6)
+    assert reward(SCENES, PROMPTS) == pytest.approx(by_image, abs=1e-6)
     with pytest.raises(ValueError, match="needs the images"):
         reward(["describe"] * 8, PROMPTS)
 

@@ -9,22 +9,22 @@ from pathlib import Path
 
 import pytest
 import torch
+from rlalign.rewards.ray_scoring import RayScorer
+from rlalign.rewards.scoring import LocalScorer
+from rlalign.rewards.worker import RewardError, RewardWorker
+from rlalign.rollouts import LocalBackend
 from support.local_ray import local_ray
 from support.next_scale import PROMPTS
 from support.training import save_tiny_checkpoint
 from support.training import tiny_config as tiny_training_config
 
-from rewards.ray_scoring import RayScorer
-from rewards.scoring import LocalScorer
-from rewards.worker import RewardError, RewardWorker
 from rlalign.config import RewardsConfig
 from rlalign.policies import load_policy
 from rlalign.training.trainer import Trainer
-from rollouts import LocalBackend
 
 THREADS, SEED, GROUP = 1, 5, 4
 ACTORS = {"backend": "ray", "num_workers": 2, "cpus_per_worker": 0.5, "torch_threads": THREADS, "timeout_s": 120.0}
-IMAGE_REWARDS = [{"name": "clip_score"}, {"name": "aesthetic", "weight": 0.1}, {"name": "rewards.examples:saturation"}]
+IMAGE_REWARDS = [{"name": "clip_score"}, {"name": "aesthetic", "weight": 0.1}, {"name": "rlalign.rewards.examples:saturation"}]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -63,7 +63,7 @@ def test_reward_actors_score_each_shard_as_in_process_bit_for_bit(tiny_checkpoin
     assert shards == [(0, GROUP), (1, GROUP), (2, GROUP)]  # handed over one by one, in batch order
     expected, got = local.collect(), remote.collect()
     remote.close()
-    assert list(got.per_reward) == ["clip_score", "aesthetic", "rewards.examples:saturation"]
+    assert list(got.per_reward) == ["clip_score", "aesthetic", "rlalign.rewards.examples:saturation"]
     for label, values in expected.per_reward.items():
         assert values.shape == (len(rollout),) and values.isfinite().all()
         assert torch.equal(got.per_reward[label], values), label
@@ -117,7 +117,7 @@ def test_training_with_reward_actors_equals_training_in_process(tmp_path, tiny_c
                                           **actors))
     remote.run()
     assert remote.scorer.actors == []  # run() stopped its reward actors
-    for key in ("rewards/rewards.examples:saturation/mean", "rewards/total/std", "debug/advantage_abs_mean"):
+    for key in ("rewards/rlalign.rewards.examples:saturation/mean", "rewards/total/std", "debug/advantage_abs_mean"):
         assert [r[key] for r in remote.history] == [r[key] for r in local.history], key
     expected, got = local.policy.adapter_state(), remote.policy.adapter_state()
     assert all(torch.equal(expected[k], got[k]) for k in expected)

@@ -6,11 +6,11 @@ import subprocess
 import sys
 
 import pytest
+from rlalign.rewards.aesthetic import AestheticScore
+from rlalign.rewards.clip import ClipScore
+from rlalign.rewards.registry import REGISTRY, build_reward
+from rlalign.rewards.worker import RewardWorker
 
-from rewards import REGISTRY, build_reward
-from rewards.aesthetic import AestheticScore
-from rewards.clip import ClipScore
-from rewards.worker import RewardWorker
 from rlalign.config import RewardSpec
 from rlalign.shapes import render_batch, sample_scenes
 

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from rewards import build_reward
-from rewards.shapes_detector import (
+from rlalign.rewards.registry import build_reward
+from rlalign.rewards.shapes_detector import (
     CELL,
     GRID,
     HEAD_CHANNELS,
@@ -22,9 +21,10 @@ from rewards.shapes_detector import (
     save_detector,
     targets,
 )
-from rewards.shapes_eval import verify_image
+
 from rlalign.config import RewardSpec
 from rlalign.shapes import CATEGORIES, COLOURS, SHAPES, render_batch, sample_category_scenes
+from rlalign.shapes.verify import verify_image
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -141,7 +141,7 @@ def test_quick_training_run_writes_a_loadable_detector_and_report(tmp_path):
 
 def test_the_reward_never_uses_the_verifiers_eyes(monkeypatch):
     """Only the rules are shared: the verifier's image reading must not run inside the trained reward."""
-    import rewards.shapes_eval as verifier
+    import rlalign.shapes.verify as verifier
 
     def forbidden(*_, **__):
         raise AssertionError("the verifier's detect_objects ran inside the trained reward")

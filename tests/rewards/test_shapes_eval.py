@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from rlalign.rewards.shapes_eval import shapes_eval
 
-from rewards.shapes_eval import detect_objects, shapes_eval, verify_caption, verify_image
 from rlalign.shapes import ObjectSpec, Placement, Scene, SceneSpec, render, render_batch, sample_scenes
+from rlalign.shapes.verify import detect_objects, verify_caption, verify_image
 
 
 def single(colour, shape, position, cx, cy, size=11.0):

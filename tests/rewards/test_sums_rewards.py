@@ -2,9 +2,9 @@
 arrive as keywords, TRL's accuracy_reward (unchanged) reads `solution`, and the verifier stays eval-only."""
 
 import pytest
+from rlalign.rewards.sums import sums_eval, sums_format
+from rlalign.rewards.worker import RewardWorker
 
-from rewards.sums import sums_eval, sums_format
-from rewards.worker import RewardWorker
 from rlalign import sums
 from rlalign.config import RewardSpec
 

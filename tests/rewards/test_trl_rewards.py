@@ -4,9 +4,9 @@ import pickle
 
 import pytest
 import torch
+from rlalign.rewards.registry import REGISTRY, build_reward
+from rlalign.rewards.worker import RewardWorker
 
-from rewards import REGISTRY, build_reward
-from rewards.worker import RewardWorker
 from rlalign.config import RewardSpec
 from rlalign.shapes import render_batch, sample_scenes
 
@@ -45,11 +45,11 @@ def test_trl_accuracy_reward_none_becomes_nan():
 
 
 def test_module_function_gets_spec_args_bound():
-    # `rewards.shapes_eval:shapes_eval` with args is the same reward as the registered `shapes_eval`
+    # `rlalign.rewards.shapes_eval:shapes_eval` with args is the same reward as the registered `shapes_eval`
     scenes = sample_scenes("heldout", 4, seed=1)
     prompts = [scenes[1].prompt, scenes[0].prompt, scenes[2].prompt, scenes[3].prompt]  # 0, 1 mismatched
     images = render_batch(scenes)
-    by_path = build_reward(RewardSpec(name="rewards.shapes_eval:shapes_eval", args={"metric": "exact"}))
+    by_path = build_reward(RewardSpec(name="rlalign.rewards.shapes_eval:shapes_eval", args={"metric": "exact"}))
     by_name = build_reward(RewardSpec(name="shapes_eval", args={"metric": "exact"}))
     assert "shapes_eval" in REGISTRY
     assert by_path(prompts=prompts, completions=images) == by_name(prompts=prompts, completions=images)
@@ -83,8 +83,8 @@ def test_images_pass_through_untouched():
         seen["completions"] = completions
         return [0.0] * len(prompts)
 
-    worker = RewardWorker([RewardSpec(name="rewards.examples:saturation")])
-    worker.functions["rewards.examples:saturation"] = spy
+    worker = RewardWorker([RewardSpec(name="rlalign.rewards.examples:saturation")])
+    worker.functions["rlalign.rewards.examples:saturation"] = spy
     images = torch.rand(2, 3, 8, 8)
     worker.score(["x", "y"], images)
     assert seen["completions"] is images
@@ -218,9 +218,9 @@ def test_completion_format_can_be_forced_either_way():
 
     for completion_format, expected in [("conversational", [{"role": "assistant", "content": "a red circle"}]),
                                         ("plain", "a red circle"), ("auto", "a red circle")]:
-        worker = RewardWorker([RewardSpec(name="rewards.examples:saturation", completion_format=completion_format)],
+        worker = RewardWorker([RewardSpec(name="rlalign.rewards.examples:saturation", completion_format=completion_format)],
                               combine=None)
-        worker.functions["rewards.examples:saturation"] = spy
+        worker.functions["rlalign.rewards.examples:saturation"] = spy
         worker.score(["a red circle?"], ["a red circle"])
         assert seen["completions"] == [expected], completion_format
     assert seen["prompts"] == ["a red circle?"]  # auto and plain leave prompts as they are

@@ -7,8 +7,8 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from rlalign.rewards.worker import RewardError, RewardResult, RewardWorker
 
-from rewards.worker import RewardError, RewardResult, RewardWorker
 from rlalign.config import RewardSpec
 from rlalign.shapes import render_batch, sample_scenes
 
@@ -92,7 +92,7 @@ def test_bad_output_raises_naming_reward_problem_and_fix(case, problem):
 
 @pytest.mark.parametrize("case, problem", WHOLE)
 def test_skip_nans_every_sample_of_an_unusable_output(case, problem, caplog):
-    with caplog.at_level(logging.WARNING, logger="rewards.worker"):
+    with caplog.at_level(logging.WARNING, logger="rlalign.rewards.worker"):
         result = bad_worker(case, "skip").score(PROMPTS, TEXTS)
     assert result.per_reward["flaky"].isnan().all() and result.skipped == {"flaky": 4}
     assert result.stats["flaky"]["nan_count"] == 4 and result.metrics()["rewards/flaky/skipped"] == 4
@@ -101,7 +101,7 @@ def test_skip_nans_every_sample_of_an_unusable_output(case, problem, caplog):
 
 @pytest.mark.parametrize("case, problem, values", ENTRIES)
 def test_skip_nans_only_the_bad_entries(case, problem, values, caplog):
-    with caplog.at_level(logging.WARNING, logger="rewards.worker"):
+    with caplog.at_level(logging.WARNING, logger="rlalign.rewards.worker"):
         result = bad_worker(case, "skip").score(PROMPTS, TEXTS)
     torch.testing.assert_close(result.per_reward["flaky"], torch.tensor(values, dtype=torch.float32), equal_nan=True)
     assert result.skipped == {"flaky": 1} and problem in caplog.text and "1 sample(s) set to NaN" in caplog.text
@@ -180,7 +180,7 @@ def test_worker_and_result_pickle_round_trip():
     scenes = sample_scenes("train", 4, seed=3)
     prompts, images = [scene.prompt for scene in scenes], render_batch(scenes)
     original = worker({"name": "shapes_eval", "weight": 0.0, "args": {"metric": "exact"}},
-                      {"name": "rewards.examples:saturation", "label": "saturation"})
+                      {"name": "rlalign.rewards.examples:saturation", "label": "saturation"})
     copy = pickle.loads(pickle.dumps(original))
     assert copy.labels == original.labels and copy.specs == original.specs
     first, second = original.score(prompts, images), copy.score(prompts, images)

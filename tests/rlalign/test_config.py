@@ -11,7 +11,7 @@ from rlalign.config import Config, ConfigError, derived_sizes, load_config
 from rlalign.config.loading import field_docs
 
 ROOT = Path(__file__).resolve().parents[2]
-MINIMAL = {"rewards": {"functions": [{"name": "rewards.examples:saturation"}]}}
+MINIMAL = {"rewards": {"functions": [{"name": "rlalign.rewards.examples:saturation"}]}}
 
 
 def load(*overrides, base=None):
@@ -65,7 +65,7 @@ def test_missing_rewards_is_an_error():
 
 
 def test_duplicate_reward_labels_are_an_error():
-    spec = {"name": "rewards.examples:saturation"}
+    spec = {"name": "rlalign.rewards.examples:saturation"}
     error = error_of(base={"rewards": {"functions": [spec, spec]}})
     assert error.key == "rewards" and "distinct label" in str(error)
 

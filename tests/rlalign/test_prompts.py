@@ -2,8 +2,8 @@
 
 import pytest
 
-from rlalign.config.prompts import parse_prompt_source, prompts_from_arguments
 from rlalign.shapes import eval_prompts, parse_prompt
+from rlalign.tasks import parse_prompt_source, prompts_from_arguments
 
 
 def test_fixed_sources_list_their_prompts(tmp_path):

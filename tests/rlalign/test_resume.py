@@ -162,7 +162,7 @@ def test_a_family_setting_left_at_its_default_on_one_side_is_a_change(tmp_path):
     prompts.write_text("a photo of a cat\n")
     values = {"policy": {"kind": "infinity", "checkpoint": str(GOLDEN_DIR)},
               "prompts": {"train": f"file:{prompts}", "eval": {}},
-              "rewards": {"functions": [{"name": "rewards.examples:saturation"}]}}
+              "rewards": {"functions": [{"name": "rlalign.rewards.examples:saturation"}]}}
     saved = resolved_config(load_config(values))
     assert saved["policy"]["infinity"]["num_scales"] == 0 and "text_encoder" in saved["policy"]["infinity"]
     changed = resolved_config(load_config(values, ["policy.infinity.num_scales=3"]))

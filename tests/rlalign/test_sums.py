@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rlalign import sums
-from rlalign.config.prompts import parse_prompt_source
+from rlalign.tasks import parse_prompt_source
 from rlalign.utils.rows import prompt_text, split_rows
 
 

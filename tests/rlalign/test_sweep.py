@@ -19,7 +19,7 @@ def tiny_checkpoint(tmp_path_factory):
 
 def write_config(tmp_path, checkpoint, **overrides):
     cfg = tiny_config(tmp_path, checkpoint, steps=2, **{"train.eval_every": 1, "grpo.inner_iterations": 1,
-                                                        "rewards.eval": [{"name": "rewards.examples:saturation",
+                                                        "rewards.eval": [{"name": "rlalign.rewards.examples:saturation",
                                                                           "label": "sat_eval"}], **overrides})
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(to_dict(cfg)))

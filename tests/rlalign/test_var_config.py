@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from rlalign.rewards.clip import ClipScore
 
-from rewards.clip import ClipScore
 from rlalign.config import load_config
 from rlalign.training.trainer import Trainer
 from rlalign.utils.metrics import read_metrics

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import ray
 import torch
+from rlalign.rollouts import LocalBackend, RolloutFailure, RolloutWorker, StaleAdapterError
+from rlalign.rollouts.ray_backend import RayBackend
 from support.local_ray import local_ray
 from support.next_scale import PROMPTS, perturb_adapter
 from support.training import save_tiny_checkpoint
@@ -28,8 +30,6 @@ from support.training import tiny_config as tiny_training_config
 from rlalign.config import RolloutConfig
 from rlalign.policies import load_policy
 from rlalign.training.trainer import Trainer
-from rollouts import LocalBackend, RolloutFailure, RolloutWorker, StaleAdapterError
-from rollouts.ray_backend import RayBackend
 
 # FaultyWorker is defined in this test module, which Ray's worker processes cannot import by name:
 # ship its code by value instead.

@@ -22,9 +22,9 @@ def tiny_config(tmp_path, checkpoint, *, eval_samples=2, steps=4, **overrides):
     prompts.write_text("\n".join(PROMPTS) + "\n")
     values = {
         "policy": {"checkpoint": str(checkpoint), "lora": {"rank": 4}},
-        "prompts": {"train": f"file:{prompts}", "eval": {"tiny": f"file:{prompts}"},
+        "prompts": {"train": f"file:{prompts}", "eval": {"tiny": f"file:{prompts}"}, "task": "shapes",
                     "eval_samples_per_prompt": eval_samples},
-        "rewards": {"functions": [{"name": "rewards.examples:saturation"}], "eval": []},
+        "rewards": {"functions": [{"name": "rlalign.rewards.examples:saturation"}], "eval": []},
         "grpo": {"group_size": 4, "prefix_steps": 2, "inner_iterations": 2},
         "train": {"steps": steps, "prompts_per_step": 2, "micro_batch_size": 4, "learning_rate": 0.05},
         "logging": {"wandb_mode": "disabled", "progress_bar": False},

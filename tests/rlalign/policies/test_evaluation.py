@@ -4,9 +4,10 @@ import pytest
 import torch
 from support.next_scale import PROMPTS
 
-from rewards.shapes_eval import Verdict
-from rlalign.evaluation.geneval import category_report, generate, verifier_report, wilson_interval
+from rlalign.evaluation.geneval import category_report, generate, task_report, wilson_interval
 from rlalign.shapes import CATEGORIES, render_batch, sample_category_scenes
+from rlalign.shapes.verify import Verdict
+from rlalign.tasks.shapes import TASK as SHAPES_TASK
 
 
 def test_wilson_interval_matches_hand_computation():
@@ -33,14 +34,14 @@ def test_generate_does_not_depend_on_batch_size_and_adapter_off_is_the_base(make
     assert torch.allclose(base, base_again, atol=1e-5) and (base - with_adapter).abs().max() > 0.1
 
 
-def test_verifier_report_counts_true_renders_as_exact():
+def test_the_shapes_task_report_counts_true_renders_as_exact():
     scenes = sample_category_scenes("train", 60, seed=3)
     prompts = [scene.prompt for scene in scenes]
-    report = verifier_report(prompts, render_batch(scenes))
+    report = task_report(SHAPES_TASK, prompts, render_batch(scenes))
     assert report["overall"]["samples"] == 60
     assert report["overall"]["exact"] >= 0.95  # the verifier accepts ≥ 99% of clean renders (docs/shapes.md)
     assert list(report)[1:] == list(CATEGORIES) and sum(report[c]["samples"] for c in CATEGORIES) == 60
-    shuffled = verifier_report(prompts[1:] + prompts[:1], render_batch(scenes))
+    shuffled = task_report(SHAPES_TASK, prompts[1:] + prompts[:1], render_batch(scenes))
     assert shuffled["overall"]["exact"] < 0.3
 
 
@@ -48,7 +49,7 @@ def test_overall_is_the_mean_of_the_categories_with_a_stratified_interval():
     # Two categories: single_object 3 of 4 exact, counting 0 of 1. Overall = (0.75 + 0) / 2 = 0.375,
     # not the sample mean 3/5. Half-width = 1.96 · sqrt(0.75·0.25/4 + 0) / 2 = 1.96 · 0.21651 / 2 = 0.21218.
     verdicts = [Verdict(1.0, True)] * 3 + [Verdict(0.0, False)] + [Verdict(0.5, False)]
-    report = category_report(verdicts, ["single_object"] * 4 + ["counting"])
+    report = category_report(verdicts, ["single_object"] * 4 + ["counting"], order=CATEGORIES)
     assert report["overall"]["exact"] == pytest.approx(0.375)
     assert report["overall"]["sample_mean"] == pytest.approx(0.6)
     low, high = report["overall"]["exact_ci95"]

@@ -24,10 +24,10 @@ def test_rlalign_train_runs_two_steps_on_the_golden_checkpoint(tmp_path, precisi
         "prompts": {"train": f"jsonl:{tmp_path / 'rows.jsonl'}", "eval": {"rows": f"jsonl:{tmp_path / 'rows.jsonl'}"},
                     "eval_samples_per_prompt": 2},
         "rewards": {"functions": [
-            {"name": "rewards.examples:exact_match", "label": "match"},
+            {"name": "rlalign.rewards.examples:exact_match", "label": "match"},
             {"name": "trl.rewards:get_soft_overlong_punishment()", "label": "overlong", "weight": 0.5,
              "args": {"max_completion_len": 4, "soft_punish_cache": 2}}],
-            "eval": [{"name": "rewards.examples:exact_match", "label": "exact"}]},
+            "eval": [{"name": "rlalign.rewards.examples:exact_match", "label": "exact"}]},
         "grpo": {"group_size": 4, "prefix_steps": 2},
         "train": {"steps": 2, "prompts_per_step": 3, "micro_batch_size": 12, "eval_every": 2, "save_every": 2},
         "logging": {"wandb_mode": "disabled", "progress_bar": False},
