@@ -210,7 +210,7 @@ def _add_tool_commands(commands: argparse._SubParsersAction) -> None:
 
     probe = commands.add_parser("probe", help="how much of the reward each step decides: choose m (docs/sweeps.md)")
     probe.add_argument("config", help="path of a YAML config (policy, prompts and rewards are used)")
-    probe.add_argument("overrides", nargs="*", help="overrides such as policy.insertion_steps=8")
+    probe.add_argument("overrides", nargs="*", help="overrides such as policy.insertion.steps=8")
     probe.add_argument("--prompts", default=None, help="prompt source (default: the config's first eval set)")
     probe.add_argument("--count", type=int, default=16, help="prompts, spread over the source (default: %(default)s)")
     probe.add_argument("--prefixes", type=int, default=8, help="N prefixes per prompt and step (default: %(default)s)")

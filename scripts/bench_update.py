@@ -27,7 +27,7 @@ from rlalign.utils.timing import machine_info, median_seconds
 
 POLICIES = {
     "next_scale": {"kind": "next_scale", "checkpoint": "builtin:shapes-nextscale"},
-    "insertion": {"kind": "insertion", "checkpoint": "builtin:shapes-captioner", "insertion_steps": 8},
+    "insertion": {"kind": "insertion", "checkpoint": "builtin:shapes-captioner", "insertion": {"steps": 8}},
 }
 
 

@@ -43,7 +43,7 @@ DEFAULT_OUT = ASSETS_DIR / "shapes-captioner.safetensors"
 # train_shapes_rewards.py (11..15), so no two purposes ever draw the same scenes.
 CAPTION_DATA, VALIDATION_DATA, EVAL_DATA = 21, 22, 23
 EVAL_INSERTION_STEPS = (8, 16)
-"""T of the final evaluations: 8 is `policy.insertion_steps`' default (what users get), 16 is finer."""
+"""T of the final evaluations: 8 is `policy.insertion.steps`' default (what users get), 16 is finer."""
 NO_DECAY_NAMES = ("text_pos", "condition_pos", "null_cond")
 """Kept out of weight decay besides biases and norms: position tables and the learned null condition."""
 
@@ -193,7 +193,7 @@ def evaluate(path: Path, args: argparse.Namespace, clock: Clock) -> list[dict]:
     results = []
     for steps in EVAL_INSERTION_STEPS:
         policy = load_policy({"kind": "insertion", "checkpoint": str(path), "device": args.device,
-                              "insertion_steps": steps})
+                              "insertion": {"steps": steps}})
         row: dict = {"insertion_steps": steps, "cfg_scale": policy.sampling["cfg_scale"],
                      "temperature": policy.sampling["temperature"], "samples_per_scene": args.eval_samples}
         for split, split_scenes in scenes.items():

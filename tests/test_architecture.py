@@ -164,7 +164,7 @@ FAMILIES = tuple(sorted({target.partition(":")[0].rsplit(".", 1)[0] for target i
 
 
 def test_no_policy_family_imports_another():
-    """Code both families use lives in rlalign/policies/ itself (shared.py), so each family package
+    """Code several families use lives in rlalign/policies/ itself (shared.py), so each family package
     can be read, changed or removed alone."""
     wrong = [f"{path.relative_to(ROOT)}:{line} imports {imported}"
              for path, text in SOURCES.items() for family in FAMILIES if module_name(path).startswith(family)

@@ -45,11 +45,11 @@ def test_config_error_exits_2_naming_the_key():
 
 def test_config_checks_prefix_steps_against_the_policys_steps():
     # T comes from the checkpoint's metadata (the built-in generator has 6 scales) or from
-    # policy.insertion_steps, without loading any weights.
+    # policy.insertion.steps, without loading any weights.
     result = rlalign("config", "configs/shapes_nextscale.yaml", "grpo.prefix_steps=7")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "'grpo.prefix_steps' = 7" in result.stderr and "T = 6" in result.stderr
-    result = rlalign("config", "configs/shapes_insertion.yaml", "policy.insertion_steps=4", "grpo.prefix_steps=5")
+    result = rlalign("config", "configs/shapes_insertion.yaml", "policy.insertion.steps=4", "grpo.prefix_steps=5")
     assert result.returncode == 2 and "T = 4" in result.stderr
     assert rlalign("config", "configs/shapes_nextscale.yaml", "grpo.prefix_steps=6").returncode == 0
 

@@ -152,3 +152,13 @@ def test_a_users_own_rewards_and_rollouts_modules_do_not_shadow_rlaligns(tmp_pat
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "rewards:" in done.stdout and "was imported" not in done.stderr
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"policy.edit_flow": {"tau": 0.1}}, r"policy\.edit_flow.*read by policy\.kind=edit_flow only.*kind is next_scale"),
+    ({"policy.insertion": {"steps": 4}}, r"policy\.insertion.*read by policy\.kind=insertion only"),
+    ({"policy.insertion_steps": 4}, r"unknown key \(did you mean 'insertion'\?\)"),  # the key before it moved
+])
+def test_a_family_section_the_chosen_family_never_reads_is_refused(tmp_path, tiny_checkpoint, override, message):
+    with pytest.raises(ConfigError, match=message):
+        tiny_config(tmp_path, tiny_checkpoint, **override)

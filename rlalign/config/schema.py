@@ -14,6 +14,9 @@ from typing import Any, Literal
 from rlalign.config.families import family_problem
 from rlalign.config.loading import ConfigError, bounded, build
 
+FAMILY_SECTIONS = ("insertion", "edit_flow", "infinity")
+"""PolicyConfig fields that hold one built-in family's own settings (named as the family's kind)."""
+
 
 @dataclass
 class LoraConfig:
@@ -58,14 +61,15 @@ class PolicyConfig:
     top_p: float | None = bounded(None, gt=0, le=1)
     """Keep the smallest set of tokens whose probability reaches top_p, 1 keeps all; null: the family's
     default (1; infinity: 0.97)."""
-    insertion_steps: int = bounded(8, ge=1)
-    """Insertion family only: the number T of insertion steps from t = 0 to 1."""
     device: str = "cpu"
     """Torch device of the policy (`cpu`, `cuda`, `cuda:1`, ...)."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """Forward passes (rollout, re-scoring, update) in float32, or under bfloat16 autocast with float32 master
     weights, LoRA parameters and optimizer (rlalign/policies/precision.py); old log-probs are then re-scored
     in the update's micro-batches so the on-policy check stays exact."""
+    insertion: dict[str, Any] = field(default_factory=dict)
+    """Insertion family only: the number of insertion steps, validated by the family (their keys: the
+    `policy.insertion` section below)."""
     edit_flow: dict[str, Any] = field(default_factory=dict)
     """Edit Flow family only: the τ-leap sampler's settings, validated by the family (their keys: the
     `policy.edit_flow` section below)."""
@@ -289,6 +293,11 @@ def _check_combinations(cfg: Config) -> None:
     problem = family_problem(cfg.policy.kind)
     if problem:
         raise ConfigError("policy.kind", cfg.policy.kind, problem)
+    for section in FAMILY_SECTIONS:  # a section the chosen family never reads would be silently ignored
+        if getattr(cfg.policy, section) and cfg.policy.kind != section:
+            raise ConfigError(f"policy.{section}", getattr(cfg.policy, section),
+                              f"is read by policy.kind={section} only, and this config's kind is "
+                              f"{cfg.policy.kind}: remove the section (or set policy.kind: {section})")
     samples = cfg.train.prompts_per_step * cfg.grpo.group_size
     if samples % cfg.train.micro_batch_size:
         raise ConfigError(

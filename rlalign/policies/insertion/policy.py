@@ -14,6 +14,7 @@ InsertionState (state.py).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any, NamedTuple
@@ -24,6 +25,7 @@ from torch import Tensor
 
 from rlalign.policies.base import Generators, Rollout, keep_rescored_old_logp, resolve_prefix_steps
 from rlalign.policies.insertion.model import InsertionTransformer, WordIds, load_model
+from rlalign.policies.insertion.settings import settings
 from rlalign.policies.insertion.sampler import (
     FIRE_EPS,
     StepDistribution,
@@ -71,7 +73,7 @@ class InsertionPolicy(AdapterMethods):
                  temperature: float = 1.0, lora_rank: int = 8, lora_alpha: float = 16.0, lora_dropout: float = 0.0,
                  target_modules: Sequence[str] = ()):
         if num_steps < 1 or temperature <= 0 or cfg_scale < 0:
-            raise ValueError(f"need insertion_steps ≥ 1, temperature > 0, cfg_scale ≥ 0; got {num_steps}, "
+            raise ValueError(f"need num_steps ≥ 1, temperature > 0, cfg_scale ≥ 0; got {num_steps}, "
                              f"{temperature}, {cfg_scale}")
         self.model = model
         self.num_steps = int(num_steps)
@@ -94,7 +96,7 @@ class InsertionPolicy(AdapterMethods):
                              "token distribution (top_k: 0, top_p: 1.0); use temperature and cfg_scale")
         model = load_model(cfg.checkpoint).to(cfg.device)
         lora = cfg.lora
-        return cls(model, num_steps=cfg.insertion_steps, cfg_scale=sampling["cfg_scale"],
+        return cls(model, num_steps=settings(cfg).steps, cfg_scale=sampling["cfg_scale"],
                    temperature=sampling["temperature"],
                    lora_rank=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                    target_modules=lora.target_modules)
@@ -105,9 +107,14 @@ class InsertionPolicy(AdapterMethods):
         return WordIds(load_model(cfg.checkpoint).vocabulary)
 
     @staticmethod
+    def resolved_settings(cfg: Any) -> dict[str, Any]:
+        """policy.insertion with every default filled in (what a run saves and a resume compares)."""
+        return {"insertion": dataclasses.asdict(settings(cfg))}
+
+    @staticmethod
     def declared_num_steps(cfg: Any) -> int:
-        """T is the config's own `policy.insertion_steps`."""
-        return cfg.insertion_steps
+        """T is the config's own `policy.insertion.steps`."""
+        return settings(cfg).steps
 
     @property
     def device(self) -> torch.device:

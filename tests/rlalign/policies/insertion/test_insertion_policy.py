@@ -239,7 +239,7 @@ def test_model_file_round_trip_and_load_policy(make_insertion_model, images, tmp
                         loaded(*loaded.condition(images[:2]), t, tokens, lengths)):
             assert torch.equal(a, b)
     save_model(model, tmp_path / "half.safetensors")  # fp16 by default: close, not equal
-    policy = load_policy({"kind": "insertion", "checkpoint": str(tmp_path / "half.safetensors"), "insertion_steps": 4,
+    policy = load_policy({"kind": "insertion", "checkpoint": str(tmp_path / "half.safetensors"), "insertion": {"steps": 4},
                           "cfg_scale": 1.0, "lora": {"rank": 2}})
     assert type(policy).__name__ == "InsertionPolicy" and policy.num_steps == 4
     assert policy.rollout(prompts_of(images, 2), 2, generator=torch.Generator().manual_seed(0)).prefix_steps == 2
