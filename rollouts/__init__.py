@@ -5,19 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from rlalign.rollouts.local import LocalBackend
-from rlalign.rollouts.worker import RolloutWorker, StaleAdapterError
+from rlalign.rollouts.worker import RolloutFailure, RolloutWorker, StaleAdapterError
 
 __all__ = ["LocalBackend", "RolloutFailure", "RolloutWorker", "StaleAdapterError", "make_backend"]
-
-
-class RolloutFailure(RuntimeError):
-    """A rollout worker kept failing (died, or missed rollout.timeout_s) after rollout.max_retries
-    re-creations within one call. Defined here, not in ray_backend, so catching it needs no Ray."""
-
-    def __init__(self, message: str, *, worker: int, shard: tuple[int, int] | None, cause: BaseException | None):
-        super().__init__(message)
-        self.worker, self.shard, self.cause = worker, shard, cause
-        """The failing worker's index, its prompt range [start, end) (None outside a rollout), the last error."""
 
 
 def make_backend(rollout_cfg: Any, policy_cfg: Any, policy: Any, run_seed: int):

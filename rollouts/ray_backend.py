@@ -28,9 +28,8 @@ from typing import Any
 import ray
 import torch
 from ray import exceptions as ray_errors
-from rlalign.rollouts import RolloutFailure
 from rlalign.rollouts.local import sample_seeds, shard_bounds
-from rlalign.rollouts.worker import RolloutWorker
+from rlalign.rollouts.worker import RolloutFailure, RolloutWorker
 
 from rlalign.policies import Rollout, concat_rollouts
 from rlalign.policies.lora import adapter_bytes

@@ -57,3 +57,14 @@ class RolloutWorker:
         generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
         rollout = self.policy.rollout(repeated, prefix_steps, generator=generators, group_ids=group_ids)
         return outputs_to_host(rollout) if self.host_outputs else rollout
+
+
+class RolloutFailure(RuntimeError):
+    """A rollout worker kept failing (died, or missed rollout.timeout_s) after rollout.max_retries
+    re-creations within one call. Defined here, not in ray_backend, so catching it needs no Ray
+    (rlalign.rollouts re-exports it)."""
+
+    def __init__(self, message: str, *, worker: int, shard: tuple[int, int] | None, cause: BaseException | None):
+        super().__init__(message)
+        self.worker, self.shard, self.cause = worker, shard, cause
+        """The failing worker's index, its prompt range [start, end) (None outside a rollout), the last error."""

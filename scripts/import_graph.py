@@ -9,7 +9,8 @@ Components are `rlalign.<second part>`, plus each existing --split module (rlali
 
 Reported: 1. module sizes; 2. the component graph (all imports); 3. component cycles and the edges
 inside them: the imports that prevent any layering; 4. module-level import cycles (those closed by
-the back edges of a depth-first search): the imports that make import order matter; 5. the number of
+the back edges of a depth-first search): the imports that make import order matter, and the same
+over all imports (a cycle closed inside a function is still two modules that need each other); 5. the number of
 distinct module-to-module import edges.
 """
 
@@ -184,6 +185,7 @@ def measure(root: Path, splits: list[str]) -> dict:
     top = {(i.source, i.target) for i in imports if not i.in_function}
     inner = {(i.source, i.target) for i in imports if i.in_function}
     module_graph = {name: {t for s, t in top if s == name} for name in modules}  # module level only
+    every_graph = {name: {t for s, t in top | inner if s == name} for name in modules}
 
     sizes = sorted(lines.items(), key=lambda item: (-item[1], item[0]))
     return {
@@ -196,6 +198,7 @@ def measure(root: Path, splits: list[str]) -> dict:
         "component_cycles": cycles,
         "edges_inside_cycles": [{"from": s, "to": t, "example": edges[s, t]} for s, t in inside],
         "module_level_cycles": [" → ".join(cycle) for cycle in dfs_cycles(module_graph)],
+        "module_cycles_all_imports": [" → ".join(cycle) for cycle in dfs_cycles(every_graph)],
         "import_edges": {"module_level": len(top), "function_level": len(inner), "distinct": len(top | inner)},
     }
 
@@ -222,6 +225,9 @@ def report(result: dict, title: str) -> str:
         out.append(table(["from", "to", "example"], [[e["from"], e["to"], e["example"]] for e in inside]))
     out.append(f"## 4. Module-level import cycles: {len(result['module_level_cycles'])}")
     out.append("\n".join(f"- {cycle}" for cycle in result["module_level_cycles"]) or "none")
+    every = result["module_cycles_all_imports"]
+    out.append(f"Counting imports inside functions too (the modules depend on each other either way): {len(every)}")
+    out.append("\n".join(f"- {cycle}" for cycle in every) or "none")
     edges = result["import_edges"]
     out.append("## 5. Import edges between project modules")
     out.append(table(["module level", "in functions", "distinct (either)"],

@@ -1,6 +1,7 @@
 """The built-in Shapes world: procedural 32×32 scenes, their prompt grammar (GenEval's six task
 categories), splits and fixed evaluation lists (docs/shapes.md)."""
 
+from rlalign.shapes.canvas import CANVAS, PALETTE, Placement
 from rlalign.shapes.categories import (
     category_of,
     category_specs,
@@ -14,7 +15,6 @@ from rlalign.shapes.categories import (
 )
 from rlalign.shapes.render import render, render_batch
 from rlalign.shapes.scene import (
-    CANVAS,
     CATEGORIES,
     COLOURS,
     COUNTS,
@@ -22,12 +22,10 @@ from rlalign.shapes.scene import (
     FREE,
     GRAMMAR_WORDS,
     MAX_OBJECTS,
-    PALETTE,
     POSITIONS,
     RELATIONS,
     SHAPES,
     ObjectSpec,
-    Placement,
     PromptParseError,
     Scene,
     SceneSpec,

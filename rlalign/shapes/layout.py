@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlalign.shapes.scene import CANVAS, COLOURS, MAX_OBJECTS, SHAPES, Scene
+from rlalign.shapes.canvas import CANVAS
+from rlalign.shapes.scene import COLOURS, MAX_OBJECTS, SHAPES, Scene
 
 _HALVES = ((0.0, 0.0, 0.5, 1.0), (0.5, 0.0, 1.0, 1.0), (0.0, 0.0, 1.0, 0.5), (0.0, 0.5, 1.0, 1.0))
 """Left, right, top, bottom as (x0, y0, x1, y1) fractions of the canvas."""

@@ -7,10 +7,15 @@ coverage × colour over objects.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
-from rlalign.shapes.scene import CANVAS, PALETTE, Placement, Scene
+from rlalign.shapes.canvas import CANVAS, PALETTE, Placement
+
+if TYPE_CHECKING:
+    from rlalign.shapes.scene import Scene
 
 _SUPERSAMPLE = 4
 

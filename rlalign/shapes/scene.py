@@ -27,20 +27,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-CANVAS = 32
-"""Side of the square canvas in pixels."""
-
-PALETTE: dict[str, tuple[float, float, float]] = {
-    "red": (1.00, 0.05, 0.05),
-    "orange": (1.00, 0.50, 0.00),
-    "yellow": (0.95, 0.95, 0.05),
-    "green": (0.05, 0.85, 0.15),
-    "cyan": (0.05, 0.85, 0.95),
-    "blue": (0.15, 0.25, 1.00),
-    "purple": (0.65, 0.10, 0.95),
-    "white": (0.95, 0.95, 0.95),
-}
-"""The 8 colours (RGB in [0, 1]), chosen far apart in hue so they survive noise and generation."""
+from rlalign.shapes.canvas import PALETTE, Placement
 
 COLOURS: tuple[str, ...] = tuple(PALETTE)
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
@@ -157,15 +144,6 @@ class SceneSpec:
 
 
 @dataclass(frozen=True)
-class Placement:
-    """Where one object is drawn: bounding-box centre and side length, in pixels."""
-
-    cx: float
-    cy: float
-    size: float
-
-
-@dataclass(frozen=True)
 class Scene:
     """A spec with concrete placements and the colour drawn for each object; `render` draws it.
 
@@ -194,7 +172,7 @@ class Scene:
     def image(self):
         """The scene drawn: a float32 tensor [3, 32, 32] in [0, 1] (what image rewards read from a
         captioner's Scene prompts)."""
-        from rlalign.shapes.render import render  # render.py imports this module
+        from rlalign.shapes.render import render  # imported here: rendering needs numpy and torch
 
         return render(self)
 

@@ -12,15 +12,14 @@ import functools
 
 import numpy as np
 
+from rlalign.shapes.canvas import CANVAS, Placement
 from rlalign.shapes.scene import (
-    CANVAS,
     COLOURS,
     FREE,
     POSITIONS,
     RELATIONS,
     SHAPES,
     ObjectSpec,
-    Placement,
     Scene,
     SceneSpec,
 )

@@ -8,7 +8,8 @@ from rlalign.policies.next_scale.model import build_model
 from rlalign.policies.next_scale.pretraining import coarse_queries, tokenizer_loss
 from rlalign.shapes import COLOURS, SHAPES
 from rlalign.shapes.layout import LayoutProbe, layout_targets
-from rlalign.shapes.scene import ObjectSpec, Placement, Scene, SceneSpec
+from rlalign.shapes.canvas import Placement
+from rlalign.shapes.scene import ObjectSpec, Scene, SceneSpec
 from tests.support.next_scale import TINY
 
 
