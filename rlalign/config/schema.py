@@ -96,10 +96,12 @@ SAMPLING_DEFAULTS: dict[str, Any] = {"cfg_scale": 0.0, "temperature": 1.0, "top_
 class PromptsConfig:
     train: str = "shapes:heldout"
     """Training prompts, a source `kind:argument`: `file:PATH` (one prompt per line), `jsonl:PATH` (TRL-style
-    rows), `classes:A-B` (class ids, for class-conditional VAR), or a task's own kind: `shapes:SPLIT` (the
-    six GenEval categories of the Shapes grammar in equal shares, never an evaluation-list string where
-    the category has others), `shapes-eval:SPLIT[:CATEGORY]` (a fixed list), `shapes-scenes:SPLIT`
-    (described scenes, for the captioner), `sums:SPLIT` (rlalign/tasks/sources.py lists them all)."""
+    rows), `hf:PATH_OR_NAME[:SPLIT][?column=NAME]` (Hugging Face datasets rows: a save_to_disk directory, a
+    data file or a Hub dataset already in the local cache, read offline), `classes:A-B` (class ids, for
+    class-conditional VAR), or a task's own kind: `shapes:SPLIT` (the six GenEval categories of the Shapes
+    grammar in equal shares, never an evaluation-list string where the category has others),
+    `shapes-eval:SPLIT[:CATEGORY]` (a fixed list), `shapes-scenes:SPLIT` (described scenes, for the
+    captioner), `sums:SPLIT` (rlalign/tasks/sources.py lists them all)."""
     eval: dict[str, str] = field(
         default_factory=lambda: {"heldout": "shapes-eval:heldout", "train": "shapes-eval:train"}
     )
@@ -107,7 +109,7 @@ class PromptsConfig:
     task's verifier judges the set, a GenEval-style table: per category and overall). A config's mapping
     replaces the default one whole."""
     task: str | None = None
-    """The task whose verifier judges the task-free sources (`file:`, `jsonl:`, `classes:`) and whose own
+    """The task whose verifier judges the task-free sources (`file:`, `jsonl:`, `hf:`, `classes:`) and whose own
     source kinds the config may use: a built-in task (shapes, sums), an installed one, or `module:attr`
     naming an rlalign.tasks.Task of your own (docs/extending.md). A task's own sources are always judged by
     it; null leaves the task-free sources unjudged (reward means only)."""

@@ -2,7 +2,7 @@
 
 - `Task`, `PromptSource` (task.py): what a task is, and a parsed prompt source;
 - `resolve_task`, `TASKS` (registry.py): tasks by name, `module:attr` or entry point;
-- `parse_prompt_source` and the task-free sources `file:`, `jsonl:`, `classes:` (sources.py);
+- `parse_prompt_source` and the task-free sources `file:`, `jsonl:`, `hf:` (hf.py), `classes:` (sources.py);
 - the built-in tasks: `rlalign.tasks.shapes` (the Shapes world's GenEval-style prompts, images and
   captions) and `rlalign.tasks.sums` (the Sums text task).
 """

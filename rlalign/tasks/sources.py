@@ -1,10 +1,14 @@
 """Prompt sources: the strings configs and the CLI use to name where prompts come from.
 
-A source is `kind:argument`. Three kinds belong to no task:
+A source is `kind:argument`. Four kinds belong to no task:
 
   file:PATH      one prompt per line (blank lines and lines starting with # are skipped)
   jsonl:PATH     a dataset in TRL's convention: one JSON object per line with a "prompt" and any
                  other columns, which rewards receive as keywords (e.g. "solution" for accuracy_reward)
+  hf:PATH_OR_NAME[:SPLIT][?column=NAME]
+                 Hugging Face `datasets` data as TRL rows, like jsonl: (rlalign/tasks/hf.py): a directory
+                 written by save_to_disk, a .jsonl/.json/.csv/.parquet file, or a Hub dataset already in
+                 the local cache (read strictly offline); column= picks the prompt column
   classes:A-B    class ids A..B inclusive, for class-conditional models such as VAR
   classes:A,B,C  an explicit list of class ids
 
@@ -25,10 +29,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rlalign.tasks.hf import FORM as HF_FORM
+from rlalign.tasks.hf import read_hf
 from rlalign.tasks.registry import builtin_tasks, resolve_task, task_owning
 from rlalign.tasks.task import PromptSource, Task
 
-GENERIC_FORMS = ("file:PATH", "jsonl:PATH", "classes:A-B", "classes:A,B,...")
+GENERIC_FORMS = ("file:PATH", "jsonl:PATH", HF_FORM, "classes:A-B", "classes:A,B,...")
+GENERIC_KINDS = ("file", "jsonl", "hf", "classes")
 
 
 def _generic(spec: str, kind: str, rest: str, task: str | None) -> PromptSource | None:
@@ -36,6 +43,8 @@ def _generic(spec: str, kind: str, rest: str, task: str | None) -> PromptSource 
         return PromptSource(spec, fixed=tuple(_read_prompt_file(rest)), task=task)
     if kind == "jsonl":
         return PromptSource(spec, fixed=tuple(_read_jsonl(rest)), task=task)
+    if kind == "hf":
+        return PromptSource(spec, fixed=tuple(read_hf(spec, rest)), task=task)
     if kind == "classes":
         return PromptSource(spec, fixed=tuple(_class_ids(spec, rest)), task=task)
     return None
@@ -69,7 +78,7 @@ def is_source(argument: str, task: str | None = None) -> bool:
     """Whether a CLI argument names a prompt source (its kind is known) rather than being a prompt."""
     kind, sep, _ = argument.partition(":")
     own = resolve_task(task) if task is not None else None
-    return bool(sep) and (kind in ("file", "jsonl", "classes") or task_owning(kind, own) is not None)
+    return bool(sep) and (kind in GENERIC_KINDS or task_owning(kind, own) is not None)
 
 
 def _read_jsonl(path: str) -> list[dict]:
