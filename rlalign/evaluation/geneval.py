@@ -9,6 +9,7 @@ Sums verifier for Sums rows, a user's own task's judge for theirs), in that task
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -18,7 +19,9 @@ import torch
 
 from rlalign.policies import StepPolicy
 from rlalign.tasks import Task
+from rlalign.utils.files import write_json_atomic
 from rlalign.utils.grids import save_grid
+from rlalign.utils.rows import prompt_text
 from rlalign.utils.seeding import grouped_generators
 
 
@@ -158,7 +161,8 @@ def grid_rows(num_prompts: int, count: int) -> torch.Tensor:
 def evaluate_sets(policy: StepPolicy, eval_sets: dict[str, list], worker, *, samples_per_prompt: int, seed: int,
                   prefix_steps, grid_dir, step: int, base_cache: dict, grid_prompts: int = 8,
                   batch_size: int = 64, tasks: dict[str, Task | None] | None = None) -> dict[str, float]:
-    """Evaluate the adapter (prefix m) and the base on every eval set; save a base-over-current grid.
+    """Evaluate the adapter (prefix m) and the base on every eval set; save a base-over-current grid
+    (`grid_dir/step_<step>_<set>.png`), or for texts those prompts' samples (`.json`, see `saved_samples`).
 
     `tasks` gives each set's task (rlalign.tasks.source_task of its source); a set without one gets
     reward means only.
@@ -189,4 +193,30 @@ def evaluate_sets(policy: StepPolicy, eval_sets: dict[str, list], worker, *, sam
             labels = [f"base: {prompts[i]}" for i in shown_P] + [f"step {step}: {prompts[i]}" for i in shown_P]
             save_grid(torch.cat([base_cache[name]["images"], shown]), labels,
                       Path(grid_dir) / f"step_{step:06d}_{name}.png", columns=len(shown))
+        else:  # texts: the same prompts' (prompt, base, adapter) samples, as JSON
+            shown = zip(shown_P.tolist(), base_cache[name]["images"], _rows(images, first_samples_P))
+            write_json_atomic(Path(grid_dir) / f"step_{step:06d}_{name}.json",
+                              [{"prompt": _shown_prompt(prompts[i]), "base": base, "adapter": adapter}
+                               for i, base, adapter in shown])
     return metrics
+
+
+def saved_samples(grid_dir, step: int, names) -> tuple[dict[str, Path], dict[str, tuple[list[str], list[list]]]]:
+    """What `evaluate_sets` saved at `step`, per eval set: its grid (PNG path) or its text samples as
+    (columns, rows) with columns prompt, base, adapter."""
+    images, tables = {}, {}
+    for name in names:
+        stem = Path(grid_dir) / f"step_{step:06d}_{name}"
+        if Path(f"{stem}.png").is_file():
+            images[name] = Path(f"{stem}.png")
+        elif Path(f"{stem}.json").is_file():
+            records = json.loads(Path(f"{stem}.json").read_text(encoding="utf-8"))
+            columns = ["prompt", "base", "adapter"]
+            tables[name] = (columns, [[str(record[c]) for c in columns] for record in records])
+    return images, tables
+
+
+def _shown_prompt(prompt) -> str:
+    """A prompt as text: a row's "prompt", a scene's description (captioning), anything else as str."""
+    text = prompt_text(prompt)
+    return text if isinstance(text, str) else str(getattr(text, "prompt", text))

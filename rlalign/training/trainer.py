@@ -24,7 +24,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from transformers import get_scheduler
 
 from rlalign.config import Config, ConfigError, derived_sizes
-from rlalign.evaluation.geneval import evaluate_sets
+from rlalign.evaluation.geneval import evaluate_sets, saved_samples
 from rlalign.grpo.advantages import group_advantages, middle_value
 from rlalign.grpo.update import grpo_update, rescore_old_logp
 from rlalign.policies import Rollout, load_policy, resolve_prefix_steps, resolved_config
@@ -105,7 +105,7 @@ class Trainer:
             raise FileExistsError(f"output_dir {self.output_dir} already holds a run; continue it with --resume "
                                   f"{self.output_dir}, or choose another output_dir (nothing was overwritten)")
         self.logger = MetricsLogger(self.output_dir, wandb_mode=cfg.logging.wandb_mode, project=cfg.logging.project,
-                                    run_name=cfg.logging.run_name, config=resolved_config(cfg))
+                                    run_name=cfg.logging.run_name, config=resolved_config(cfg), resume=bool(resume))
         self.progress = Progress(cfg.train.steps, "step", enabled=cfg.logging.progress_bar, initial=self.start_step)
 
     # ---------------------------------------------------------------------------------------------
@@ -241,6 +241,7 @@ class Trainer:
                                 tasks=self.eval_tasks)
         metrics["time/eval"] = time.perf_counter() - started
         self.logger.log(metrics, step=step)
+        self.logger.log_media(step, *saved_samples(self.output_dir / "samples", step, self.eval_prompts))
         self.progress.write(f"[rlalign] eval step {step} ({metrics['time/eval']:.0f} s): "
                             + eval_headline(metrics, list(self.eval_prompts)))
         return metrics

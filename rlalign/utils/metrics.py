@@ -2,6 +2,8 @@
 
 JSONL is the record tests, reports and sweeps read; wandb is for people. Appending keeps the
 history of a resumed run; non-finite values are written as null so every line is valid JSON.
+A run keeps one wandb run across resumes: its id is kept in `output_dir/wandb_run_id`. Evaluation
+images and text samples go to wandb only (`log_media`); the JSONL holds scalars.
 """
 
 from __future__ import annotations
@@ -9,13 +11,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
+import string
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rlalign.utils.files import write_text_atomic
+
 WANDB_MODES = ("offline", "online", "disabled")
+RUN_ID_FILE = "wandb_run_id"
 
 
 def _finite_or_none(value: Any) -> float | None:
@@ -23,8 +30,26 @@ def _finite_or_none(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def wandb_run_id(output_dir: Path, *, resume: bool) -> str:
+    """The wandb run id of the run in `output_dir`: on a resume the one kept in `output_dir/wandb_run_id`;
+    on a fresh start (or a resume of a run that has none) a new one, kept there for later resumes."""
+    path = output_dir / RUN_ID_FILE
+    kept = path.read_text(encoding="utf-8").strip() if resume and path.is_file() else ""
+    if kept:
+        return kept
+    # As wandb makes its ids (8 base-36 digits); wandb 0.31 has no public wandb.util.generate_id.
+    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+    write_text_atomic(path, run_id + "\n")
+    return run_id
+
+
 class MetricsLogger:
-    """Writes `metrics.jsonl` under `output_dir` and mirrors every record to wandb unless disabled."""
+    """Writes `metrics.jsonl` under `output_dir` and mirrors every record to wandb unless disabled.
+
+    With `resume`, the wandb run whose id `output_dir/wandb_run_id` keeps is continued (wandb
+    resume="allow"): offline, each process writes its own `wandb/offline-run-<time>-<id>` directory,
+    all with the one run id, and `wandb sync` uploads them in order of start time as one run.
+    """
 
     def __init__(
         self,
@@ -34,6 +59,7 @@ class MetricsLogger:
         project: str = "rlalign",
         run_name: str = "",
         config: Mapping[str, Any] | None = None,
+        resume: bool = False,
     ):
         if wandb_mode not in WANDB_MODES:
             raise ValueError(f"wandb_mode must be one of {WANDB_MODES}, got {wandb_mode!r}")
@@ -52,6 +78,8 @@ class MetricsLogger:
                 project=project,
                 name=run_name or self.output_dir.name,
                 config=dict(config or {}),
+                id=wandb_run_id(self.output_dir, resume=resume),
+                resume="allow" if resume else None,
             )
 
     @property
@@ -66,6 +94,19 @@ class MetricsLogger:
         self._file.flush()
         if self._run is not None:
             self._run.log(dict(metrics), step=step)
+
+    def log_media(self, step: int, images: Mapping[str, str | Path] | None = None,
+                  tables: Mapping[str, tuple[Sequence[str], Sequence[Sequence[Any]]]] | None = None) -> None:
+        """wandb only (metrics.jsonl keeps scalars): each image file as `samples/<name>`, each
+        (columns, rows) table as `completions/<name>`; nothing when wandb is disabled or both are empty."""
+        if self._run is None or not (images or tables):
+            return
+        import wandb
+
+        media: dict[str, Any] = {f"samples/{name}": wandb.Image(str(path)) for name, path in (images or {}).items()}
+        for name, (columns, rows) in (tables or {}).items():
+            media[f"completions/{name}"] = wandb.Table(columns=list(columns), data=[list(row) for row in rows])
+        self._run.log(media, step=step)
 
     def close(self) -> None:
         if not self._file.closed:
