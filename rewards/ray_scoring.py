@@ -35,8 +35,8 @@ class RewardActor:
             torch.set_num_threads(torch_threads)
         self.worker = worker  # unpickling rebuilt the reward functions here (RewardWorker.__setstate__)
 
-    def score_raw(self, prompts: Sequence, outputs: Any) -> RawScores:
-        return self.worker.score_raw(prompts, outputs)
+    def score_raw(self, prompts: Sequence, outputs: Any, metadata: dict | None = None) -> RawScores:
+        return self.worker.score_raw(prompts, outputs, metadata)
 
 
 class RayScorer:
@@ -45,6 +45,7 @@ class RayScorer:
     def __init__(self, rewards_cfg: Any, worker: RewardWorker, *, ray_address: str = ""):
         self.timeout_s, self.busy_s = float(rewards_cfg.timeout_s), 0.0
         self.owns_ray = ray_cluster.connect(ray_address, ray_cluster.needs_of("rewards", rewards_cfg))
+        _check_travels(worker)
         actor_class = ray.remote(num_cpus=rewards_cfg.cpus_per_worker, num_gpus=rewards_cfg.gpus_per_worker)(RewardActor)
         self.actors = [actor_class.remote(worker, rewards_cfg.torch_threads) for _ in range(rewards_cfg.num_workers)]
         self.pending: dict[int, Any] = {}
@@ -53,12 +54,12 @@ class RayScorer:
         print(f"[rlalign] ray: {len(self.actors)} reward actor(s), each {rewards_cfg.cpus_per_worker:g} CPU, "
               f"{rewards_cfg.gpus_per_worker:g} GPU", flush=True)
 
-    def submit(self, index: int, prompts: Sequence, outputs: Any) -> None:
+    def submit(self, index: int, prompts: Sequence, outputs: Any, metadata: dict | None = None) -> None:
         started = time.perf_counter()
         if isinstance(outputs, torch.Tensor):
             outputs = outputs.detach().cpu()
         actor = self.actors[index % len(self.actors)]
-        self.pending[index] = actor.score_raw.remote(list(prompts), outputs)
+        self.pending[index] = actor.score_raw.remote(list(prompts), outputs, metadata)
         self.busy_s += time.perf_counter() - started
 
     def collect(self) -> RawScores:
@@ -90,3 +91,22 @@ class RayScorer:
             raise RewardActorFailure(f"{what}: {type(error).__name__}: {str(error).strip().splitlines()[-1]}") from error
         except ray_errors.RayError as error:
             raise RewardActorFailure(f"{what}: {type(error).__name__}: {error}") from error
+
+
+def _check_travels(worker: RewardWorker) -> None:
+    """Refuse, with the reason, rewards given as Python objects that cannot be sent to reward actors.
+
+    Functions defined in a notebook, a script or a test module are sent by value: their module is
+    registered with Ray's cloudpickle, since a reward actor could not import it."""
+    import sys
+
+    for name, fn in worker.callables.items():
+        module = sys.modules.get(getattr(fn, "__module__", "") or "")
+        if module is not None and not module.__name__.startswith(("rlalign", "trl")):
+            ray.cloudpickle.register_pickle_by_value(module)
+        try:
+            ray.cloudpickle.dumps(fn)
+        except Exception as error:  # noqa: BLE001 - any pickling failure means the same thing here
+            raise ValueError(f"reward {name!r} cannot be sent to Ray reward actors ({type(error).__name__}: "
+                             f"{error}); use rewards.backend: local, or give the reward as an importable "
+                             "module:function") from None

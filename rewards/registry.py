@@ -19,6 +19,7 @@ import importlib
 import importlib.util
 import inspect
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rlalign.tasks.registry import builtin_tasks
@@ -43,8 +44,22 @@ CALL_ARGS = frozenset({"prompts", "completions"})
 KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 
-def build_reward(spec: Any) -> RewardFn:
-    """The reward function a spec (name, args, ...) asks for; bad args fail here, not at the first call."""
+CALLABLE_PREFIX = "python:"
+"""Spec names of rewards given as Python objects (rlalign.api), which only their object can rebuild."""
+
+
+def build_reward(spec: Any, callables: dict[str, Callable] | None = None) -> RewardFn:
+    """The reward function a spec (name, args, ...) asks for; bad args fail here, not at the first call.
+
+    `callables` holds the objects of rewards given in Python (`python:NAME` specs, rlalign.api)."""
+    if spec.name.startswith(CALLABLE_PREFIX):
+        fn = (callables or {}).get(spec.name)
+        if fn is None:
+            raise KeyError(f"reward {spec.name!r} was a Python function given to rlalign's Python API "
+                           "(reward_funcs=[...]); a config cannot rebuild it: pass the same function again "
+                           "(rlalign.GRPOTrainer(..., reward_funcs=[...])), or name an importable module:function")
+        check_args(spec.name, fn, spec.args, is_factory=False)
+        return functools.partial(fn, **spec.args) if spec.args else fn
     target = REGISTRY.get(spec.name, spec.name)
     fn, is_factory = _resolve(spec.name, target)
     _check_extras(spec.name, fn)
@@ -68,9 +83,16 @@ def _resolve(name: str, target: str) -> tuple[Callable, bool]:
         raise KeyError(f"unknown reward {name!r}; registered: {', '.join(sorted(REGISTRY))}, "
                        "module:function or module:factory()")
     try:
-        fn = getattr(importlib.import_module(module_name), attribute.removesuffix("()"))
-    except (ImportError, AttributeError) as error:
-        raise KeyError(f"reward {name!r} cannot be imported: {error}") from None
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        if error.name and module_name.startswith(error.name):  # the module itself is not on the path
+            raise KeyError(f"reward {name!r} cannot be imported: {error}; looked on the Python path: the working "
+                           f"directory ({Path.cwd()}), PYTHONPATH and the installed packages") from None
+        raise KeyError(f"reward {name!r}: importing {module_name!r} failed: {error}") from error
+    fn = getattr(module, attribute.removesuffix("()"), None)
+    if fn is None:
+        raise KeyError(f"reward {name!r} cannot be imported: module {module_name!r} ({getattr(module, '__file__', '')}) "
+                       f"has no attribute {attribute.removesuffix('()')!r}") from None
     if not callable(fn):
         raise TypeError(f"reward {name!r} is a {type(fn).__name__}, not a function; name a function "
                         f"fn(prompts, completions, **kwargs) or a factory module:factory() that returns one")

@@ -28,8 +28,9 @@ class ShardScorer(Protocol):
     busy_s: float
     """Seconds the driver spent inside submit() since the last collect() (scoring, or sending)."""
 
-    def submit(self, index: int, prompts: Sequence, outputs: Any) -> None:
-        """Take shard `index` (0-based, in batch order) of this step; may return before it is scored."""
+    def submit(self, index: int, prompts: Sequence, outputs: Any, metadata: dict | None = None) -> None:
+        """Take shard `index` (0-based, in batch order) of this step; may return before it is scored.
+        `metadata` (e.g. `trainer_state`) reaches every reward call of the shard."""
         ...
 
     def collect(self) -> RawScores:
@@ -45,9 +46,9 @@ class LocalScorer:
     def __init__(self, worker: RewardWorker):
         self.worker, self.parts, self.busy_s = worker, {}, 0.0
 
-    def submit(self, index: int, prompts: Sequence, outputs: Any) -> None:
+    def submit(self, index: int, prompts: Sequence, outputs: Any, metadata: dict | None = None) -> None:
         started = time.perf_counter()
-        self.parts[index] = self.worker.score_raw(prompts, outputs)
+        self.parts[index] = self.worker.score_raw(prompts, outputs, metadata)
         self.busy_s += time.perf_counter() - started
 
     def collect(self) -> RawScores:

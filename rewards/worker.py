@@ -18,39 +18,26 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
+from rlalign.rewards.calls import AsyncRunner, CallLog, accepted_keywords, is_async
+from rlalign.rewards.checking import SKIP_HINT, RewardError, WholeOutputBad, check_output, describe_problems
+from rlalign.rewards.combine import COMBINE_MODES, DEFAULT_EPS, combine, reward_stats
 from rlalign.rewards.registry import EVAL_ONLY, build_reward, reads_conversations
 
-from rlalign.rewards.combine import COMBINE_MODES, DEFAULT_EPS, combine, reward_stats
 from rlalign.config import RewardSpec
 from rlalign.utils.rows import split_rows
 
 logger = logging.getLogger(__name__)
 
-SKIP_HINT = "set `on_error: skip` on this reward to NaN the affected samples and carry on"
-_SHOWN_PROBLEMS = 3
-"""Bad entries quoted in an error message (the rest are counted)."""
-
-
-class RewardError(ValueError):
-    """A reward function raised or returned something unusable; the message names it and the fix."""
-
-
 class RewardActorFailure(RuntimeError):
     """A reward actor died or did not answer within rewards.timeout_s. Defined here, beside RewardError,
     so that the in-process scorer, the Ray scorer and the trainer all import it from the module below
     them (no import cycle, and catching it needs no Ray)."""
-
-
-class _WholeOutputBad(Exception):
-    """The output as a whole is unusable (not a list, wrong length): every sample is affected."""
 
 
 @dataclass
@@ -67,6 +54,10 @@ class RewardResult:
     """label -> wall time of that reward's call."""
     skipped: dict[str, int]
     """label -> samples NaN'd by `on_error: skip` in this call (0 when the output was fine)."""
+    logged: dict[str, float] = field(default_factory=dict)
+    """name -> mean of the values rewards gave `log_metric` for this batch (TRL's semantics)."""
+    extras: dict[str, list] = field(default_factory=dict)
+    """column -> [B] values rewards gave `log_extra` (None where a shard logged nothing)."""
 
     def metrics(self) -> dict[str, float]:
         """Flat metric dict with docs/grpo.md "Metrics" names, ready for MetricsLogger.log."""
@@ -81,7 +72,7 @@ class RewardResult:
             total_stats = reward_stats(self.total)
             flat["rewards/total/mean"] = total_stats["mean"]
             flat["rewards/total/std"] = total_stats["std"]
-        return flat
+        return {**flat, **self.logged}
 
 
 @dataclass
@@ -94,78 +85,26 @@ class RawScores:
     """label -> wall time of that reward's calls."""
     skipped: dict[str, int]
     """label -> samples NaN'd by `on_error: skip`."""
+    log: CallLog | None = None
+    """What the rewards logged through TRL's `log_metric` / `log_extra` keywords."""
 
     @staticmethod
     def concat(shards: Sequence[RawScores]) -> RawScores:
-        """Shards of one batch, in batch order: values joined, seconds and skips added up."""
+        """Shards of one batch, in batch order: values joined, seconds and skips added up, logged metric
+        values pooled, extra columns joined (None for the samples of a shard that did not log one)."""
         if not shards:
             raise ValueError("RawScores.concat needs at least one shard")
         labels = list(shards[0].per_reward)
+        logs = [s.log or CallLog(len(next(iter(s.per_reward.values())))) for s in shards]
+        joined = CallLog(sum(log.batch for log in logs))
+        for log in logs:
+            for name, values in log.metrics.items():
+                joined.metrics.setdefault(name, []).extend(values)
+        for column in dict.fromkeys(column for log in logs for column in log.extras):
+            joined.extras[column] = [v for log in logs for v in log.extras.get(column, [None] * log.batch)]
         return RawScores(per_reward={label: torch.cat([s.per_reward[label] for s in shards]) for label in labels},
                          seconds={label: sum(s.seconds[label] for s in shards) for label in labels},
-                         skipped={label: sum(s.skipped[label] for s in shards) for label in labels})
-
-
-# ---------------------------------------------------------------------------------------------
-# Checking one reward's output
-# ---------------------------------------------------------------------------------------------
-
-
-def _entries(output: Any, batch: int) -> list:
-    """The output as a list of `batch` entries, or _WholeOutputBad saying what is wrong with it.
-
-    1-D tensors and numpy arrays are accepted as well as lists and tuples: a vectorised reward
-    naturally returns one, and converting it is unambiguous.
-    """
-    if isinstance(output, (torch.Tensor, np.ndarray)):
-        if output.ndim != 1:
-            raise _WholeOutputBad(f"returned an array of shape {tuple(output.shape)}, not one value per completion")
-        output = output.tolist()
-    elif isinstance(output, (str, bytes, Mapping)) or not isinstance(output, Sequence):
-        raise _WholeOutputBad(f"returned a {type(output).__name__}, not a list of {batch} numbers")
-    if len(output) != batch:
-        raise _WholeOutputBad(f"returned {len(output)} values for {batch} completions")
-    return list(output)
-
-
-def _entry_value(entry: Any) -> float | str:
-    """The float value of one entry (NaN for None), or a description of why it is bad."""
-    if entry is None:
-        return math.nan
-    if isinstance(entry, torch.Tensor) and entry.numel() == 1 or isinstance(entry, np.ndarray) and entry.size == 1:
-        entry = entry.item()  # a list of one-element tensors, as `list(tensor_B)` gives
-    if not isinstance(entry, (numbers.Real, np.bool_)):
-        return f"non-numeric entry {entry!r:.40}"
-    value = float(entry)
-    if not math.isfinite(value):
-        return f"non-finite value {value}"
-    with np.errstate(over="ignore"):
-        if not np.isfinite(np.float32(value)):  # values are kept as float32: 4e38 would become inf
-            return f"value {value:.3g} overflows float32 (|x| ≤ 3.4e38); rescale the reward"
-    return value
-
-
-def check_output(output: Any, batch: int) -> tuple[torch.Tensor, dict[int, str]]:
-    """Values [B] (None -> NaN) and the bad entries `index -> problem`, which are NaN in the values.
-
-    Raises _WholeOutputBad when the output cannot be read entry by entry at all.
-    """
-    values, problems = [], {}
-    for index, entry in enumerate(_entries(output, batch)):
-        value = _entry_value(entry)
-        if isinstance(value, str):
-            problems[index] = value
-            value = math.nan
-        values.append(value)
-    return torch.tensor(values, dtype=torch.float32), problems
-
-
-def _describe(problems: dict[int, str], batch: int) -> str:
-    shown = "; ".join(f"index {index}: {problem}" for index, problem in list(problems.items())[:_SHOWN_PROBLEMS])
-    more = f"; and {len(problems) - _SHOWN_PROBLEMS} more" if len(problems) > _SHOWN_PROBLEMS else ""
-    hint = (" (a sample the reward does not apply to takes None, not NaN)"
-            if any(problem.startswith("non-finite") for problem in problems.values()) else "")
-    return f"returned {len(problems)} bad value(s) of {batch}: {shown}{more}{hint}"
+                         skipped={label: sum(s.skipped[label] for s in shards) for label in labels}, log=joined)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,12 +127,16 @@ class RewardWorker:
     """Builds each reward once, then scores batches with all of them (see the module docstring).
 
     A worker pickles as its specs: unpickling rebuilds the reward functions, so rewards that hold
-    a model or are closures travel too (at the price of rebuilding them on arrival).
+    a model or are closures travel too (at the price of rebuilding them on arrival). `callables` maps
+    the spec names of rewards given as Python objects (rlalign.api: `python:NAME`) to the objects; they
+    travel pickled (by reference when importable, by value under Ray's cloudpickle otherwise).
     """
 
     def __init__(self, specs: Sequence[RewardSpec | Mapping], combine: str | None = "sum_then_normalize",
-                 eps: float = DEFAULT_EPS, tokenizer: Callable[[list[str]], list[list[int]]] | None = None):
+                 eps: float = DEFAULT_EPS, tokenizer: Callable[[list[str]], list[list[int]]] | None = None,
+                 callables: Mapping[str, Callable] | None = None):
         self.specs = [_as_spec(spec) for spec in specs]
+        self.callables = dict(callables or {})
         self.tokenizer = tokenizer
         self.combine_mode = combine
         self.eps = eps
@@ -212,13 +155,17 @@ class RewardWorker:
             raise ValueError(f"{trained_eval_only} are evaluation ground truth and may never enter a trained "
                              "total; give them weight 0 (logged only) or score them with combine=None")
         self.labels = labels
-        self.functions = {label: build_reward(spec) for label, spec in zip(labels, self.specs)}
+        self.functions = {label: build_reward(spec, self.callables) for label, spec in zip(labels, self.specs)}
+        self.keywords = {label: accepted_keywords(fn) for label, fn in self.functions.items()}
+        self.asynchronous = {label: is_async(fn) for label, fn in self.functions.items()}
+        self._runner = AsyncRunner()
         self.conversational = {label: spec.completion_format == "conversational" or (
             spec.completion_format == "auto" and reads_conversations(self.functions[label]))
             for label, spec in zip(labels, self.specs)}
 
     def __getstate__(self) -> dict:
-        return {"specs": self.specs, "combine": self.combine_mode, "eps": self.eps, "tokenizer": self.tokenizer}
+        return {"specs": self.specs, "combine": self.combine_mode, "eps": self.eps, "tokenizer": self.tokenizer,
+                "callables": self.callables}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(**state)
@@ -227,8 +174,9 @@ class RewardWorker:
               metadata: Mapping[str, Any] | None = None) -> RewardResult:
         """Score B completions (images [B,3,H,W] in [0,1] or texts) with every reward: `finish(score_raw(...))`.
 
-        `metadata` entries (scenes=..., solution=...) are passed to every reward as keywords, as
-        TRL passes its dataset columns; prompts may also be TRL-style rows ({"prompt": text, "solution":
+        `metadata` entries (solution=..., a dataset column) are passed to every reward as keywords, as
+        TRL passes its dataset columns, except `trainer_state`, which goes (with `log_metric` and
+        `log_extra`, rlalign.rewards.calls) only to the rewards that can take it; prompts may also be TRL-style rows ({"prompt": text, "solution":
         ...}), whose "prompt" is what rewards get as `prompts` and whose other columns become keywords.
         Text completions also get `completion_ids` (the policy's token ids of each text, as
         GRPOTrainer passes them) when the worker has a tokenizer.
@@ -250,12 +198,38 @@ class RewardWorker:
         metadata = {**columns, **(metadata or {})}
         if self.tokenizer is not None and not isinstance(completions, torch.Tensor) and "completion_ids" not in metadata:
             metadata["completion_ids"] = self.tokenizer(list(completions))
-        per_reward, seconds, skipped = {}, {}, {}
+        log = CallLog(batch)
+        state = {"trainer_state": metadata.pop("trainer_state")} if "trainer_state" in metadata else {}
+        outputs, seconds = self._call_all(prompts, completions, metadata, state, log)
+        per_reward, skipped = {}, {}
         for label, spec in zip(self.labels, self.specs):
+            per_reward[label], skipped[label] = self._checked(label, spec, outputs[label], batch)
+        return RawScores(per_reward=per_reward, seconds=seconds, skipped=skipped, log=log)
+
+    def _call_all(self, prompts: Sequence, completions: Any, metadata: Mapping[str, Any], state: Mapping[str, Any],
+                  log: CallLog) -> tuple[dict[str, Any], dict[str, float]]:
+        """Every reward's output (or the exception it raised) and wall time: synchronous rewards one
+        after another, then the async ones together (as GRPOTrainer runs them)."""
+        outputs, seconds, pending = {}, {}, {}
+        for label in self.labels:
+            batch_prompts, batch_completions = prompts, completions
+            if self.conversational[label] and not isinstance(completions, torch.Tensor):
+                batch_prompts, batch_completions = as_conversations(prompts, completions)
+            interface = {**state, **log.keywords_for(label)}
+            kwargs = {**metadata, **{k: v for k, v in interface.items() if k in self.keywords[label]}}
             start = time.perf_counter()
-            per_reward[label], skipped[label] = self._score_one(label, spec, prompts, completions, metadata)
-            seconds[label] = time.perf_counter() - start
-        return RawScores(per_reward=per_reward, seconds=seconds, skipped=skipped)
+            try:
+                output = self.functions[label](prompts=batch_prompts, completions=batch_completions, **kwargs)
+            except Exception as error:  # noqa: BLE001 - any failure of user code is reported the same way
+                output = error
+            if self.asynchronous[label] and not isinstance(output, Exception):
+                pending[label] = _timed(output)
+            else:
+                outputs[label], seconds[label] = output, time.perf_counter() - start
+        if pending:
+            for label, result in zip(pending, self._runner.gather(list(pending.values()))):
+                outputs[label], seconds[label] = result if isinstance(result, tuple) else (result, math.nan)
+        return outputs, seconds
 
     def finish(self, raw: RawScores) -> RewardResult:
         """The batch's RewardResult: the combined total (trained workers) and each reward's statistics."""
@@ -264,29 +238,30 @@ class RewardWorker:
             weights = {label: spec.weight for label, spec in zip(self.labels, self.specs)}
             total = combine(raw.per_reward, weights, self.combine_mode, self.eps)
         stats = {label: reward_stats(values) for label, values in raw.per_reward.items()}
+        log = raw.log or CallLog(0)
         return RewardResult(total=total, per_reward=raw.per_reward, stats=stats, seconds=raw.seconds,
-                            skipped=raw.skipped)
+                            skipped=raw.skipped, logged={name: sum(v) / len(v) for name, v in log.metrics.items()},
+                            extras=log.extras)
 
-    def _score_one(self, label: str, spec: RewardSpec, prompts: Sequence, completions: Any,
-                   metadata: Mapping[str, Any]) -> tuple[torch.Tensor, int]:
+    def _checked(self, label: str, spec: RewardSpec, output: Any, batch: int) -> tuple[torch.Tensor, int]:
         """One reward's values [B] and how many samples `on_error: skip` turned into NaN."""
-        batch = len(prompts)
-        if self.conversational[label] and not isinstance(completions, torch.Tensor):
-            prompts, completions = as_conversations(prompts, completions)
-        try:
-            output = self.functions[label](prompts=prompts, completions=completions, **metadata)
-        except Exception as error:  # noqa: BLE001 - any failure of user code is reported the same way
-            problem, cause = f"raised {type(error).__name__}: {error}", error
+        if isinstance(output, Exception):
+            problem, cause = f"raised {type(output).__name__}: {output}", output
         else:
             try:
                 values, problems = check_output(output, batch)
-            except _WholeOutputBad as bad:
+            except WholeOutputBad as bad:
                 problem, cause = str(bad), None
             else:
                 if not problems:
                     return values, 0
-                return self._skip_or_raise(label, spec, _describe(problems, batch), None, values, len(problems))
+                return self._skip_or_raise(label, spec, describe_problems(problems, batch), None, values, len(problems))
         return self._skip_or_raise(label, spec, problem, cause, torch.full((batch,), math.nan), batch)
+
+    def __del__(self) -> None:
+        runner = getattr(self, "_runner", None)  # absent when __init__ refused the specs
+        if runner is not None:
+            runner.close()
 
     @staticmethod
     def _skip_or_raise(label: str, spec: RewardSpec, problem: str, cause: Exception | None,
@@ -295,3 +270,13 @@ class RewardWorker:
             raise RewardError(f"reward {label!r} {problem}; fix the reward, or {SKIP_HINT}") from cause
         logger.warning("reward %r %s; %d sample(s) set to NaN (on_error: skip)", label, problem, affected)
         return values, affected
+
+
+async def _timed(call) -> tuple[Any, float]:
+    """An async reward's output (or the exception it raised) and its own wall time."""
+    start = time.perf_counter()
+    try:
+        output = await call
+    except Exception as error:  # noqa: BLE001 - reported like a synchronous reward's exception
+        output = error
+    return output, time.perf_counter() - start

@@ -89,7 +89,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from rlalign.commands.sample import run_eval
 
-    print(run_eval(args.config, args.overrides, adapter=args.adapter, out=args.out))
+    print(run_eval(args.config, args.overrides, adapter=args.adapter, out=args.out, prefix_steps=args.prefix_steps))
     return 0
 
 
@@ -169,6 +169,9 @@ def _add_training_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("overrides", nargs="*", help="overrides such as prompts.eval_samples_per_prompt=16")
     evaluate.add_argument("--adapter", required=True, help="a peft adapter directory (e.g. RUN/checkpoints/step_N/adapter)")
     evaluate.add_argument("--out", default="outputs/eval", help="directory for eval.json and grids (default: %(default)s)")
+    evaluate.add_argument("--prefix-steps", default=None,
+                          help="m: steps sampled with the adapter (default: the m the adapter was trained with, "
+                               "from its rlalign_adapter.json, else the config's grpo.prefix_steps)")
     evaluate.set_defaults(handler=cmd_eval)
 
     sample = commands.add_parser("sample", help="sample prompts into a PNG grid labelled with the prompts")
@@ -176,8 +179,9 @@ def _add_training_commands(commands: argparse._SubParsersAction) -> None:
     sample.add_argument("overrides", nargs="*", help="overrides such as policy.cfg_scale=2")
     sample.add_argument("--prompts", nargs="+", required=True,
                         help="prompts, or one source such as shapes-eval:heldout, file:PATH, classes:0-7")
-    sample.add_argument("--prefix-steps", default="all",
-                        help="m: scales sampled with the adapter on, 1..T or 'all' (default: %(default)s)")
+    sample.add_argument("--prefix-steps", default=None,
+                        help="m: steps sampled with the adapter on, 1..T or 'all' (default: the m the adapter was "
+                             "trained with, from its rlalign_adapter.json, else all)")
     sample.add_argument("--adapter", default=None, help="a peft adapter directory (from rlalign train)")
     sample.add_argument("--samples", type=int, default=1, help="samples per prompt (default: %(default)s)")
     sample.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
@@ -232,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    # Read `module:function` rewards (and module:attr tasks, families) from the working directory, as
+    # `python -m` would: the console script's own directory is what Python put first on the path.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         return args.handler(args)
     except TrainingInterrupted as stopped:  # SIGINT / SIGTERM during training: saved, resumable

@@ -23,7 +23,7 @@ LAYERS: list[list[str]] = [
     ["rlalign.rewards", "rlalign.grpo", "rlalign.rollouts"],
     ["rlalign.evaluation"],
     ["rlalign.training"],
-    ["rlalign.commands"],
+    ["rlalign.commands", "rlalign.api"],
     ["rlalign.cli"],
 ]
 """Components from the bottom layer up (docs/architecture.md, "Layers"). A module belongs to the
@@ -31,7 +31,10 @@ component with the longest matching prefix: `rlalign.rewards.registry` (rewards/
 names the config checks) sits below the config, the rest of `rlalign.rewards` above the policies."""
 
 ROOT_MODULES = {"rlalign": "rlalign.utils"}
-"""Package inits outside any component: rlalign/__init__.py holds only the version."""
+"""Package inits outside any component: rlalign/__init__.py holds the version and, imported only on first
+use by its `__getattr__`, the Python API (ROOT_EXCEPTIONS)."""
+ROOT_EXCEPTIONS = {("rlalign", "rlalign.api")}
+"""(importer, imported) pairs allowed against the layers: `from rlalign import GRPOTrainer` resolves lazily."""
 
 
 def module_name(path: Path) -> str:
@@ -103,6 +106,8 @@ def upward_imports(sources: dict[Path, str]) -> list[str]:
         for imported, line, _ in project_imports(path, text):
             if not _is_module(imported):
                 continue  # `from package import name` of a function or class: `package` is checked
+            if (importer, imported) in ROOT_EXCEPTIONS:
+                continue
             if component(imported) != component(importer) and layer(imported) >= layer(importer):
                 wrong.append(f"{path.relative_to(ROOT)}:{line} imports {imported} ({component(importer)}, "
                              f"layer {layer(importer)} → {component(imported)}, layer {layer(imported)})")

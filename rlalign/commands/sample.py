@@ -3,30 +3,55 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from rlalign.config import load_config
 from rlalign.evaluation.geneval import generate
 from rlalign.policies import load_policy
 from rlalign.tasks import check_prompt_words, parse_prompt_source, prompts_from_arguments, source_task
+from rlalign.training.adapter_card import CARD, read_card
 from rlalign.utils.files import write_json_atomic, write_text_atomic
 from rlalign.utils.grids import save_grid
 from rlalign.utils.rows import prompt_text
 from rlalign.utils.tables import records_table
 
 
-def run_sample(config: str, overrides: list[str], *, prompts: list[str], prefix_steps: str, adapter: str | None,
-               samples: int, seed: int, out: str) -> str:
+def adapter_prefix_steps(adapter: str, asked: str | None, configured: int | str) -> int | str:
+    """m for sampling with `adapter`: `asked` (--prefix-steps) if given, else the m the adapter was trained
+    with (its card, rlalign.training.adapter_card), else `configured`; says on stderr when the adapter's m
+    differs from the config's or from the one asked for."""
+    card = read_card(adapter)
+    trained = card["prefix_steps"] if card else None
+    if asked is not None:
+        m = int(asked) if str(asked).isdigit() else asked
+        if trained is not None and m != trained:
+            print(f"[rlalign] note: the adapter was trained with m = {trained}; sampling with --prefix-steps {m}",
+                  file=sys.stderr)
+        return m
+    if trained is None:
+        return configured
+    if trained != configured:
+        print(f"[rlalign] note: the adapter was trained with m = {trained} ({CARD}); the config says "
+              f"grpo.prefix_steps = {configured}: using {trained} (--prefix-steps chooses another)", file=sys.stderr)
+    return trained
+
+
+def run_sample(config: str, overrides: list[str], *, prompts: list[str], prefix_steps: str | None,
+               adapter: str | None, samples: int, seed: int, out: str) -> str:
     """Sample `samples` images per prompt and save them as a PNG grid; returns a one-line summary.
 
     Steps 1..m use the adapter (when one is given), steps m+1..T the base model, exactly as in
-    training rollouts; without an adapter every step is the base model whatever m is.
+    training rollouts; without an adapter every step is the base model whatever m is. m is
+    `prefix_steps` when given, else the adapter's own (its card), else all steps.
     """
     cfg = load_config(config, overrides)
     policy = load_policy(cfg.policy)
     if adapter:
         policy.load_adapter(adapter)
-    m = int(prefix_steps) if str(prefix_steps).isdigit() else prefix_steps
+        m = adapter_prefix_steps(adapter, prefix_steps, "all")
+    else:
+        m = int(prefix_steps) if str(prefix_steps).isdigit() else (prefix_steps or "all")
     chosen = prompts_from_arguments(prompts, cfg.prompts.task)
     check_prompt_words(policy, {"--prompts": chosen}, allow_unknown=cfg.prompts.allow_unknown_words)
     if samples < 1:
@@ -45,8 +70,9 @@ def run_sample(config: str, overrides: list[str], *, prompts: list[str], prefix_
     return f"wrote {path} ({len(repeated)} samples of {len(chosen)} prompts, {which}, seed {seed})"
 
 
-def run_eval(config: str, overrides: list[str], *, adapter: str, out: str) -> str:
-    """`rlalign eval`: base vs adapter on the config's eval sets; writes eval.json and grids; returns a table."""
+def run_eval(config: str, overrides: list[str], *, adapter: str, out: str, prefix_steps: str | None = None) -> str:
+    """`rlalign eval`: base vs adapter on the config's eval sets; writes eval.json and grids; returns a table.
+    m is `prefix_steps` when given, else the adapter's own (its card), else the config's grpo.prefix_steps."""
 
     from rlalign.evaluation.geneval import evaluate_sets
     from rlalign.evaluation.run_report import geneval_table, verifier_categories
@@ -55,13 +81,14 @@ def run_eval(config: str, overrides: list[str], *, adapter: str, out: str) -> st
     cfg = load_config(config, overrides)
     policy = load_policy(cfg.policy)
     policy.load_adapter(adapter)
+    m = adapter_prefix_steps(adapter, prefix_steps, cfg.grpo.prefix_steps)
     worker = RewardWorker(cfg.rewards.functions + cfg.rewards.eval, combine=None, tokenizer=policy.completion_tokenizer())
     sources = {name: parse_prompt_source(source, cfg.prompts.task) for name, source in cfg.prompts.eval.items()}
     sets = {name: source.all() for name, source in sources.items()}
     check_prompt_words(policy, {f"prompts.eval.{name}": prompts for name, prompts in sets.items()},
                        allow_unknown=cfg.prompts.allow_unknown_words)
     metrics = evaluate_sets(policy, sets, worker, samples_per_prompt=cfg.prompts.eval_samples_per_prompt,
-                            seed=cfg.seed, prefix_steps=cfg.grpo.prefix_steps, grid_dir=out, step=0, base_cache={},
+                            seed=cfg.seed, prefix_steps=m, grid_dir=out, step=0, base_cache={},
                             batch_size=cfg.prompts.eval_batch_size,
                             tasks={name: source_task(source) for name, source in sources.items()})
     Path(out).mkdir(parents=True, exist_ok=True)
@@ -75,4 +102,4 @@ def run_eval(config: str, overrides: list[str], *, adapter: str, out: str) -> st
         base = metrics.get(f"eval/{name}/base/{metric}")
         rows.append(f"| {name}/{metric} | {base:.4f} | {metrics[key]:.4f} |")
     return "\n".join(tables + rows) + (f"\n(wrote {out}/eval.json and sample grids; adapter on steps "
-                                        f"1..{cfg.grpo.prefix_steps}; the tables' final column is the adapter)")
+                                        f"1..{m}; the tables' final column is the adapter)")

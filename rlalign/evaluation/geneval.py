@@ -123,10 +123,10 @@ def format_report(report: dict, title: str = "") -> str:
     return "\n".join(lines)
 
 
-def score_samples(worker, prompts: list, outputs, task: Task | None = None) -> dict:
+def score_samples(worker, prompts: list, outputs, task: Task | None = None, metadata: dict | None = None) -> dict:
     """Every reward of an evaluation worker (rlalign.rewards.worker.RewardWorker) on the samples, as means,
     plus the task's verifier report when the prompts have a task."""
-    result = worker.score(prompts, outputs)
+    result = worker.score(prompts, outputs, dict(metadata or {}))
     scores = {label: stats["mean"] for label, stats in result.stats.items()}
     return {"rewards": scores, "verifier": task_report(task, prompts, outputs) if task is not None else None}
 
@@ -160,12 +160,13 @@ def grid_rows(num_prompts: int, count: int) -> torch.Tensor:
 
 def evaluate_sets(policy: StepPolicy, eval_sets: dict[str, list], worker, *, samples_per_prompt: int, seed: int,
                   prefix_steps, grid_dir, step: int, base_cache: dict, grid_prompts: int = 8,
-                  batch_size: int = 64, tasks: dict[str, Task | None] | None = None) -> dict[str, float]:
+                  batch_size: int = 64, tasks: dict[str, Task | None] | None = None,
+                  metadata: dict | None = None) -> dict[str, float]:
     """Evaluate the adapter (prefix m) and the base on every eval set; save a base-over-current grid
     (`grid_dir/step_<step>_<set>.png`), or for texts those prompts' samples (`.json`, see `saved_samples`).
 
     `tasks` gives each set's task (rlalign.tasks.source_task of its source); a set without one gets
-    reward means only.
+    reward means only. `metadata` (e.g. `trainer_state`) reaches every reward call.
 
     `base_cache` keeps the base model's scores and grid images per set (the base never changes, so it
     is sampled once per run). Base and adapter samples share their seeds, so the comparison is paired.
@@ -180,11 +181,11 @@ def evaluate_sets(policy: StepPolicy, eval_sets: dict[str, list], worker, *, sam
         images, repeated = generate(policy, prompts, samples_per_prompt=samples_per_prompt, seed=seed,
                                     prefix_steps=prefix_steps, batch_size=batch_size)
         task = (tasks or {}).get(name)
-        current = score_samples(worker, repeated, images, task)
+        current = score_samples(worker, repeated, images, task, metadata)
         if name not in base_cache:
             base_images, _ = generate(policy, prompts, samples_per_prompt=samples_per_prompt, seed=seed, adapter=False,
                                       batch_size=batch_size)
-            base_cache[name] = {"scores": score_samples(worker, repeated, base_images, task),
+            base_cache[name] = {"scores": score_samples(worker, repeated, base_images, task, metadata),
                                 "images": _rows(base_images, first_samples_P)}
         metrics.update(flat_eval_metrics(name, current))
         metrics.update(flat_eval_metrics(f"{name}/base", base_cache[name]["scores"]))

@@ -8,10 +8,12 @@ own format (adapter_config.json + adapter_model.safetensors).
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import torch
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
@@ -79,8 +81,36 @@ class LoraAdapter:
         if not path.is_file():
             raise FileNotFoundError(f"{directory} holds no peft adapter (adapter_model.safetensors); "
                                     "pass a directory written by save_adapter / rlalign train")
+        self.check_saved_config(directory)
         prefixed = {f"base_model.model.{k.removeprefix('base_model.model.')}": v for k, v in load_file(str(path)).items()}
         self.load_state(prefixed, device)
+
+
+    def check_saved_config(self, directory: str | Path) -> None:
+        """Refuse an adapter whose adapter_config.json (peft's) differs from this policy's LoRA in rank,
+        alpha or target modules, naming both: alpha scales every update (ΔW = alpha/r · B A), so an
+        adapter read under another alpha would silently act at another strength."""
+        path = Path(directory) / "adapter_config.json"
+        if not path.is_file():
+            return  # a bare state (older rlalign adapters): the tensors' shapes are still checked
+        saved, ours = json.loads(path.read_text()), self.peft_model.peft_config["default"]
+        wanted = {"rank": (saved.get("r"), ours.r, "policy.lora.rank"),
+                  "alpha": (saved.get("lora_alpha"), ours.lora_alpha, "policy.lora.alpha"),
+                  "target modules": (_targets(saved.get("target_modules")), _targets(ours.target_modules),
+                                     "policy.lora.target_modules")}
+        wrong = [(name, given, have, key) for name, (given, have, key) in wanted.items()
+                 if given is not None and given != have]
+        if wrong:
+            said = "; ".join(f"{name}: adapter {given!r}, this policy {have!r} (set {key})" for name, given, have, key in wrong)
+            raise ValueError(f"adapter {directory} was trained with other LoRA settings than this policy's: {said}; "
+                             "set them to the adapter's (its adapter_config.json) to load it")
+
+
+def _targets(value: Any) -> str | tuple | None:
+    """Target modules as peft may store them: a regular expression, or names in any order."""
+    if value is None or isinstance(value, str):
+        return value
+    return tuple(sorted(value))
 
 
 class AdapterMethods:

@@ -3,7 +3,8 @@
 Layout of a run directory:
 
     OUTPUT_DIR/checkpoints/step_000040/
-        adapter/                 the LoRA adapter in peft's format (adapter_config.json + safetensors)
+        adapter/                 the LoRA adapter in peft's format (adapter_config.json + safetensors),
+                                 with its card (rlalign_adapter.json, README.md; adapter_card.py)
         trainer_state.pt         step, optimizer, scheduler, RNG states, counters, reward statistics
         config.yaml              the resolved config of the run
         manifest.json            size and SHA-256 of every file above
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 import yaml
 
+from rlalign.training.adapter_card import write_card
 from rlalign.utils.failpoints import failpoint
 from rlalign.utils.files import write_text_atomic
 
@@ -51,14 +53,17 @@ def restore_rng_states(states: dict[str, Any]) -> None:
 
 
 def save_checkpoint(output_dir: str | Path, step: int, *, policy: Any, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, config: dict, extra: dict[str, Any]) -> Path:
-    """Write checkpoint `step` atomically and point `latest` at it; returns its directory."""
+                    scheduler: Any, config: dict, extra: dict[str, Any], card: dict | None = None) -> Path:
+    """Write checkpoint `step` atomically and point `latest` at it; returns its directory. `card`: the
+    adapter's own description (rlalign.training.adapter_card), written beside peft's files."""
     root = Path(output_dir) / CHECKPOINTS
     final = root / f"step_{step:06d}"
     partial = root / f"step_{step:06d}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     policy.save_adapter(partial / "adapter")
+    if card is not None:
+        write_card(partial / "adapter", card)
     failpoint("save:adapter")
     torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "rng": rng_states(), **extra}, partial / "trainer_state.pt")

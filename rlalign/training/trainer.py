@@ -12,10 +12,11 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from transformers import get_scheduler
 
 from rlalign.config import Config, ConfigError, derived_sizes
 from rlalign.evaluation.geneval import evaluate_sets, saved_samples
+from rlalign.evaluation.run_report import geneval_table
 from rlalign.grpo.advantages import group_advantages, middle_value
 from rlalign.grpo.update import grpo_update, rescore_old_logp
 from rlalign.policies import Rollout, load_policy, resolve_prefix_steps, resolved_config
@@ -32,6 +34,7 @@ from rlalign.rewards.scoring import make_scorer
 from rlalign.rewards.worker import RewardActorFailure, RewardResult, RewardWorker
 from rlalign.rollouts import RolloutFailure, make_backend
 from rlalign.tasks import check_prompt_words, parse_prompt_source, source_task
+from rlalign.training.adapter_card import card_values
 from rlalign.training.checkpoint import find_checkpoint, holds_a_run, load_checkpoint, save_checkpoint
 from rlalign.training.interrupts import StopRequests, TrainingInterrupted
 from rlalign.training.resume import apply_optimizer_settings, check_resume_config
@@ -40,6 +43,7 @@ from rlalign.utils.failpoints import holdpoint
 from rlalign.utils.files import write_text_atomic
 from rlalign.utils.metrics import MetricsLogger
 from rlalign.utils.progress import Progress
+from rlalign.utils.rows import prompt_text
 from rlalign.utils.seeding import grouped_generators
 
 SCHEDULES = {"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}
@@ -72,7 +76,9 @@ def stop_ray() -> None:
 class Trainer:
     """Holds the run's pieces; `run()` is the loop."""
 
-    def __init__(self, cfg: Config, *, resume: str | None = None, accept_changes: Sequence[str] = ()):
+    def __init__(self, cfg: Config, *, resume: str | None = None, accept_changes: Sequence[str] = (),
+                 callables: Mapping[str, Callable] | None = None):
+        """`callables`: rewards given as Python objects, by spec name (`python:LABEL`, rlalign.api)."""
         self.cfg = cfg
         self.output_dir = Path(cfg.output_dir)
         _check_writable(self.output_dir)
@@ -83,9 +89,10 @@ class Trainer:
         self.backend = make_backend(cfg.rollout, cfg.policy, self.policy, cfg.seed)
         tokenizer = self.policy.completion_tokenizer()  # text families: rewards get TRL's completion_ids
         self.rewards = RewardWorker(cfg.rewards.functions, cfg.rewards.combine, eps=cfg.grpo.advantage_eps,
-                                    tokenizer=tokenizer)
+                                    tokenizer=tokenizer, callables=callables)
         self.scorer = make_scorer(cfg.rewards, self.rewards, cfg.rollout.ray_address)
-        self.eval_rewards = RewardWorker(cfg.rewards.functions + cfg.rewards.eval, combine=None, tokenizer=tokenizer)
+        self.eval_rewards = RewardWorker(cfg.rewards.functions + cfg.rewards.eval, combine=None, tokenizer=tokenizer,
+                                         callables=callables)
         self.train_prompts = parse_prompt_source(cfg.prompts.train, cfg.prompts.task)
         eval_sources = {name: parse_prompt_source(src, cfg.prompts.task) for name, src in cfg.prompts.eval.items()}
         self.eval_prompts = {name: source.all() for name, source in eval_sources.items()}
@@ -98,6 +105,7 @@ class Trainer:
                                            weight_decay=cfg.train.weight_decay)
         self.scheduler = build_scheduler(self.optimizer, cfg.train, cfg.grpo.inner_iterations)
         self.start_step, self.skipped_updates, self.base_eval, self.steps_without_signal = 0, 0, {}, 0
+        self.last_evaluation: dict | None = None  # for the adapter card (rlalign.training.adapter_card)
         self.history: list[dict] = []
         if resume:
             self._resume(find_checkpoint(resume), accept_changes)
@@ -161,7 +169,8 @@ class Trainer:
         sync_bytes = self.backend.sync(step, None if self.backend.shares_policy else self.policy.adapter_state())
         synced = time.perf_counter()
         # Each shard goes to the rewards as soon as it is sampled: reward actors score it meanwhile.
-        on_shard = ((lambda index, shard: self.scorer.submit(index, shard.prompts, shard.outputs))
+        state = {"trainer_state": self.trainer_state(step)}  # TRL's reward keyword (rlalign.rewards.calls)
+        on_shard = ((lambda index, shard: self.scorer.submit(index, shard.prompts, shard.outputs, state))
                     if cfg.grpo.suffix_samples == 1 else None)
         rollout = self.backend.generate(prompts, cfg.grpo.group_size, self.prefix_steps, step, on_shard=on_shard)
         scoring_in_rollout = self.scorer.busy_s
@@ -207,12 +216,34 @@ class Trainer:
         k = self.cfg.grpo.suffix_samples
         if k == 1:  # the shards were submitted as they were sampled
             result = self.rewards.finish(self.scorer.collect())
+            self._write_reward_extras(step, rollout.prompts, result)
             return result, result.total
         generators = grouped_generators(self.cfg.seed, "suffix", step, len(rollout), k)
         outputs, prompts, _ = self.policy.complete(rollout, k, generator=generators)
-        self.scorer.submit(0, prompts, outputs)
+        self.scorer.submit(0, prompts, outputs, {"trainer_state": self.trainer_state(step)})
         result = self.rewards.finish(self.scorer.collect())
+        self._write_reward_extras(step, prompts, result)
         return result, middle_value(result.total.view(len(rollout), k), self.cfg.grpo.middle_value_eta)
+
+    def trainer_state(self, step: int):
+        """What TRL's rewards get as `trainer_state`: a transformers TrainerState at `step`."""
+        from transformers import TrainerState
+
+        return TrainerState(global_step=step, max_steps=self.cfg.train.steps)
+
+    def _write_reward_extras(self, step: int, prompts: Sequence, result: RewardResult) -> None:
+        """The columns rewards gave `log_extra`, one line per step in reward_extras.jsonl, and a wandb table."""
+        if not result.extras:
+            return
+        texts = [prompt_text(p) for p in prompts]
+        row = {"step": step, "prompt": [t if isinstance(t, str) else str(getattr(t, "prompt", t)) for t in texts],
+               "reward": [v if math.isfinite(v) else None for v in result.total.tolist()], **result.extras}
+        line = json.dumps(row, default=str)  # values a reward logged that JSON cannot hold are written as text
+        with (self.output_dir / "reward_extras.jsonl").open("a", encoding="utf-8") as file:
+            file.write(line + "\n")
+        plain = json.loads(line)
+        columns = [name for name in plain if name != "step"]
+        self.logger.log_media(step, tables={"reward_extras": (columns, list(zip(*(plain[c] for c in columns))))})
 
     # ---------------------------------------------------------------------------------------------
     # Evaluation, checkpoints, progress
@@ -238,9 +269,11 @@ class Trainer:
                                 samples_per_prompt=self.cfg.prompts.eval_samples_per_prompt, seed=self.cfg.seed,
                                 prefix_steps=self.prefix_steps, grid_dir=self.output_dir / "samples", step=step,
                                 base_cache=self.base_eval, batch_size=self.cfg.prompts.eval_batch_size,
-                                tasks=self.eval_tasks)
+                                tasks=self.eval_tasks, metadata={"trainer_state": self.trainer_state(step)})
         metrics["time/eval"] = time.perf_counter() - started
         self.logger.log(metrics, step=step)
+        self.last_evaluation = {"step": step, "sets": {name: numbers for name in self.eval_prompts
+                                                       if (numbers := geneval_table(metrics, name)[1])}}
         self.logger.log_media(step, *saved_samples(self.output_dir / "samples", step, self.eval_prompts))
         self.progress.write(f"[rlalign] eval step {step} ({metrics['time/eval']:.0f} s): "
                             + eval_headline(metrics, list(self.eval_prompts)))
@@ -249,8 +282,10 @@ class Trainer:
     def save(self, step: int) -> Path:
         extra = {"skipped_updates": self.skipped_updates, "base_eval": {k: v["scores"] for k, v in self.base_eval.items()},
                  "base_eval_images": {k: v["images"] for k, v in self.base_eval.items()}}
+        card = card_values(self.cfg, num_steps=self.policy.num_steps, prefix_steps=self.prefix_steps, step=step,
+                           evaluation=self.last_evaluation)
         return save_checkpoint(self.output_dir, step, policy=self.policy, optimizer=self.optimizer,
-                               scheduler=self.scheduler, config=resolved_config(self.cfg), extra=extra)
+                               scheduler=self.scheduler, config=resolved_config(self.cfg), extra=extra, card=card)
 
     def _watch_learning_signal(self, step: int, metrics: dict[str, float]) -> None:
         """Warn on a step whose trained rewards gave no finite value; save and stop after

@@ -122,3 +122,37 @@ def test_training_with_reward_actors_equals_training_in_process(tmp_path, tiny_c
     expected, got = local.policy.adapter_state(), remote.policy.adapter_state()
     assert all(torch.equal(expected[k], got[k]) for k in expected)
     assert all(r["debug/max_abs_logratio_first_iter"] == 0.0 for r in remote.history)  # still exactly on-policy
+
+
+def test_a_reward_defined_in_python_travels_to_the_actors_by_value():
+    """A closure defined in this test (its module cannot be imported by an actor) is sent by value and
+    scores on the actors exactly as in process; one that cannot be pickled is refused at start."""
+    import threading
+
+    offset = 0.25
+
+    def closure(prompts, completions, **kwargs):
+        return (completions.mean(dim=(1, 2, 3)) + offset).tolist()
+
+    specs = [{"name": "python:closure", "label": "closure"}]
+    worker = RewardWorker(specs, callables={"python:closure": closure})
+    images = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    local, remote = LocalScorer(worker), RayScorer(rewards_config([], **ACTORS), worker)
+    try:
+        for scorer in (local, remote):
+            scorer.submit(0, PROMPTS[:2] * 2, images)
+        assert torch.equal(remote.collect().per_reward["closure"], local.collect().per_reward["closure"])
+    finally:
+        remote.close()
+
+    class Locked:
+        def __init__(self):
+            self.lock = threading.Lock()
+
+        def __call__(self, prompts, completions, **kwargs):
+            return [0.0] * len(completions)
+
+    locked = RewardWorker([{"name": "python:Locked", "label": "Locked"}], callables={"python:Locked": Locked()})
+    with pytest.raises(ValueError, match=r"reward 'python:Locked' cannot be sent to Ray reward actors.*"
+                                         r"rewards.backend: local"):
+        RayScorer(rewards_config([], **ACTORS), locked)

@@ -95,8 +95,16 @@ def test_adapter_state_round_trip_and_disable(make_policy, tmp_path):
 def test_an_adapter_of_another_rank_is_refused_naming_the_rank_to_use(make_policy, tiny_model, tmp_path):
     make_policy().save_adapter(tmp_path / "rank4")  # rank 4
     other = NextScalePolicy(tiny_model, lora_rank=8)
-    with pytest.raises(ValueError, match=r"adapter rank 4, policy.lora.rank 8\); set policy.lora.rank=4"):
+    with pytest.raises(ValueError, match=r"rank: adapter 4, this policy 8 \(set policy.lora.rank\)"):
         other.load_adapter(tmp_path / "rank4")
+
+
+def test_an_adapter_of_another_alpha_is_refused_naming_both(make_policy, tiny_model, tmp_path):
+    """alpha scales every update (alpha/r · B A): an alpha-16 adapter read under alpha 64 would act at 4×."""
+    make_policy().save_adapter(tmp_path / "alpha16")
+    other = NextScalePolicy(tiny_model, lora_rank=4, lora_alpha=64.0)
+    with pytest.raises(ValueError, match=r"alpha: adapter 16(\.0)?, this policy 64(\.0)? \(set policy.lora.alpha\)"):
+        other.load_adapter(tmp_path / "alpha16")
 
 
 def test_per_sample_generators_make_samples_independent_of_the_batch(make_policy):
