@@ -44,6 +44,7 @@ from rlalign.utils.files import write_text_atomic
 from rlalign.utils.metrics import MetricsLogger
 from rlalign.utils.progress import Progress
 from rlalign.utils.rows import prompt_text
+from rlalign.utils.run_lock import RunLock
 from rlalign.utils.seeding import grouped_generators
 
 SCHEDULES = {"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}
@@ -82,6 +83,15 @@ class Trainer:
         self.cfg = cfg
         self.output_dir = Path(cfg.output_dir)
         _check_writable(self.output_dir)
+        self.lock = RunLock(self.output_dir)  # one writer per run directory (train, resume, sweep members)
+        try:
+            self._build(cfg, resume, accept_changes, callables)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _build(self, cfg: Config, resume: str | None, accept_changes: Sequence[str],
+               callables: Mapping[str, Callable] | None) -> None:
         torch.manual_seed(cfg.seed)
         self.policy = load_policy(cfg.policy)
         self.prefix_steps = resolve_prefix_steps(cfg.grpo.prefix_steps, self.policy.num_steps)
@@ -139,6 +149,7 @@ class Trainer:
                 self.backend.close()
                 if self.owns_ray:
                     stop_ray()
+                self.lock.release()  # the run writes nothing more (closing the log only flushes it)
         self.logger.close()
         return {"steps": last, "history": self.history, "base_eval": self.base_eval}
 
