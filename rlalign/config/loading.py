@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import difflib
 import inspect
+import math
 import textwrap
 import types
 import typing
@@ -118,6 +119,8 @@ def _coerce_scalar(tp: Any, value: Any, key: str) -> Any:
                 raise ConfigError(key, value, "must be a number") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(key, value, "must be a number")
+        if not math.isfinite(value):  # .inf / .nan would reach the optimizer or the sampler as they are
+            raise ConfigError(key, value, "must be a finite number (inf and nan are not settings)")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

@@ -200,6 +200,7 @@ class Trainer:
                                         eps=cfg.grpo.advantage_eps, std=cfg.grpo.advantage_std)
         # ---- TRAIN: clipped loss on prefix actions, AdamW on the LoRA parameters -------------------
         update = grpo_update(self.policy, self.optimizer, self.scheduler, rollout, advantages_B, cfg.grpo, cfg.train)
+        self._stop_if_not_finite(step, update)
         self.skipped_updates += int(update["debug/skipped_updates"])
         updated = time.perf_counter()
         middle = {"rewards/middle_value/mean": float(rewards_B.nanmean())} if cfg.grpo.suffix_samples > 1 else {}
@@ -314,6 +315,29 @@ class Trainer:
                 f"only drifted. Check the rewards (rlalign score CONFIG PATH) or their on_error setting; "
                 f"{saved}; set train.stop_after_steps_without_signal=0 to train on regardless")
 
+    def _stop_if_not_finite(self, step: int, update: dict[str, float]) -> None:
+        """Stop at the first non-finite loss, gradient norm or adapter value, saving nothing: the newest
+        checkpoint (the last finite state written) stays as it is, and the message says which it is."""
+        problems = []
+        if update["debug/skipped_updates"]:
+            problems.append(f"{int(update['debug/skipped_updates'])} of {self.cfg.grpo.inner_iterations} updates "
+                            "had a non-finite loss or gradient norm (they were not applied)")
+        bad = sum(int((~torch.isfinite(p)).sum()) for p in self.policy.trainable_parameters())
+        if bad:
+            problems.append(f"{bad} adapter values are inf or NaN")
+        if not problems:
+            return
+        latest = self.output_dir / "checkpoints" / "latest"
+        what_now = (f"The newest checkpoint, {latest.read_text().strip()}, is intact (nothing was saved after it): "
+                    f"resume from it with a smaller learning rate (rlalign train CONFIG --resume {self.output_dir} "
+                    "--accept-changes train.learning_rate)" if latest.is_file() else
+                    "No checkpoint was written yet: start again with other settings")
+        self.logger.close()
+        raise NonFiniteTraining(
+            f"training stopped at step {step}: {'; '.join(problems)}. Usual causes: a learning rate too large "
+            f"(train.learning_rate={self.cfg.train.learning_rate:g}), a temperature near 0 (policy.temperature), "
+            f"a reward of extreme size. {what_now}")
+
     def _save_before_stopping(self, step: int) -> str:
         """Checkpoint `step` (the last finished one) if it is new, close the logger; say what was kept."""
         saved = (f"checkpoint of step {step} saved at {self.save(step)}" if step > self.start_step
@@ -402,6 +426,10 @@ def _check_writable(directory: Path) -> None:
     except OSError as error:
         raise ConfigError("output_dir", str(directory), f"cannot be written ({error.strerror or error}); "
                           "choose a directory you can write to") from None
+
+
+class NonFiniteTraining(ValueError):
+    """Training stopped because a loss, gradient norm or adapter value was inf or NaN."""
 
 
 class NoLearningSignal(ValueError):
