@@ -20,6 +20,11 @@ import time
 import warnings
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock
+    fcntl = None
+
 LOCK_FILE = ".rlalign.lock"
 
 
@@ -33,9 +38,7 @@ class RunLock:
     def __init__(self, output_dir: str | Path):
         self.path = Path(output_dir) / LOCK_FILE
         self._file = None
-        try:
-            import fcntl
-        except ImportError:  # Windows: no flock
+        if fcntl is None:
             warnings.warn("rlalign cannot lock the run directory on this platform (no fcntl): make sure one "
                           "process at a time writes it", RuntimeWarning, stacklevel=2)
             return
@@ -64,8 +67,6 @@ class RunLock:
         """Empty the lock file (a clean end) and drop the lock. Safe to call twice."""
         if self._file is None:
             return
-        import fcntl
-
         self._file.seek(0)
         self._file.truncate()
         self._file.flush()

@@ -6,7 +6,7 @@ import pytest
 import torch
 from support.training import save_tiny_checkpoint, tiny_config
 
-from rlalign.training.trainer import Trainer
+from rlalign.training.trainer import NonFiniteTraining, Trainer
 from rlalign.utils.metrics import read_metrics
 
 
@@ -35,14 +35,14 @@ def test_only_lora_parameters_change_and_the_rollouts_stay_on_policy(tmp_path, t
     assert any(abs(r["charts/ratio_mean"] - 1) > 0 for r in steps)
 
 
-def test_a_nan_loss_skips_the_update_and_leaves_parameters_unchanged(tmp_path, tiny_checkpoint):
+def test_a_nan_loss_applies_no_update_and_stops_the_run(tmp_path, tiny_checkpoint):
     trainer = Trainer(tiny_config(tmp_path, tiny_checkpoint, **{"train.steps": 1}))
     real_log_prob = trainer.policy.log_prob
     trainer.policy.log_prob = lambda rollout: [lp * float("nan") for lp in real_log_prob(rollout)]
     before = parameters(trainer)
     optimizer_state = json.dumps(trainer.optimizer.state_dict()["param_groups"])
-    metrics = trainer.train_step(1)
-    assert metrics["debug/skipped_updates"] == 2  # both inner iterations
+    with pytest.raises(NonFiniteTraining, match="stopped at step 1: 2 of 2 updates had a non-finite loss"):
+        trainer.train_step(1)  # both inner iterations
     assert all(torch.equal(before[name], p) for name, p in trainer.policy.model.named_parameters())
     assert trainer.optimizer.state_dict()["state"] == {}  # AdamW never stepped
     assert json.dumps(trainer.optimizer.state_dict()["param_groups"]) == optimizer_state
