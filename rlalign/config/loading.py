@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import inspect
 import math
+import re
 import textwrap
 import types
 import typing
@@ -158,8 +159,27 @@ def _join(prefix: str, name: Any) -> str:
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, except that a key given twice in one mapping is an error: plain YAML keeps
-    the last value silently, which turns a forgotten line (`steps: 450` ... `steps: 7`) into a wrong run."""
+    """YAML's safe loader, except that a key given twice in one mapping is an error (plain YAML keeps
+    the last value silently, which turns a forgotten line (`steps: 450` ... `steps: 7`) into a wrong
+    run), and integers are read as YAML 1.2 reads them: `010` is ten, not PyYAML's YAML 1.1 octal 8
+    (`0o10` and `0x10` are octal and hex). Merge keys (`<<: *defaults`) work as in any YAML."""
+
+
+_INT_12 = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+
+
+def _construct_int_12(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node)
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text, 10)
+
+
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:int"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:int", _INT_12, list("-+0123456789"))
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _construct_int_12)
 
 
 class DuplicateKeyError(yaml.YAMLError):
@@ -172,6 +192,8 @@ class DuplicateKeyError(yaml.YAMLError):
 def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<:` merges a mapping in; its keys may be given again (construct_mapping flattens it)
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
         try:
@@ -191,14 +213,23 @@ def _read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError("<file>", str(path), "no such config file; pass the path of a YAML file (see configs/)")
     try:
-        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError("<file>", str(path), f"is not UTF-8 text (byte {error.object[error.start]:#x} at offset "
+                          f"{error.start}); save it as UTF-8") from None
+    except PermissionError:
+        raise ConfigError("<file>", str(path), "cannot be read (permission denied); check the file's permissions") from None
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader) or {}
     except DuplicateKeyError as error:
         raise ConfigError("<file>", str(path), str(error)) from None
     except yaml.YAMLError as error:
         raise ConfigError("<file>", str(path), f"is not valid YAML: {error}") from None
     if not isinstance(raw, dict):
         raise ConfigError("<file>", str(path), "must hold a mapping of sections (policy:, grpo:, ...)")
-    return raw
+    # Top-level `x-NAME:` keys hold YAML anchors for merge keys (`x-common: &common {...}`, then
+    # `<<: *common`), as docker-compose files do; they are not settings.
+    return {key: value for key, value in raw.items() if not (isinstance(key, str) and key.startswith("x-"))}
 
 
 def apply_override(raw: dict, override: str) -> None:
@@ -209,7 +240,7 @@ def apply_override(raw: dict, override: str) -> None:
     parts = dotted.strip().split(".")
     if not all(parts):
         raise ConfigError(dotted, text, "an override key must be dotted names like grpo.group_size")
-    value = yaml.safe_load(text) if text.strip() else ""
+    value = yaml.load(text, Loader=_UniqueKeyLoader) if text.strip() else ""  # YAML 1.2 integers, as in files
     node: Any = raw
     for depth, part in enumerate(parts[:-1]):
         node = _child(node, part, ".".join(parts[: depth + 1]))
@@ -302,7 +333,11 @@ def field_docs(cls: type) -> dict[str, str]:
 def reference_markdown(cls: type, title: str) -> str:
     """A Markdown reference of every field of a dataclass tree: key, type, default, documentation."""
     lines = [f"# {title}", "", "Generated from the docstrings in `rlalign/config/schema.py` and the families' own settings",
-             "(`rlalign/policies/*/settings.py`) by `scripts/gen_config_docs.py`; do not edit by hand.", ""]
+             "(`rlalign/policies/*/settings.py`) by `scripts/gen_config_docs.py`; do not edit by hand.", "",
+             "Config files are YAML with YAML 1.2 integers (`010` is ten; `0o10`, `0x10` for octal and hex) and "
+             "merge keys: top-level `x-NAME:` keys only hold anchors (`x-common: &common {...}`, then "
+             "`<<: *common`) and are not settings. `~` and `$VARIABLES` in `output_dir` and checkpoint paths "
+             "are expanded.", ""]
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     nested = [f for f in dataclasses.fields(cls) if dataclasses.is_dataclass(hints[f.name])]

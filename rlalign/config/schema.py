@@ -8,6 +8,8 @@ names the key, the value and what is allowed (see rlalign/config/loading.py for 
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -379,8 +381,29 @@ def _check_reward_names(rewards_cfg: RewardsConfig) -> None:
 def load_config(source: str | dict | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Build a Config from a YAML path (or a dict, or defaults) plus `section.key=value` overrides."""
     cfg = build(Config, source, overrides)
+    _expand_paths(cfg)
     _check_combinations(cfg)
     return cfg
+
+
+def _expand_path(key: str, value: str) -> str:
+    """`~` and `$VAR` / `${VAR}` expanded as a shell would; a variable that is not set is an error (left as
+    it is, it would create a folder literally named `${HOME}`)."""
+    expanded = os.path.expandvars(os.path.expanduser(value))
+    unset = re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", expanded)
+    if unset:
+        raise ConfigError(key, value, f"names environment variable(s) {', '.join(unset)} that are not set; set them "
+                          "or write the path out")
+    return expanded
+
+
+def _expand_paths(cfg: Config) -> None:
+    """Expand `~` and environment variables in the settings that are paths (output_dir, checkpoints)."""
+    cfg.output_dir = _expand_path("output_dir", cfg.output_dir)
+    if not cfg.policy.checkpoint.startswith("builtin:"):
+        cfg.policy.checkpoint = _expand_path("policy.checkpoint", cfg.policy.checkpoint)
+    if cfg.policy.vae_checkpoint:
+        cfg.policy.vae_checkpoint = _expand_path("policy.vae_checkpoint", cfg.policy.vae_checkpoint)
 
 
 def derived_sizes(cfg: Config) -> dict[str, int]:

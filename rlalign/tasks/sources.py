@@ -26,6 +26,7 @@ step, so across steps every prompt is seen equally often in expectation.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,7 @@ def is_source(argument: str, task: str | None = None) -> bool:
 
 def _read_jsonl(path: str) -> list[dict]:
     """TRL-style rows, one JSON object with a "prompt" per line; every row must have the same columns."""
-    file = Path(path).expanduser()
+    file = Path(os.path.expandvars(path)).expanduser()
     if not file.is_file():
         raise FileNotFoundError(f"prompt file {path!r} does not exist (jsonl:PATH takes one JSON object per line)")
     rows = []
@@ -106,7 +107,7 @@ def _read_jsonl(path: str) -> list[dict]:
 
 
 def _read_prompt_file(path: str) -> list[str]:
-    file = Path(path)
+    file = Path(os.path.expandvars(path)).expanduser()
     if not file.is_file():
         raise FileNotFoundError(f"prompt file {path!r} does not exist (file:PATH takes one prompt per line)")
     prompts = [line.strip() for line in file.read_text().splitlines()]
