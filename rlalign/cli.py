@@ -117,7 +117,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(write_report(args.out) + f"\n(wrote {args.out}/report.md and its plots)")
         return 0
     print(run_sweep(args.config, args.overrides, prefix_steps=args.prefix_steps, seeds=args.seeds, out=args.out,
-                    parallel=args.parallel))
+                    parallel=args.parallel, rerun_changed=args.rerun_changed))
     return 0
 
 
@@ -130,11 +130,32 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+VERSION_PACKAGES = ("torch", "trl", "peft", "transformers", "open_clip_torch")
+"""The dependencies whose installed versions `rlalign --version` prints beside rlalign's own."""
+
+
+def version_text() -> str:
+    """`rlalign X (torch …, trl …, …)`, read from the installed packages' metadata (nothing is imported)."""
+    from importlib import metadata
+
+    import rlalign
+
+    def installed(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return f"rlalign {rlalign.__version__} ({', '.join(f'{name} {installed(name)}' for name in VERSION_PACKAGES)})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlalign",
         description="Prefix-GRPO alignment of coarse-to-fine generative models.",
     )
+    parser.add_argument("--version", action="version", version=version_text(),
+                        help="print the versions of rlalign, torch, trl, peft, transformers and open_clip_torch")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_training_commands(commands)
     _add_tool_commands(commands)
@@ -206,6 +227,9 @@ def _add_tool_commands(commands: argparse._SubParsersAction) -> None:
     sweep.add_argument("overrides", nargs="*", help="overrides applied to every run, such as train.steps=150")
     sweep.add_argument("--prefix-steps", required=True, help="the m values, e.g. 1,2,3,all")
     sweep.add_argument("--seeds", type=int, default=1, help="seeds per m: seed, seed+1, ... (default: %(default)s)")
+    sweep.add_argument("--rerun-changed", action="store_true",
+                       help="train again the finished runs whose settings differ from the ones asked for now "
+                            "(the old runs are moved aside, never deleted); without it such a sweep is refused")
     sweep.add_argument("--out", default="runs/sweep", help="sweep directory; re-running resumes it (default: %(default)s)")
     sweep.add_argument("--parallel", type=int, default=1,
                        help="runs at a time, as Ray tasks sharing this machine's CPUs (default: %(default)s, in order)")

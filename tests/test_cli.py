@@ -138,3 +138,18 @@ def test_overrides_may_follow_the_options(capsys):
     assert "train.steps = 7" in capsys.readouterr().out
     with pytest.raises(SystemExit):  # a stray option is still an error
         main(["config", str(ROOT / "configs" / "shapes_nextscale.yaml"), "--no-such-option"])
+
+
+def test_version_names_rlalign_and_its_main_dependencies(capsys):
+    from importlib import metadata
+
+    import rlalign
+    from rlalign.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    printed = " ".join(capsys.readouterr().out.split())  # argparse may wrap the line on a narrow terminal
+    assert printed.startswith(f"rlalign {rlalign.__version__} (")
+    for name in ("torch", "trl", "peft", "transformers", "open_clip_torch"):
+        assert f"{name} {metadata.version(name)}" in printed
