@@ -59,9 +59,9 @@ class CallLog:
     extras: dict[str, list] = field(default_factory=dict)
 
     def log_metric(self, name: str, value: float) -> None:
-        if not isinstance(name, str) or not name or name.startswith(RESERVED_METRIC_PREFIXES):
-            raise ValueError(f"log_metric name {name!r} must be a non-empty string outside rlalign's own metric "
-                             f"namespaces {RESERVED_METRIC_PREFIXES}")
+        if not isinstance(name, str) or not name or name.startswith(RESERVED_METRIC_PREFIXES) or name in ("step", "time"):
+            raise ValueError(f"log_metric name {name!r} must be a non-empty string other than step and time, outside "
+                             f"rlalign's own metric namespaces {RESERVED_METRIC_PREFIXES}")
         value = float(value)
         if not math.isfinite(value):
             raise ValueError(f"log_metric({name!r}, {value}): the value must be finite")

@@ -15,8 +15,10 @@ finished step): a reward model that crashed is a bug to look at, not something t
 from __future__ import annotations
 
 import contextlib
+import inspect
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -93,20 +95,46 @@ class RayScorer:
             raise RewardActorFailure(f"{what}: {type(error).__name__}: {error}") from error
 
 
+def _defining_module(fn: Any):
+    """The module that defines a reward object: through partials and bound methods, to the function or
+    class behind them."""
+    import functools
+    import sys
+
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    fn = getattr(fn, "__func__", fn)  # a bound method: its function
+    owner = fn if inspect.isfunction(fn) or inspect.isclass(fn) else type(fn)
+    return sys.modules.get(getattr(owner, "__module__", "") or "")
+
+
+def _installed(module) -> bool:
+    """Whether a module comes with Python or an installed package (an actor imports it by name)."""
+    import sysconfig
+
+    file = getattr(module, "__file__", None)
+    if module.__name__.split(".")[0] in ("rlalign", "trl") or file is None:
+        return True
+    roots = {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    return any(str(Path(file).resolve()).startswith(str(Path(root).resolve()) + "/") for root in roots)
+
+
 def _check_travels(worker: RewardWorker) -> None:
     """Refuse, with the reason, rewards given as Python objects that cannot be sent to reward actors.
 
-    Functions defined in a notebook, a script or a test module are sent by value: their module is
-    registered with Ray's cloudpickle, since a reward actor could not import it."""
-    import sys
-
+    The module defining a reward that is neither Python's nor an installed package's (a notebook, a
+    script, a test module: an actor could not import it) is registered with Ray's cloudpickle, so the
+    reward travels by value; a reward that cannot be pickled even so is refused, its module unregistered."""
     for name, fn in worker.callables.items():
-        module = sys.modules.get(getattr(fn, "__module__", "") or "")
-        if module is not None and not module.__name__.startswith(("rlalign", "trl")):
+        module = _defining_module(fn)
+        by_value = module is not None and module.__name__ != "__main__" and not _installed(module)
+        if by_value:
             ray.cloudpickle.register_pickle_by_value(module)
         try:
             ray.cloudpickle.dumps(fn)
         except Exception as error:  # noqa: BLE001 - any pickling failure means the same thing here
+            if by_value:
+                ray.cloudpickle.unregister_pickle_by_value(module)
             raise ValueError(f"reward {name!r} cannot be sent to Ray reward actors ({type(error).__name__}: "
                              f"{error}); use rewards.backend: local, or give the reward as an importable "
                              "module:function") from None

@@ -53,6 +53,13 @@ class GRPOTrainer:
                  eval_prompts: Mapping[str, PromptsLike] | None = None, task: str | None = None,
                  output_dir: str | Path | None = None, overrides: Mapping[str, Any] | Sequence[str] | None = None,
                  resume: str | Path | None = None, accept_changes: Sequence[str] = ()):
+        if resume is not None:  # a resumed run continues in its own directory, as `rlalign train --resume` does
+            resume = Path(resume)
+            run_dir = resume.parent.parent if (resume / "trainer_state.pt").is_file() else resume
+            if output_dir is not None and Path(output_dir).resolve() != run_dir.resolve():
+                raise ValueError(f"resume={resume} continues the run in {run_dir}, not in output_dir={output_dir}; "
+                                 "leave output_dir out (or give the same directory)")
+            output_dir = run_dir
         cfg = load_config(_source(config), _override_strings(overrides, output_dir))
         values, callables = to_dict(cfg), {}
         if reward_funcs is not None:
@@ -161,6 +168,9 @@ def prompt_source(prompts: PromptsLike, directory: Path, role: str) -> str:
     written to `directory` as `role-<hash>.jsonl` (rows) or `.txt` (plain strings) and named by path."""
     if isinstance(prompts, str):
         return prompts
+    if isinstance(prompts, Mapping):  # a datasets.DatasetDict, or a dict: its keys are no prompts
+        raise TypeError(f"{role} prompts: got a {type(prompts).__name__} with keys {list(prompts)[:5]}; pick one split "
+                        "(dataset['train']) or give a list")
     if hasattr(prompts, "to_list") and hasattr(prompts, "column_names"):  # a datasets.Dataset
         prompts = prompts.to_list()
     prompts = list(prompts)
@@ -172,10 +182,10 @@ def prompt_source(prompts: PromptsLike, directory: Path, role: str) -> str:
             raise ValueError(f"{role} prompts: row {missing[0]} has no 'prompt' column (TRL's dataset rows)")
         text, kind, suffix = "".join(json.dumps(dict(row)) + "\n" for row in prompts), "jsonl", ".jsonl"
     elif all(isinstance(p, str) for p in prompts):
-        bad = [p for p in prompts if "\n" in p or not p.strip() or p.lstrip().startswith("#")]
+        bad = [p for p in prompts if len(p.splitlines()) != 1 or p != p.strip() or p.startswith("#")]
         if bad:
-            raise ValueError(f"{role} prompts: {bad[0]!r} is empty, holds a newline or starts with '#'; "
-                             "give rows ({'prompt': ...}) instead")
+            raise ValueError(f"{role} prompts: {bad[0]!r} is empty, spans lines, has surrounding spaces or starts "
+                             "with '#', so a prompt file would not give it back; give rows ({'prompt': ...}) instead")
         text, kind, suffix = "".join(p + "\n" for p in prompts), "file", ".txt"
     else:
         raise TypeError(f"{role} prompts must be strings or rows with a 'prompt' (one kind per list), or a source string")

@@ -66,7 +66,7 @@ def test_notebook_and_async_rewards_train_beside_a_registered_one(tmp_path, tiny
     for label in ("brightness", "waits_for_second", "waits_for_first", "rlalign.rewards.examples:saturation"):
         assert all(f"rewards/{label}/mean" in r for r in steps), label
     assert [r["rewards/waits_for_first/mean"] for r in steps] == [1.0] * STEPS
-    assert 1 in seen_steps and STEPS in seen_steps  # trainer_state.global_step of each training step
+    assert 0 in seen_steps and STEPS - 1 in seen_steps  # global_step: the steps finished before, as in TRL
     assert all(0 <= r["brightness_max"] <= 1 for r in steps)  # log_metric, averaged per step
     extras = [json.loads(line) for line in (out / "reward_extras.jsonl").read_text().splitlines()]
     assert [e["step"] for e in extras] == list(range(1, STEPS + 1))
@@ -87,8 +87,9 @@ def test_a_run_with_a_callable_says_how_to_resume_it(tmp_path, tiny_checkpoint):
                 output_dir=out).trainer.run(stop_after=1)
     saved = out / "checkpoints" / "step_000001" / "config.yaml"
     assert main(["train", str(saved), "--resume", str(out)]) == 2  # the CLI cannot rebuild the function
-    resumed = GRPOTrainer(base_config(tmp_path, tiny_checkpoint),
-                          reward_funcs=[constant, "rlalign.rewards.examples:saturation"], output_dir=out, resume=out)
+    resumed = GRPOTrainer(base_config(tmp_path, tiny_checkpoint),  # its output_dir is another: resume wins
+                          reward_funcs=[constant, "rlalign.rewards.examples:saturation"], resume=out)
+    assert resumed.config.output_dir == str(out)
     resumed.train()
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl") if "time/step" in r] == [1, 2]
 
@@ -110,7 +111,10 @@ def test_the_cli_error_for_a_callable_run_names_the_api(tmp_path, tiny_checkpoin
     ({"reward_weights": [1.0]}, "reward_weights needs reward_funcs"),
     ({"reward_funcs": [42]}, r"reward_funcs\[0\] is a int"),
     ({"prompts": ["a red circle", {"prompt": "x"}]}, "one kind per list"),
-    ({"prompts": ["two\nlines"]}, "holds a newline"),
+    ({"prompts": ["two\nlines"]}, "spans lines"),
+    ({"prompts": ["a\rb"]}, "spans lines"),
+    ({"prompts": [" padded "]}, "surrounding spaces"),
+    ({"prompts": {"train": ["a red circle"]}}, r"pick one split \(dataset\['train'\]\)"),
     ({"overrides": "train.steps=3"}, "not one string"),
 ])
 def test_bad_arguments_get_clear_errors(tmp_path, tiny_checkpoint, kwargs, message):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rlalign.config import load_config
 from rlalign.evaluation.geneval import generate
-from rlalign.policies import load_policy
+from rlalign.policies import load_policy, resolve_prefix_steps
 from rlalign.tasks import check_prompt_words, parse_prompt_source, prompts_from_arguments, source_task
 from rlalign.training.adapter_card import CARD, read_card
 from rlalign.utils.files import write_json_atomic, write_text_atomic
@@ -17,24 +17,27 @@ from rlalign.utils.rows import prompt_text
 from rlalign.utils.tables import records_table
 
 
-def adapter_prefix_steps(adapter: str, asked: str | None, configured: int | str) -> int | str:
+def adapter_prefix_steps(adapter: str, asked: str | None, configured: int | str, num_steps: int, *,
+                         configured_as: str = "the config's grpo.prefix_steps") -> int | str:
     """m for sampling with `adapter`: `asked` (--prefix-steps) if given, else the m the adapter was trained
-    with (its card, rlalign.training.adapter_card), else `configured`; says on stderr when the adapter's m
-    differs from the config's or from the one asked for."""
+    with (its card, rlalign.training.adapter_card), else `configured`. Says on stderr when the adapter's m
+    differs (as a number of steps) from the one used, and when it was trained with another T."""
     card = read_card(adapter)
     trained = card["prefix_steps"] if card else None
-    if asked is not None:
-        m = int(asked) if str(asked).isdigit() else asked
-        if trained is not None and m != trained:
-            print(f"[rlalign] note: the adapter was trained with m = {trained}; sampling with --prefix-steps {m}",
-                  file=sys.stderr)
-        return m
-    if trained is None:
-        return configured
-    if trained != configured:
-        print(f"[rlalign] note: the adapter was trained with m = {trained} ({CARD}); the config says "
-              f"grpo.prefix_steps = {configured}: using {trained} (--prefix-steps chooses another)", file=sys.stderr)
-    return trained
+    if card and card.get("num_steps") not in (None, num_steps):
+        print(f"[rlalign] note: the adapter was trained with T = {card['num_steps']} steps; this policy takes "
+              f"{num_steps}, so its steps fall at other times than in training", file=sys.stderr)
+    m = asked if asked is not None else trained if trained is not None else configured
+    m = int(m) if str(m).isdigit() else m
+    if trained is not None and resolve_prefix_steps(trained, num_steps) != resolve_prefix_steps(m, num_steps):
+        source = "--prefix-steps" if asked is not None else configured_as
+        print(f"[rlalign] note: the adapter was trained with m = {trained} ({CARD}); sampling with m = {m} "
+              f"({source})", file=sys.stderr)
+    elif trained is not None and asked is None and resolve_prefix_steps(configured, num_steps) != resolve_prefix_steps(
+            trained, num_steps):
+        print(f"[rlalign] note: the adapter was trained with m = {trained} ({CARD}); {configured_as} = {configured}: "
+              f"using {trained} (--prefix-steps chooses another)", file=sys.stderr)
+    return m
 
 
 def run_sample(config: str, overrides: list[str], *, prompts: list[str], prefix_steps: str | None,
@@ -49,7 +52,7 @@ def run_sample(config: str, overrides: list[str], *, prompts: list[str], prefix_
     policy = load_policy(cfg.policy)
     if adapter:
         policy.load_adapter(adapter)
-        m = adapter_prefix_steps(adapter, prefix_steps, "all")
+        m = adapter_prefix_steps(adapter, prefix_steps, "all", policy.num_steps, configured_as="the default")
     else:
         m = int(prefix_steps) if str(prefix_steps).isdigit() else (prefix_steps or "all")
     chosen = prompts_from_arguments(prompts, cfg.prompts.task)
@@ -81,7 +84,7 @@ def run_eval(config: str, overrides: list[str], *, adapter: str, out: str, prefi
     cfg = load_config(config, overrides)
     policy = load_policy(cfg.policy)
     policy.load_adapter(adapter)
-    m = adapter_prefix_steps(adapter, prefix_steps, cfg.grpo.prefix_steps)
+    m = adapter_prefix_steps(adapter, prefix_steps, cfg.grpo.prefix_steps, policy.num_steps)
     worker = RewardWorker(cfg.rewards.functions + cfg.rewards.eval, combine=None, tokenizer=policy.completion_tokenizer())
     sources = {name: parse_prompt_source(source, cfg.prompts.task) for name, source in cfg.prompts.eval.items()}
     sets = {name: source.all() for name, source in sources.items()}

@@ -8,7 +8,11 @@ rollouts only: a run's own Ray actors would compete with its siblings for the sa
 
 A sweep directory is resumable: a run whose summary.json exists is kept as it is, a run that
 stopped part way continues from its latest checkpoint, so a re-launched sweep only does what is
-missing and never overwrites finished work.
+missing and never overwrites finished work. A finished run is kept only if it was trained with the
+settings asked for now: a re-launch with other settings (a changed override) is refused before
+anything runs, naming each run and setting, unless `--rerun-changed` is given, which moves such runs
+aside (`<run>.superseded-<time>`, never deleted) and trains them again. A run that stopped part way
+is resumed under the same rule as `rlalign train --resume` (a changed setting is refused).
 """
 
 from __future__ import annotations
@@ -48,6 +52,32 @@ def run_config(config: str | dict, overrides: list[str], run: SweepRun) -> Confi
                                 f"output_dir={run.output_dir}"])
 
 
+def stale_members(runs: list[SweepRun], resolved: list[dict]) -> dict[str, dict]:
+    """Finished runs (summary.json) whose newest checkpoint's config differs from the one asked for now:
+    run name -> {setting: (then, now)}."""
+    import yaml
+
+    from rlalign.training.resume import config_changes
+
+    stale = {}
+    for run, values in zip(runs, resolved):
+        directory = Path(run.output_dir)
+        latest = directory / "checkpoints" / "latest"
+        if not (directory / "summary.json").is_file() or not latest.is_file():
+            continue
+        saved = yaml.safe_load((directory / "checkpoints" / latest.read_text().strip() / "config.yaml").read_text())
+        changes = config_changes(saved or {}, values)
+        if changes:
+            stale[run.name] = changes
+    return stale
+
+
+def _set_aside(directory: Path) -> Path:
+    moved = directory.with_name(f"{directory.name}.superseded-{time.strftime('%Y%m%d-%H%M%S')}")
+    directory.rename(moved)
+    return moved
+
+
 def train_run(values: dict, torch_threads: int = 0) -> str:
     """Train one run from its resolved config (a plain dict, so it travels to Ray) and summarise it;
     finished runs are skipped and interrupted ones resumed. Returns what was done."""
@@ -73,19 +103,30 @@ def train_run(values: dict, torch_threads: int = 0) -> str:
 
 
 def run_sweep(config: str, overrides: list[str], *, prefix_steps: str, seeds: int, out: str,
-              parallel: int = 1) -> str:
-    """Train every (m, seed) run of the sweep under `out`, then write out/report.md; returns a summary."""
+              parallel: int = 1, rerun_changed: bool = False) -> str:
+    """Train every (m, seed) run of the sweep under `out`, then write out/report.md; returns a summary.
+    Finished runs trained with other settings are refused, or with `rerun_changed` set aside and redone."""
     from rlalign.evaluation.sweep_report import write_report
 
     base = load_config(config, overrides)
     num_steps = load_policy(base.policy).num_steps
     runs = plan(base, parse_prefix_steps(prefix_steps, num_steps), seeds, out)
+    resolved = [resolved_config(run_config(config, overrides, run)) for run in runs]
+    stale = stale_members(runs, resolved)
+    if stale and not rerun_changed:
+        lines = [f"  {name}: " + "; ".join(f"{key} {old!r} → {new!r}" for key, (old, new) in changes.items())
+                 for name, changes in stale.items()]
+        raise ValueError(f"sweep {out} holds finished runs trained with other settings than asked for now:\n"
+                         + "\n".join(lines) + "\nKeep them (re-launch with their settings), use another --out, or "
+                         "train them again with --rerun-changed (the old runs are moved aside, not deleted)")
+    for name in stale:
+        print(f"[rlalign sweep] {name}: trained with other settings; moved to {_set_aside(Path(out) / name).name}",
+              flush=True)
     Path(out).mkdir(parents=True, exist_ok=True)
     manifest = {"config": config, "overrides": overrides, "num_steps": num_steps,
                 "reward_weights": {spec.label or spec.name: spec.weight for spec in base.rewards.functions},
                 "runs": [dataclasses.asdict(run) for run in runs]}
     write_json_atomic(Path(out) / "sweep.json", manifest)
-    resolved = [resolved_config(run_config(config, overrides, run)) for run in runs]
     if parallel > 1:
         done = _train_on_ray(resolved, parallel, base)
     else:

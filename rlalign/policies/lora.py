@@ -76,12 +76,14 @@ class LoraAdapter:
         """Write the adapter in peft's format (adapter_config.json + adapter_model.safetensors)."""
         self.peft_model.save_pretrained(str(directory))
 
-    def load(self, directory: str | Path, device: torch.device) -> None:
+    def load(self, directory: str | Path, device: torch.device, *, check_config: bool = True) -> None:
+        """Load a peft adapter directory; with `check_config`, refuse one saved with other LoRA settings."""
         path = Path(directory) / "adapter_model.safetensors"
         if not path.is_file():
             raise FileNotFoundError(f"{directory} holds no peft adapter (adapter_model.safetensors); "
                                     "pass a directory written by save_adapter / rlalign train")
-        self.check_saved_config(directory)
+        if check_config:
+            self.check_saved_config(directory)
         prefixed = {f"base_model.model.{k.removeprefix('base_model.model.')}": v for k, v in load_file(str(path)).items()}
         self.load_state(prefixed, device)
 
@@ -138,8 +140,9 @@ class AdapterMethods:
         """Write the adapter in peft's format (adapter_config.json + adapter_model.safetensors)."""
         self.lora.save(directory)
 
-    def load_adapter(self, directory: str | Path) -> None:
-        self.lora.load(directory, self.device)
+    def load_adapter(self, directory: str | Path, *, check_config: bool = True) -> None:
+        """`check_config=False` skips the adapter_config.json comparison (a resume compares whole configs)."""
+        self.lora.load(directory, self.device, check_config=check_config)
 
 
 def _lora_rank(key: str, shape: torch.Size) -> int | str:

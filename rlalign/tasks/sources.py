@@ -13,7 +13,7 @@ A source is `kind:argument`. Four kinds belong to no task:
   classes:A,B,C  an explicit list of class ids
 
 Every other kind belongs to a task (rlalign.tasks.registry): the built-in Shapes task owns
-`shapes:`, `shapes-eval:`, `shapes-scenes:` and `shapes-scenes-eval:` (rlalign/tasks/shapes.py),
+`shapes:`, `shapes-eval:`, `shapes-scenes:` and `shapes-scenes-eval:` (rlalign/tasks/shapes/),
 the Sums task `sums:` (rlalign/tasks/sums.py), and a config's own task (`prompts.task`) may add
 kinds of its own. A task's sources are judged by its verifier; the task-free ones by the verifier of
 `prompts.task` when the config names one, else by none.

@@ -20,6 +20,7 @@ Checkpoints written before manifests existed are loaded unverified.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import random
@@ -176,7 +177,12 @@ def load_checkpoint(checkpoint: Path, *, policy: Any, optimizer: torch.optim.Opt
         raise ValueError(f"{checkpoint / 'trainer_state.pt'} cannot be loaded ({type(error).__name__}: "
                          f"{str(error)[:120]}); the checkpoint has no manifest to verify it, so it was not "
                          "skipped: pass an older checkpoint directory to --resume") from None
-    policy.load_adapter(checkpoint / "adapter")
+    # The resume check compares the whole config (LoRA settings included, --accept-changes may allow a
+    # change), so the adapter's own LoRA-settings check is skipped where the family offers the switch.
+    if "check_config" in inspect.signature(policy.load_adapter).parameters:
+        policy.load_adapter(checkpoint / "adapter", check_config=False)
+    else:
+        policy.load_adapter(checkpoint / "adapter")
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     restore_rng_states(state["rng"])

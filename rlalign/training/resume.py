@@ -24,11 +24,16 @@ FREE_ON_RESUME = ("output_dir", "logging.", "rollout.", "prompts.eval",
 runs, none of which changes the training trajectory (samples are seeded per sample, docs/grpo.md)."""
 
 
+RENAMED = {"policy.insertion_steps": "policy.insertion.steps"}
+"""Settings that moved, old key → new key, so a checkpoint written before the move compares as it should."""
+
+
 def config_changes(saved: dict, current: dict) -> dict[str, tuple[Any, Any]]:
     """`key -> (saved, current)` for every setting that differs between a checkpoint's config and the
     resumed run's, except FREE_ON_RESUME. Keys the checkpoint's config lacks (settings added to
     rlalign after it was written) are not compared."""
     old, new = _flatten(saved), _flatten(current)
+    old = {RENAMED.get(key, key): value for key, value in old.items()}
     return {key: (old[key], new.get(key)) for key in old
             if old[key] != new.get(key) and not key.startswith(FREE_ON_RESUME) and key in new}
 

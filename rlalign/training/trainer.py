@@ -180,7 +180,7 @@ class Trainer:
         sync_bytes = self.backend.sync(step, None if self.backend.shares_policy else self.policy.adapter_state())
         synced = time.perf_counter()
         # Each shard goes to the rewards as soon as it is sampled: reward actors score it meanwhile.
-        state = {"trainer_state": self.trainer_state(step)}  # TRL's reward keyword (rlalign.rewards.calls)
+        state = {"trainer_state": self.trainer_state(step - 1)}  # TRL's reward keyword (rlalign.rewards.calls)
         on_shard = ((lambda index, shard: self.scorer.submit(index, shard.prompts, shard.outputs, state))
                     if cfg.grpo.suffix_samples == 1 else None)
         rollout = self.backend.generate(prompts, cfg.grpo.group_size, self.prefix_steps, step, on_shard=on_shard)
@@ -232,16 +232,17 @@ class Trainer:
             return result, result.total
         generators = grouped_generators(self.cfg.seed, "suffix", step, len(rollout), k)
         outputs, prompts, _ = self.policy.complete(rollout, k, generator=generators)
-        self.scorer.submit(0, prompts, outputs, {"trainer_state": self.trainer_state(step)})
+        self.scorer.submit(0, prompts, outputs, {"trainer_state": self.trainer_state(step - 1)})
         result = self.rewards.finish(self.scorer.collect())
         self._write_reward_extras(step, prompts, result)
         return result, middle_value(result.total.view(len(rollout), k), self.cfg.grpo.middle_value_eta)
 
-    def trainer_state(self, step: int):
-        """What TRL's rewards get as `trainer_state`: a transformers TrainerState at `step`."""
+    def trainer_state(self, finished_steps: int):
+        """What TRL's rewards get as `trainer_state`: a transformers TrainerState whose `global_step` is, as
+        in TRL, the number of training steps finished before the call (step N's rollout sees N − 1)."""
         from transformers import TrainerState
 
-        return TrainerState(global_step=step, max_steps=self.cfg.train.steps)
+        return TrainerState(global_step=finished_steps, max_steps=self.cfg.train.steps)
 
     def _write_reward_extras(self, step: int, prompts: Sequence, result: RewardResult) -> None:
         """The columns rewards gave `log_extra`, one line per step in reward_extras.jsonl, and a wandb table."""
@@ -292,7 +293,8 @@ class Trainer:
         return metrics
 
     def save(self, step: int) -> Path:
-        extra = {"skipped_updates": self.skipped_updates, "base_eval": {k: v["scores"] for k, v in self.base_eval.items()},
+        extra = {"skipped_updates": self.skipped_updates, "last_evaluation": self.last_evaluation,
+                 "base_eval": {k: v["scores"] for k, v in self.base_eval.items()},
                  "base_eval_images": {k: v["images"] for k, v in self.base_eval.items()}}
         card = card_values(self.cfg, num_steps=self.policy.num_steps, prefix_steps=self.prefix_steps, step=step,
                            evaluation=self.last_evaluation)
@@ -368,6 +370,7 @@ class Trainer:
         """Restore the checkpoint; refuse config changes that alter training unless accepted (rlalign.training.resume)."""
         state = load_checkpoint(checkpoint, policy=self.policy, optimizer=self.optimizer, scheduler=self.scheduler)
         self.start_step, self.skipped_updates = state["step"], state["skipped_updates"]
+        self.last_evaluation = state.get("last_evaluation")  # for the adapter card
         factor = self.scheduler.lr_lambdas[0]  # this config's schedule: loading a state keeps its settings
         notes = check_resume_config(checkpoint, resolved_config(self.cfg), accept_changes, self.start_step, factor,
                                     self.scheduler.last_epoch)
@@ -377,7 +380,8 @@ class Trainer:
             print(f"[rlalign] resume: {note}", flush=True)
         self.base_eval = {name: {"scores": scores, "images": state["base_eval_images"][name]}
                           for name, scores in state["base_eval"].items()}
-        _supersede_metrics(self.output_dir, after_step=self.start_step)
+        for log in ("metrics", "reward_extras"):
+            _supersede_records(self.output_dir, log, after_step=self.start_step)
         print(f"[rlalign] resumed from {checkpoint} at step {self.start_step}", flush=True)
 
     def _print_progress(self, step: int, metrics: dict[str, float]) -> None:
@@ -436,17 +440,17 @@ class NoLearningSignal(ValueError):
     """Training stopped because the advantages were all 0 for train.stop_after_steps_without_signal steps."""
 
 
-def _supersede_metrics(output_dir: Path, after_step: int) -> None:
-    """Move metric records of steps after the checkpoint (a killed run's tail) to metrics.superseded.jsonl:
-    the resumed run logs those steps again, and nothing is deleted."""
-    path = output_dir / "metrics.jsonl"
+def _supersede_records(output_dir: Path, log: str, after_step: int) -> None:
+    """Move the records of `log`.jsonl (metrics, reward_extras) of steps after the checkpoint (a killed
+    run's tail) to `log`.superseded.jsonl: the resumed run logs those steps again, nothing is deleted."""
+    path = output_dir / f"{log}.jsonl"
     if not path.is_file():
         return
     lines = path.read_text().splitlines()
     keep = [line for line in lines if line.strip() and _record_step(line) <= after_step]
     moved = [line for line in lines if line.strip() and _record_step(line) > after_step]
     if moved:
-        with (output_dir / "metrics.superseded.jsonl").open("a") as file:
+        with (output_dir / f"{log}.superseded.jsonl").open("a") as file:
             file.write("\n".join(moved) + "\n")
         write_text_atomic(path, "".join(line + "\n" for line in keep))
 

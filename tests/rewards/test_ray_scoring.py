@@ -156,3 +156,26 @@ def test_a_reward_defined_in_python_travels_to_the_actors_by_value():
     with pytest.raises(ValueError, match=r"reward 'python:Locked' cannot be sent to Ray reward actors.*"
                                          r"rewards.backend: local"):
         RayScorer(rewards_config([], **ACTORS), locked)
+
+
+def test_a_partial_of_a_local_function_travels_and_python_modules_are_not_sent_by_value():
+    import functools
+
+    from rlalign.rewards.ray_scoring import _check_travels, _defining_module, _installed
+
+    def scaled(prompts, completions, scale=1.0, **kwargs):
+        return (completions.mean(dim=(1, 2, 3)) * scale).tolist()
+
+    reward = functools.partial(scaled, scale=2.0)
+    assert _defining_module(reward).__name__ == __name__ and not _installed(_defining_module(reward))
+    assert _installed(functools) and _installed(torch)  # the standard library and packages go by reference
+    worker = RewardWorker([{"name": "python:scaled", "label": "scaled"}], callables={"python:scaled": reward})
+    _check_travels(worker)  # no refusal
+    images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    remote = RayScorer(rewards_config([], **ACTORS), worker)
+    try:
+        remote.submit(0, PROMPTS[:2], images)
+        assert torch.equal(remote.collect().per_reward["scaled"], LocalScorer(worker).worker.score_raw(
+            PROMPTS[:2], images).per_reward["scaled"])
+    finally:
+        remote.close()

@@ -49,9 +49,9 @@ def test_a_torn_last_line_is_skipped_with_a_warning_and_a_bad_middle_line_is_nam
 
 
 def test_resume_moves_a_torn_last_line_aside_with_the_tail(tmp_path):
-    from rlalign.training.trainer import _supersede_metrics
+    from rlalign.training.trainer import _supersede_records
 
     (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"step": 4, "x"')
-    _supersede_metrics(tmp_path, after_step=2)
+    _supersede_records(tmp_path, "metrics", after_step=2)
     assert (tmp_path / "metrics.jsonl").read_text() == '{"step": 1}\n{"step": 2}\n'
     assert (tmp_path / "metrics.superseded.jsonl").read_text() == '{"step": 3}\n{"step": 4, "x"\n'

@@ -112,3 +112,22 @@ def test_prefix_verdict_names_the_cheap_m_and_flags_an_m_all_that_did_not_move()
     # m = all 0.80 [0.76, 0.84]: m = 1's 0.60 is below 0.76, so no m reaches it.
     text = prefix_verdict(_verdict_summary(0.80, [0.76, 0.84], base=0.40), {})
     assert text.startswith("No m < T reaches") and "cannot tell" not in text
+
+
+def test_a_relaunch_with_other_settings_refuses_finished_runs_or_redoes_them_when_asked(tmp_path, tiny_checkpoint,
+                                                                                       capsys):
+    from rlalign.commands.sweep import run_sweep
+
+    config = write_config(tmp_path, tiny_checkpoint)
+    out = tmp_path / "sweep"
+    assert main(["sweep", str(config), "--prefix-steps", "1", "--out", str(out)]) == 0
+    manifest = (out / "sweep.json").read_bytes()
+    assert main(["sweep", str(config), "train.learning_rate=0.01", "--prefix-steps", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "m1-seed0: train.learning_rate 0.05 → 0.01" in err and "--rerun-changed" in err
+    assert (out / "sweep.json").read_bytes() == manifest  # nothing claims the new value
+    run_sweep(str(config), ["train.learning_rate=0.01"], prefix_steps="1", seeds=1, out=str(out), rerun_changed=True)
+    moved = [p.name for p in out.iterdir() if p.name.startswith("m1-seed0.superseded-")]
+    assert len(moved) == 1 and (out / moved[0] / "summary.json").is_file()  # the old run, kept whole
+    saved = (out / "m1-seed0" / "checkpoints" / "step_000002" / "config.yaml").read_text()
+    assert "learning_rate: 0.01" in saved
