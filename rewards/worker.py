@@ -129,7 +129,7 @@ class RewardWorker:
     A worker pickles as its specs: unpickling rebuilds the reward functions, so rewards that hold
     a model or are closures travel too (at the price of rebuilding them on arrival). `callables` maps
     the spec names of rewards given as Python objects (rlalign.api: `python:NAME`) to the objects; they
-    travel pickled (by reference when importable, by value under Ray's cloudpickle otherwise).
+    travel pickled, by reference, or by value when their module is a user's own (rewards/ray_scoring.py).
     """
 
     def __init__(self, specs: Sequence[RewardSpec | Mapping], combine: str | None = "sum_then_normalize",
