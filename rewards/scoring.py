@@ -17,11 +17,15 @@ are the same.
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from rlalign.rewards.worker import RawScores, RewardWorker
+import torch
+
+from rlalign.rewards.worker import RawScores, RewardActorFailure, RewardWorker
 
 
 class ShardScorer(Protocol):
@@ -41,14 +45,17 @@ class ShardScorer(Protocol):
 
 
 class LocalScorer:
-    """Scores each shard in this process, when it is submitted."""
+    """Scores each shard in this process, when it is submitted, within `timeout_s` (rewards.timeout_s,
+    as for reward actors): the rewards run in a helper thread, and one that has not answered in time
+    stops the run (RewardActorFailure) while its thread is left behind."""
 
-    def __init__(self, worker: RewardWorker):
-        self.worker, self.parts, self.busy_s = worker, {}, 0.0
+    def __init__(self, worker: RewardWorker, timeout_s: float | None = None):
+        self.worker, self.parts, self.busy_s, self.timeout_s = worker, {}, 0.0, timeout_s
 
     def submit(self, index: int, prompts: Sequence, outputs: Any, metadata: dict | None = None) -> None:
         started = time.perf_counter()
-        self.parts[index] = self.worker.score_raw(prompts, outputs, metadata)
+        score = functools.partial(self.worker.score_raw, prompts, outputs, metadata)
+        self.parts[index] = score() if self.timeout_s is None else within(score, self.timeout_s, f"rewards of shard {index}")
         self.busy_s += time.perf_counter() - started
 
     def collect(self) -> RawScores:
@@ -63,9 +70,32 @@ def make_scorer(rewards_cfg: Any, worker: RewardWorker, ray_address: str = "") -
     """The scorer `rewards.backend` names; `worker` is the trainer's RewardWorker (the Ray actors build
     their own copies of it from its specs)."""
     if rewards_cfg.backend == "local":
-        return LocalScorer(worker)
+        return LocalScorer(worker, timeout_s=rewards_cfg.timeout_s)
     if rewards_cfg.backend == "ray":
         from rlalign.rewards.ray_scoring import RayScorer  # imported here: `import ray` takes seconds
 
         return RayScorer(rewards_cfg, worker, ray_address=ray_address)
     raise ValueError(f"rewards.backend={rewards_cfg.backend!r} is not known; use local or ray")
+
+
+def within(call: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    """`call()` run in a daemon thread; its result or exception, or RewardActorFailure after `timeout_s`."""
+    done, box = threading.Event(), {}
+    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()  # thread-local in torch
+
+    def run() -> None:
+        try:
+            with torch.set_grad_enabled(grad), torch.inference_mode(inference):
+                box["value"] = call()
+        except BaseException as error:  # noqa: BLE001 - handed to the caller as it is
+            box["error"] = error
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="rlalign-rewards", daemon=True).start()
+    if not done.wait(timeout_s):
+        raise RewardActorFailure(f"{what}: no answer within rewards.timeout_s = {timeout_s:g} s (the reward is "
+                                 "still running in this process; the run stops)")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]

@@ -211,17 +211,21 @@ class RewardWorker:
         """Every reward's output (or the exception it raised) and wall time: synchronous rewards one
         after another, then the async ones together (as GRPOTrainer runs them)."""
         outputs, seconds, pending = {}, {}, {}
+        images_before = _fingerprint(completions)
         for label in self.labels:
-            batch_prompts, batch_completions = prompts, completions
+            # Every reward gets its own lists (and dict columns); an image batch is shared, and checked below.
+            batch_prompts, batch_completions = _private(prompts), _private(completions)
             if self.conversational[label] and not isinstance(completions, torch.Tensor):
                 batch_prompts, batch_completions = as_conversations(prompts, completions)
             interface = {**state, **log.keywords_for(label)}
-            kwargs = {**metadata, **{k: v for k, v in interface.items() if k in self.keywords[label]}}
+            kwargs = {**{k: _private(v) for k, v in metadata.items()},
+                      **{k: v for k, v in interface.items() if k in self.keywords[label]}}
             start = time.perf_counter()
             try:
                 output = self.functions[label](prompts=batch_prompts, completions=batch_completions, **kwargs)
             except Exception as error:  # noqa: BLE001 - any failure of user code is reported the same way
                 output = error
+            _check_unchanged(label, completions, images_before)
             if self.asynchronous[label] and not isinstance(output, Exception):
                 pending[label] = _timed(output)
             else:
@@ -229,6 +233,7 @@ class RewardWorker:
         if pending:
             for label, result in zip(pending, self._runner.gather(list(pending.values()))):
                 outputs[label], seconds[label] = result if isinstance(result, tuple) else (result, math.nan)
+            _check_unchanged(", ".join(pending), completions, images_before)
         return outputs, seconds
 
     def finish(self, raw: RawScores) -> RewardResult:
@@ -280,3 +285,27 @@ async def _timed(call) -> tuple[Any, float]:
     except Exception as error:  # noqa: BLE001 - reported like a synchronous reward's exception
         output = error
     return output, time.perf_counter() - start
+
+
+def _private(value: Any) -> Any:
+    """A reward's own copy of a list, tuple or dict argument (cheap: the items are shared)."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, dict):
+        return dict(value)
+    return value
+
+
+def _fingerprint(completions: Any) -> tuple[float, float] | None:
+    """Sum and norm of an image batch in float64 (read without a copy), to notice a reward writing into it."""
+    if not isinstance(completions, torch.Tensor):
+        return None
+    return float(completions.sum(dtype=torch.float64)), float(torch.linalg.vector_norm(completions, dtype=torch.float64))
+
+
+def _check_unchanged(label: str, completions: Any, before: tuple[float, float] | None) -> None:
+    """Stop at once when a reward changed the image batch in place: every later reward, the verifier and
+    the saved grids would see its changes (a copy per reward would cost a batch of memory each)."""
+    if before is not None and _fingerprint(completions) != before:
+        raise RewardError(f"reward {label!r} changed the images (`completions`) in place, which every other reward, "
+                          "the verifier and the sample grids share; copy them before editing (x = completions.clone())")

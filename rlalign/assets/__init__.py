@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 ASSETS_DIR = Path(__file__).resolve().parent
@@ -18,16 +19,34 @@ REBUILD_HINTS = {
 """The script that reproduces each built-in asset."""
 
 
+def shipped() -> list[str]:
+    """Every built-in asset name: weights files (NAME.safetensors) and checkpoint directories (NAME/)."""
+    files = {p.stem for p in ASSETS_DIR.glob("*.safetensors")}
+    dirs = {p.name for p in ASSETS_DIR.iterdir() if p.is_dir() and (p / "config.json").is_file()}
+    return sorted(files | dirs)
+
+
+def _missing_builtin(checkpoint: str, name: str, what: str) -> FileNotFoundError:
+    """What to say about a `builtin:NAME` that is not there: a known asset's rebuild command, or a near name."""
+    if name in REBUILD_HINTS:
+        return FileNotFoundError(f"built-in {what} {checkpoint!r} is not in {ASSETS_DIR}; reproduce it with "
+                                 f"`{REBUILD_HINTS[name]}`")
+    near = difflib.get_close_matches(name, shipped(), n=1)
+    return FileNotFoundError(f"there is no built-in {what} {checkpoint!r}"
+                             + (f" (did you mean 'builtin:{near[0]}'?)" if near else "")
+                             + f"; the built-in ones: {', '.join('builtin:' + n for n in shipped()) or 'none'}")
+
+
 def resolve_checkpoint(checkpoint: str) -> Path:
     """`builtin:NAME` → rlalign/assets/NAME.safetensors; anything else is a local path."""
     if checkpoint.startswith("builtin:"):
         name = checkpoint.split(":", 1)[1]
         path = ASSETS_DIR / f"{name}.safetensors"
         if not path.is_file():
-            shipped = sorted(p.stem for p in ASSETS_DIR.glob("*.safetensors"))
-            hint = REBUILD_HINTS.get(name, "one of the scripts/ that build the built-in assets")
-            raise FileNotFoundError(f"built-in checkpoint {checkpoint!r} is not in {ASSETS_DIR} (shipped: "
-                                    f"{shipped or 'none'}); reproduce it with `{hint}`")
+            if (ASSETS_DIR / name / "config.json").is_file():
+                raise FileNotFoundError(f"built-in checkpoint {checkpoint!r} is a checkpoint directory, read by a "
+                                        "family that takes one (policy.kind: edit_flow)")
+            raise _missing_builtin(checkpoint, name, "checkpoint")
         return path
     path = Path(checkpoint).expanduser()
     if path.is_dir():
@@ -47,9 +66,7 @@ def resolve_checkpoint_dir(checkpoint: str) -> Path:
         name = checkpoint.split(":", 1)[1]
         path = ASSETS_DIR / name
         if not (path / "config.json").is_file():
-            hint = REBUILD_HINTS.get(name, "one of the scripts/ that build the built-in assets")
-            raise FileNotFoundError(f"built-in checkpoint directory {checkpoint!r} is not in {ASSETS_DIR}; "
-                                    f"reproduce it with `{hint}`")
+            raise _missing_builtin(checkpoint, name, "checkpoint directory")
         return path
     path = Path(checkpoint).expanduser()
     if not path.is_dir():

@@ -142,6 +142,8 @@ def run_probe(config: str, overrides: list[str], *, prompts: str | None, count: 
     source = prompts or next(iter(cfg.prompts.eval.values()), cfg.prompts.train)
     if count < 1:
         raise ValueError(f"--count must be ≥ 1, got {count}")
+    if not 0 < level <= 1:
+        raise ValueError(f"--share is a share of the final decision in (0, 1] (e.g. 0.5), got {level:g}")
     parsed = parse_prompt_source(source, cfg.prompts.task)
     listed = parsed.all()
     chosen = [listed[i] for i in grid_rows(len(listed), count).tolist()]  # spread over the list

@@ -64,7 +64,8 @@ class PolicyConfig:
     """Keep the smallest set of tokens whose probability reaches top_p, 1 keeps all; null: the family's
     default (1; infinity: 0.97)."""
     device: str = "cpu"
-    """Torch device of the policy (`cpu`, `cuda`, `cuda:1`, ...)."""
+    """Torch device of the policy (`cpu`, `cuda`, `cuda:1`, `mps`, `xpu`); one this machine lacks is refused
+    when the policy is built."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """Forward passes (rollout, re-scoring, update) in float32, or under bfloat16 autocast with float32 master
     weights, LoRA parameters and optimizer (rlalign/policies/precision.py); old log-probs are then re-scored
@@ -286,7 +287,7 @@ class Config:
     """Where and how samples are generated."""
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     """Metrics, wandb and console output."""
-    seed: int = bounded(0, ge=0)
+    seed: int = bounded(0, ge=0, le=2**31 - 1)
     """Seed of everything random in a run (prompts, sampling, initialisation)."""
     output_dir: str = "runs/default"
     """Directory for metrics, checkpoints, sample grids and the resolved config."""
@@ -297,6 +298,8 @@ def _check_combinations(cfg: Config) -> None:
     problem = family_problem(cfg.policy.kind)
     if problem:
         raise ConfigError("policy.kind", cfg.policy.kind, problem)
+    if not DEVICE.match(cfg.policy.device):
+        raise ConfigError("policy.device", cfg.policy.device, "must be a torch device: cpu, cuda, cuda:N, mps, xpu or xpu:N")
     for section in FAMILY_SECTIONS:  # a section the chosen family never reads would be silently ignored
         if getattr(cfg.policy, section) and cfg.policy.kind != section:
             raise ConfigError(f"policy.{section}", getattr(cfg.policy, section),
@@ -343,6 +346,9 @@ def _check_loss_settings(grpo: GrpoConfig) -> None:
     if grpo.dr_grpo_length is not None and (grpo.loss_type != "dr_grpo" or grpo.dr_grpo_length < 1):
         raise ConfigError("grpo.dr_grpo_length", grpo.dr_grpo_length,
                           "is dr_grpo's constant normaliser: a length ≥ 1, with grpo.loss_type=dr_grpo (or null)")
+
+
+DEVICE = re.compile(r"^(cpu|mps|(cuda|xpu)(:\d+)?)$")
 
 
 def _check_prompt_sources(prompts_cfg: PromptsConfig) -> None:

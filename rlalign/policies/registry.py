@@ -53,7 +53,22 @@ def load_policy(cfg: Any) -> StepPolicy:
         cfg = build(PolicyConfig, cfg)
     if not dataclasses.is_dataclass(cfg):
         raise TypeError(f"load_policy takes a PolicyConfig or a dict, got {type(cfg).__name__}")
+    check_device(cfg.device)
     return with_precision(policy_family(cfg.kind).from_config(cfg), cfg.precision)
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have, before any weights are read."""
+    import torch
+
+    kind = device.split(":")[0]
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(),
+                 "xpu": hasattr(torch, "xpu") and torch.xpu.is_available()}
+    if not available.get(kind, False):
+        raise ValueError(f"policy.device={device!r}, but this machine has no {kind} device torch can use "
+                         f"(available: {', '.join(k for k, ok in available.items() if ok)}); set policy.device=cpu")
+    if kind == "cuda" and ":" in device and int(device.split(":")[1]) >= torch.cuda.device_count():
+        raise ValueError(f"policy.device={device!r}, but torch sees {torch.cuda.device_count()} CUDA device(s)")
 
 
 def declared_num_steps(cfg: Any) -> int | None:

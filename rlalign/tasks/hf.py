@@ -36,7 +36,7 @@ from typing import Any
 FORM = "hf:PATH_OR_NAME[:SPLIT][?column=NAME]"
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 OPTIONS = ("column", "config")
-RESERVED_COLUMNS = ("prompts", "completions")
+RESERVED_COLUMNS = ("prompts", "completions", "completion_ids")
 """Keywords of the reward call itself (reward(prompts=..., completions=..., **columns))."""
 HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
@@ -245,4 +245,9 @@ def _rows(dataset: Any, column: str, spec: str, where: str) -> list[dict]:
                          "which becomes the rows' \"prompt\"; drop or rename one (Dataset.remove_columns, "
                          "Dataset.rename_column)")
     others = [name for name in columns if name != column]
-    return [{"prompt": row[column], **{name: row[name] for name in others}} for row in dataset.to_list()]
+    rows = [{"prompt": row[column], **{name: row[name] for name in others}} for row in dataset.to_list()]
+    from rlalign.tasks.sources import check_row_prompt  # sources.py imports this module lazily
+
+    for number, row in enumerate(rows):
+        check_row_prompt(row, f"prompt source {spec!r}: {where}, row {number}")
+    return rows

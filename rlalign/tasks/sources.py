@@ -97,6 +97,7 @@ def _read_jsonl(path: str) -> list[dict]:
             raise ValueError(f"{path}:{number} is not JSON ({error})") from None
         if not isinstance(row, dict) or "prompt" not in row:
             raise ValueError(f"{path}:{number} must be a JSON object with a \"prompt\" key (TRL's dataset rows)")
+        check_row_prompt(row, f"{path}:{number}")
         if rows and set(row) != set(rows[0]):
             raise ValueError(f"{path}:{number} has columns {sorted(row)}, line 1 has {sorted(rows[0])}; "
                              "rewards get one list per column, so every row needs the same ones")
@@ -104,6 +105,26 @@ def _read_jsonl(path: str) -> list[dict]:
     if not rows:
         raise ValueError(f"prompt file {path!r} holds no rows")
     return rows
+
+
+RESERVED_COLUMNS = ("prompts", "completions", "completion_ids")
+"""Keywords every reward call passes itself: a dataset column of one of these names would collide."""
+
+
+def check_row_prompt(row: dict, where: str) -> None:
+    """A row's prompt is a non-empty string, or TRL's conversational messages (a list of {"role",
+    "content"} dicts, for text families); its other columns do not take the reward call's own names."""
+    prompt = row["prompt"]
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise ValueError(f"{where}: the prompt is empty; remove the row or give it a prompt")
+    elif not (isinstance(prompt, list) and prompt and all(isinstance(m, dict) and "content" in m for m in prompt)):
+        raise ValueError(f"{where}: the prompt is a {type(prompt).__name__} ({prompt!r:.40}); a prompt is a string, "
+                         "or TRL's conversational messages [{\"role\": ..., \"content\": ...}]")
+    clashing = sorted(set(row) & set(RESERVED_COLUMNS))
+    if clashing:
+        raise ValueError(f"{where}: column(s) {clashing} take the names rewards are called with (prompts, completions, "
+                         "completion_ids); rename them")
 
 
 def _read_prompt_file(path: str) -> list[str]:

@@ -360,8 +360,10 @@ class Trainer:
         """A rollout worker failed beyond rollout.max_retries, or a reward actor failed: keep what the
         completed steps learned (a checkpoint of step failed_step − 1) and say how to continue."""
         saved = self._save_before_stopping(failed_step - 1)
-        message = (f"{failure}\nstopped at step {failed_step}: {saved}; fix the cause, then continue with --resume "
-                   f"{self.output_dir}")
+        resumable = (self.output_dir / "checkpoints" / "latest").is_file()
+        message = (f"{failure}\nstopped at step {failed_step}: {saved}; fix the cause, then "
+                   + (f"continue with --resume {self.output_dir}" if resumable else
+                      "start the run again (no checkpoint exists to resume from)"))
         if isinstance(failure, RolloutFailure):
             return RolloutFailure(message, worker=failure.worker, shard=failure.shard, cause=failure.cause)
         return RewardActorFailure(message)

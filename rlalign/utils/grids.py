@@ -46,5 +46,16 @@ def save_grid(
         lines = textwrap.wrap(label, chars_per_line)[:label_lines]
         draw.multiline_text((x, y + tile_h + 2), "\n".join(lines), fill=(0, 0, 0), font=font, spacing=2)
     with atomic_path(path) as partial:
-        sheet.save(partial, format="PNG")
+        sheet.save(partial, format=image_format(path))
     return Path(path)
+
+
+def image_format(path: str | Path) -> str:
+    """The Pillow format a file name asks for (.png, .jpg/.jpeg, .webp); another suffix is refused, so
+    `x.jpg` never holds PNG bytes."""
+    formats = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+    path = Path(path)
+    if path.suffix.lower() not in formats:
+        raise ValueError(f"{path}: an image file name ends in {', '.join(formats)} (got {path.suffix or 'no suffix'!r}); "
+                         "pass a file name, not a directory")
+    return formats[path.suffix.lower()]

@@ -188,3 +188,64 @@ def test_worker_and_result_pickle_round_trip():
     assert torch.equal(first.total, second.total) and torch.equal(first.total, first.per_reward["saturation"])
     restored = pickle.loads(pickle.dumps(first))
     assert isinstance(restored, RewardResult) and restored.metrics() == first.metrics()
+
+
+def test_a_reward_that_writes_into_the_images_is_stopped_and_lists_are_private(monkeypatch):
+    """A weight-0 reward blackening `completions` in place would change what every later reward, the
+    verifier and the grids see: it is stopped at once, even with on_error: skip. Lists are private copies."""
+    import sys
+    import types
+
+    seen = {}
+    module = types.ModuleType("writers")
+
+    def blacken(prompts, completions, **kwargs):
+        completions.zero_()
+        return [0.0] * len(completions)
+
+    def pop_prompts(prompts, completions, **kwargs):
+        prompts.clear()  # a private list: the next reward still gets every prompt
+        return [0.0] * len(completions)
+
+    def record(prompts, completions, **kwargs):
+        seen["prompts"] = list(prompts)
+        return [1.0] * len(completions)
+
+    module.blacken, module.pop_prompts, module.record = blacken, pop_prompts, record
+    monkeypatch.setitem(sys.modules, "writers", module)
+    images = torch.rand(2, 3, 4, 4)
+    worker = RewardWorker([{"name": "writers:pop_prompts", "weight": 0.0}, {"name": "writers:record"}])
+    worker.score(["a", "b"], images)
+    assert seen["prompts"] == ["a", "b"]
+    worker = RewardWorker([{"name": "writers:blacken", "weight": 0.0, "on_error": "skip"}, {"name": "writers:record"}])
+    with pytest.raises(RewardError, match=r"reward 'writers:blacken' changed the images .* in place"):
+        worker.score(["a", "b"], images.clone())
+
+
+def test_the_local_scorer_keeps_rewards_timeout_s(monkeypatch):
+    """rewards.timeout_s means the same in process as on reward actors: a reward that does not answer
+    in time stops the run with RewardActorFailure (here it waits for an event that never comes)."""
+    import sys
+    import threading
+    import types
+
+    from rlalign.rewards.scoring import LocalScorer
+    from rlalign.rewards.worker import RewardActorFailure
+
+    never, module = threading.Event(), types.ModuleType("slow_rewards")
+
+    def hangs(prompts, completions, **kwargs):
+        never.wait()
+        return [0.0] * len(completions)
+
+    module.hangs = hangs
+    monkeypatch.setitem(sys.modules, "slow_rewards", module)
+    scorer = LocalScorer(RewardWorker([{"name": "slow_rewards:hangs"}]), timeout_s=0.5)
+    try:
+        with pytest.raises(RewardActorFailure, match=r"rewards of shard 0: no answer within rewards.timeout_s = 0.5 s"):
+            scorer.submit(0, ["a"], ["text"])
+    finally:
+        never.set()  # let the left-behind thread end
+    fast = LocalScorer(RewardWorker([{"name": "rlalign.rewards.examples:exact_match"}]), timeout_s=60)
+    fast.submit(0, [{"prompt": "a", "solution": "x"}], ["x"])
+    assert fast.collect().per_reward["rlalign.rewards.examples:exact_match"].tolist() == [1.0]

@@ -48,3 +48,16 @@ def test_cli_arguments_are_a_source_or_literal_prompts():
     assert prompts_from_arguments(["classes:1-2"]) == [1, 2]
     assert prompts_from_arguments(["a red circle", "a blue square"]) == ["a red circle", "a blue square"]
     assert len(prompts_from_arguments(["shapes:heldout"])) == 8
+
+
+@pytest.mark.parametrize("row, message", [
+    ('{"prompt": ""}', "the prompt is empty"),
+    ('{"prompt": 5}', r"the prompt is a int \(5\)"),
+    ('{"prompt": "ok", "prompts": 1}', r"column\(s\) \['prompts'\] take the names rewards are called with"),
+    ('{"prompt": "ok", "completion_ids": [1]}', r"\['completion_ids'\]"),
+])
+def test_a_jsonl_row_with_an_unusable_prompt_or_column_is_named(tmp_path, row, message):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(row + "\n")
+    with pytest.raises(ValueError, match=rf"rows.jsonl:1: .*{message}"):
+        parse_prompt_source(f"jsonl:{path}")

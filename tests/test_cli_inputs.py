@@ -1,0 +1,47 @@
+"""Bad inputs of issue 31 answered in one clear line (exit code 2), and `sample --out x.jpg` writing JPEG."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from rlalign.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = str(ROOT / "configs" / "shapes_nextscale.yaml")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", DEMO, "--stop-after", "-1"], r"--stop-after must be a step ≥ 1"),
+    (["train", DEMO, "output_dir=ELSEWHERE", "--resume", "RUN_DIR"], r"continues the run in \S*/run; the override "
+                                                                   r"output_dir=\S*/else would be ignored"),
+    (["config", DEMO, "policy.device=gpu"], r"policy.device.*must be a torch device"),
+    (["config", DEMO, "seed=99999999999999"], r"'seed'.*≤ 2147483647"),
+    (["sample", DEMO, "policy.checkpoint=builtin:shapes-nextscal", "--prompts", "a red circle"],
+     r"did you mean 'builtin:shapes-nextscale'\?.*builtin:text-editflow"),
+    (["sample", DEMO, "--prompts", "a red circle", "--out", "OUT_DIR/"], r"an image file name ends in \.png"),
+    (["probe", DEMO, "--share", "2"], r"--share is a share of the final decision in \(0, 1\]"),
+])
+def test_bad_inputs_get_one_clear_line(tmp_path, capsys, argv, message):
+    argv = [a.replace("RUN_DIR", str(tmp_path / "run")).replace("ELSEWHERE", str(tmp_path / "else"))
+            .replace("OUT_DIR", str(tmp_path)) for a in argv]
+    if "--resume" in argv:
+        (tmp_path / "run").mkdir()
+    assert main(argv) == 2
+    assert re.search(message, capsys.readouterr().err.replace("\n", " "))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_a_device_the_machine_lacks_is_refused_before_loading(capsys):
+    assert main(["sample", DEMO, "policy.device=cuda", "--prompts", "a red circle"]) == 2
+    assert "has no cuda device torch can use (available: cpu)" in capsys.readouterr().err
+
+
+def test_sample_writes_the_format_its_file_name_asks_for(tmp_path):
+    assert main(["sample", DEMO, "--prompts", "a red circle", "--out", str(tmp_path / "grid.jpg")]) == 0
+    with Image.open(tmp_path / "grid.jpg") as image:
+        assert image.format == "JPEG"
