@@ -3,6 +3,7 @@
 (images) or text samples (tables) go to wandb while metrics.jsonl keeps scalars only."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -46,14 +47,16 @@ def test_a_resumed_run_continues_the_same_wandb_run_and_logs_each_evaluations_gr
     Trainer(tiny_config(tmp_path, tiny_checkpoint, **OFFLINE)).run(stop_after=2)
     run = tmp_path / "run"
     run_id = (run / RUN_ID_FILE).read_text().strip()
-    assert len(run_id) == 8 and [s.name.endswith(f"-{run_id}") for s in segments(run)] == [True]
+    assert len(run_id) == 8 and [re.fullmatch(rf"offline-run-\d{{8}}_\d{{6}}-{run_id}", s.name) is not None
+                                 for s in segments(run)] == [True]
 
     Trainer(tiny_config(tmp_path, tiny_checkpoint, **OFFLINE), resume=str(run)).run()
     assert (run / RUN_ID_FILE).read_text().strip() == run_id
     first, resumed = segments(run)
     for segment in (first, resumed):  # wandb's own record of each process: one file named by the run id
-        assert segment.name.endswith(f"-{run_id}") and [p.name for p in segment.glob("*.wandb")] == [
-            f"run-{run_id}.wandb"]
+        # offline-run-<time>-<id>, with -1, -2, ... when two processes start within one second
+        assert re.fullmatch(rf"offline-run-\d{{8}}_\d{{6}}-{run_id}(-\d+)?", segment.name)
+        assert [p.name for p in segment.glob("*.wandb")] == [f"run-{run_id}.wandb"]
         assert run_id.encode() in (segment / f"run-{run_id}.wandb").read_bytes()
     # Evaluations at step 0 (the first process) and step 4 (= train.steps, the resumed one): their grids.
     assert (run / "samples" / "step_000000_tiny.png").is_file() and (run / "samples" / "step_000004_tiny.png").is_file()
