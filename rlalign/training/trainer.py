@@ -136,6 +136,7 @@ class Trainer:
         print(f"[rlalign] {derived_sizes(cfg)}, m = {self.prefix_steps} of T = {self.policy.num_steps}", flush=True)
         last = cfg.train.steps if stop_after is None else min(cfg.train.steps, stop_after)
         self.last_step = self.start_step  # the last finished step
+        holdpoint("train:started")  # the fault suite starts a second writer here (rlalign.utils.failpoints)
         with StopRequests() as stop:
             try:
                 if self.start_step == 0:

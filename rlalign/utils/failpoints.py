@@ -11,8 +11,8 @@ always outside the fault suite, `failpoint` is one environment lookup.
 (a second signal during a shutdown) without guessing how long it stays there: with
 RLALIGN_HOLDPOINT=NAME and RLALIGN_HOLDPOINT_FILE=PATH set, the process creates PATH and waits until
 PATH is removed (at most HOLD_LIMIT_S seconds), handling signals meanwhile. The test waits for PATH to
-appear, which is an event, not a delay. The one hold point: `stop:save`, before the checkpoint a
-signal-stopped run writes.
+appear, which is an event, not a delay. The hold points: `stop:save`, before the checkpoint a
+signal-stopped run writes; `train:started`, when a run holds its directory's lock and is about to train.
 """
 
 from __future__ import annotations
