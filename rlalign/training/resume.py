@@ -54,14 +54,17 @@ class ResumeConfigError(ValueError):
 
 
 def check_resume_config(checkpoint: Path, current: dict, accept: Sequence[str], step: int,
-                        factor: Callable[[int], float], optimizer_steps: int) -> list[str]:
+                        factor: Callable[[int], float], optimizer_steps: int,
+                        resolved: dict[str, tuple[Any, Any]] | None = None) -> list[str]:
     """Refuse unaccepted changes (ResumeConfigError); return notes on what continues differently.
 
-    `factor` is the new config's learning-rate factor and `optimizer_steps` the optimizer steps taken so far.
+    `factor` is the new config's learning-rate factor and `optimizer_steps` the optimizer steps taken so far;
+    `resolved` holds changes the config text does not show (`prompts.train`'s file edited: its prompts'
+    digest then and now), refused and accepted like any other.
     """
     path = checkpoint / "config.yaml"
     saved = yaml.safe_load(path.read_text()) if path.is_file() else {}
-    changes = config_changes(saved or {}, current)
+    changes = {**(resolved or {}), **config_changes(saved or {}, current)}
     unknown = sorted(set(accept) - set(changes))
     if unknown:
         raise ResumeConfigError(f"--accept-changes names {', '.join(unknown)}, which did not change since the "

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import signal
@@ -295,6 +296,7 @@ class Trainer:
 
     def save(self, step: int) -> Path:
         extra = {"skipped_updates": self.skipped_updates, "last_evaluation": self.last_evaluation,
+                 "train_prompts_digest": prompts_digest(self.train_prompts),
                  "base_eval": {k: v["scores"] for k, v in self.base_eval.items()},
                  "base_eval_images": {k: v["images"] for k, v in self.base_eval.items()}}
         card = card_values(self.cfg, num_steps=self.policy.num_steps, prefix_steps=self.prefix_steps, step=step,
@@ -375,8 +377,11 @@ class Trainer:
         self.start_step, self.skipped_updates = state["step"], state["skipped_updates"]
         self.last_evaluation = state.get("last_evaluation")  # for the adapter card
         factor = self.scheduler.lr_lambdas[0]  # this config's schedule: loading a state keeps its settings
+        then, now = state.get("train_prompts_digest"), prompts_digest(self.train_prompts)
+        edited = {"prompts.train": (f"{self.cfg.prompts.train} (prompts digest {then})",
+                                    f"the same source, now digest {now}")} if then and now and then != now else {}
         notes = check_resume_config(checkpoint, resolved_config(self.cfg), accept_changes, self.start_step, factor,
-                                    self.scheduler.last_epoch)
+                                    self.scheduler.last_epoch, resolved=edited)
         apply_optimizer_settings(self.optimizer, self.scheduler, self.cfg.train.learning_rate,
                                  self.cfg.train.weight_decay)
         for note in notes:
@@ -433,6 +438,14 @@ def _check_writable(directory: Path) -> None:
     except OSError as error:
         raise ConfigError("output_dir", str(directory), f"cannot be written ({error.strerror or error}); "
                           "choose a directory you can write to") from None
+
+
+def prompts_digest(source) -> str | None:
+    """SHA-256 (16 hex) of a finite prompt source's whole list, so a resume notices an edited prompt file;
+    None for an endless source, which its config string already names."""
+    if source.fixed is None:
+        return None
+    return hashlib.sha256(json.dumps(list(source.fixed), default=str).encode()).hexdigest()[:16]
 
 
 class NonFiniteTraining(ValueError):

@@ -167,3 +167,18 @@ def test_a_family_setting_left_at_its_default_on_one_side_is_a_change(tmp_path):
     assert saved["policy"]["infinity"]["num_scales"] == 0 and "text_encoder" in saved["policy"]["infinity"]
     changed = resolved_config(load_config(values, ["policy.infinity.num_scales=3"]))
     assert config_changes(saved, changed) == {"policy.infinity.num_scales": (0, 3)}
+
+
+def test_a_resume_notices_an_edited_prompt_file(tmp_path, tiny_checkpoint):
+    """prompts.train names the same file, but its prompts changed since the checkpoint: refused like a
+    changed setting (issue 31), and accepted with --accept-changes prompts.train."""
+    from pathlib import Path
+
+    Trainer(tiny_config(tmp_path, tiny_checkpoint, steps=3)).run(stop_after=1)
+    cfg = tiny_config(tmp_path, tiny_checkpoint, steps=3)  # (writes the same prompt file again)
+    Path(cfg.prompts.train.removeprefix("file:")).write_text("a blue square\na green circle\n")
+    with pytest.raises(ResumeConfigError, match=r"prompts.train: .*prompts digest .* → 'the same source, now digest"):
+        Trainer(cfg, resume=str(tmp_path / "run"))
+    resumed = Trainer(cfg, resume=str(tmp_path / "run"), accept_changes=["prompts.train"])
+    assert resumed.start_step == 1
+    resumed.lock.release()
