@@ -42,7 +42,7 @@ from rlalign.training.resume import apply_optimizer_settings, check_resume_confi
 from rlalign.utils import ray_cluster
 from rlalign.utils.failpoints import holdpoint
 from rlalign.utils.files import write_text_atomic
-from rlalign.utils.metrics import MetricsLogger
+from rlalign.utils.metrics import MetricsLogger, check_wandb_login
 from rlalign.utils.progress import Progress
 from rlalign.utils.rows import prompt_text
 from rlalign.utils.run_lock import RunLock
@@ -84,6 +84,7 @@ class Trainer:
         self.cfg = cfg
         self.output_dir = Path(cfg.output_dir)
         _check_writable(self.output_dir)
+        check_wandb_login(cfg.logging.wandb_mode)  # before any work
         self.lock = RunLock(self.output_dir)  # one writer per run directory (train, resume, sweep members)
         try:
             self._build(cfg, resume, accept_changes, callables)

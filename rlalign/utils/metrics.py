@@ -43,6 +43,27 @@ def wandb_run_id(output_dir: Path, *, resume: bool) -> str:
     return run_id
 
 
+def check_wandb_login(mode: str) -> None:
+    """Refuse `wandb_mode: online` without a W&B login before any work (wandb would stop to ask for a key,
+    or fail on the first upload): a key in WANDB_API_KEY, or in the netrc file `wandb login` writes."""
+    if mode != "online" or os.environ.get("WANDB_API_KEY"):
+        return
+    import netrc
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    paths = [Path(os.environ["NETRC"]).expanduser()] if os.environ.get("NETRC") else [
+        Path("~/.netrc").expanduser(), Path("~/_netrc").expanduser()]
+    for path in paths:
+        try:
+            if path.is_file() and netrc.netrc(path).authenticators(host):
+                return
+        except (netrc.NetrcParseError, OSError):
+            continue
+    raise ValueError(f"logging.wandb_mode=online needs a W&B login for {host} (run `wandb login`, or set "
+                     "WANDB_API_KEY); or keep the default offline mode and upload later with `wandb sync`")
+
+
 class MetricsLogger:
     """Writes `metrics.jsonl` under `output_dir` and mirrors every record to wandb unless disabled.
 

@@ -55,3 +55,15 @@ def test_resume_moves_a_torn_last_line_aside_with_the_tail(tmp_path):
     _supersede_records(tmp_path, "metrics", after_step=2)
     assert (tmp_path / "metrics.jsonl").read_text() == '{"step": 1}\n{"step": 2}\n'
     assert (tmp_path / "metrics.superseded.jsonl").read_text() == '{"step": 3}\n{"step": 4, "x"\n'
+
+
+def test_online_wandb_without_a_login_is_refused_before_any_work(tmp_path, monkeypatch):
+    from rlalign.utils.metrics import check_wandb_login
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))  # no netrc file: no login
+    with pytest.raises(ValueError, match=r"wandb_mode=online needs a W&B login for api.wandb.ai"):
+        check_wandb_login("online")
+    check_wandb_login("offline")  # offline and disabled need none
+    (tmp_path / "netrc").write_text("machine api.wandb.ai login user password KEY\n")
+    check_wandb_login("online")
