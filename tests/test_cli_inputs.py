@@ -25,6 +25,7 @@ DEMO = str(ROOT / "configs" / "shapes_nextscale.yaml")
      r"did you mean 'builtin:shapes-nextscale'\?.*builtin:text-editflow"),
     (["sample", DEMO, "--prompts", "a red circle", "--out", "OUT_DIR/"], r"an image file name ends in \.png"),
     (["probe", DEMO, "--share", "2"], r"--share is a share of the final decision in \(0, 1\]"),
+    (["probe", DEMO, "--steps", "7"], r"--steps: each value must be 1..6"),
 ])
 def test_bad_inputs_get_one_clear_line(tmp_path, capsys, argv, message):
     argv = [a.replace("RUN_DIR", str(tmp_path / "run")).replace("ELSEWHERE", str(tmp_path / "else"))

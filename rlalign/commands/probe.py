@@ -148,7 +148,7 @@ def run_probe(config: str, overrides: list[str], *, prompts: str | None, count: 
     listed = parsed.all()
     chosen = [listed[i] for i in grid_rows(len(listed), count).tolist()]  # spread over the list
     probed = (list(range(1, policy.num_steps + 1)) if steps == "all"
-              else [resolve_prefix_steps(v, policy.num_steps) for v in parse_prefix_steps(steps, policy.num_steps)])
+              else [resolve_prefix_steps(v, policy.num_steps) for v in parse_prefix_steps(steps, policy.num_steps, "--steps")])
     progress = Progress(len(probed), "[rlalign probe] steps probed")
     try:
         scores = config_scores(cfg, policy.completion_tokenizer(), source_task(parsed))

@@ -177,9 +177,9 @@ def resolve_prefix_steps(prefix_steps: int | str, num_steps: int) -> int:
     return prefix_steps
 
 
-def parse_prefix_steps(spec: str, num_steps: int) -> list[int | str]:
+def parse_prefix_steps(spec: str, num_steps: int, flag: str = "--prefix-steps") -> list[int | str]:
     """A comma list of m values, `1,2,all` -> [1, 2, 'all'], each checked by resolve_prefix_steps;
-    the same m twice (`6,all` when T = 6) is an error."""
+    the same m twice (`6,all` when T = 6) is an error. Errors name `flag`, the option they came from."""
     values: list[int | str] = []
     seen: set[int] = set()
     for item in (part.strip() for part in spec.split(",")):
@@ -187,9 +187,9 @@ def parse_prefix_steps(spec: str, num_steps: int) -> list[int | str]:
         try:
             m = resolve_prefix_steps(value, num_steps)
         except ValueError as error:
-            raise ValueError(f"--prefix-steps: {error}") from None
+            raise ValueError(f"{flag}: {str(error).replace('prefix_steps must be', 'each value must be')}") from None
         if m in seen:
-            raise ValueError(f"--prefix-steps lists m = {item} twice ({spec!r}); 'all' is m = {num_steps}")
+            raise ValueError(f"{flag} lists m = {item} twice ({spec!r}); 'all' is m = {num_steps}")
         seen.add(m)
         values.append(value)
     return values
