@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import os
 import sys
 from pathlib import Path
@@ -278,6 +279,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("[rlalign] interrupted (Ctrl-C); nothing was saved by this command", file=sys.stderr)
         return 130
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or os.environ.get("RLALIGN_DEBUG"):
+            raise
+        print(f"error: {error.strerror} while writing {error.filename or 'a file'}: free space (or raise the quota); "
+              "a run's checkpoints are written whole or not at all, so its newest complete one is intact: continue "
+              "it with rlalign train CONFIG --resume RUN_DIR", file=sys.stderr)
+        return 2
     except (ConfigError, ValueError, FileNotFoundError, FileExistsError, KeyError) as error:
         # Bad input (config, checkpoint, prompt, reward output): one clear line, exit code 2.
         # RLALIGN_DEBUG=1 shows the traceback instead.

@@ -46,3 +46,19 @@ def test_sample_writes_the_format_its_file_name_asks_for(tmp_path):
     assert main(["sample", DEMO, "--prompts", "a red circle", "--out", str(tmp_path / "grid.jpg")]) == 0
     with Image.open(tmp_path / "grid.jpg") as image:
         assert image.format == "JPEG"
+
+
+def test_an_unreachable_ray_address_is_named_instead_of_waiting_forever():
+    """Nothing listens on a port of this machine that was just free: refused at once (connection refused),
+    rather than Ray's endless retries."""
+    import socket
+
+    from rlalign.utils.ray_cluster import check_reachable
+
+    with socket.socket() as probe:  # a port nobody listens on once this socket is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ValueError, match=rf"rollout.ray_address='127.0.0.1:{port}': nothing answers there"):
+        check_reachable(f"127.0.0.1:{port}")
+    with pytest.raises(ValueError, match="must be host:port"):
+        check_reachable("no-port-here")

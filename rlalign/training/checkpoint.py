@@ -19,6 +19,7 @@ Checkpoints written before manifests existed are loaded unverified.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import inspect
 import json
@@ -60,6 +61,38 @@ def save_checkpoint(output_dir: str | Path, step: int, *, policy: Any, optimizer
     root = Path(output_dir) / CHECKPOINTS
     final = root / f"step_{step:06d}"
     partial = root / f"step_{step:06d}.partial"
+    try:
+        _write_partial(partial, step, policy=policy, optimizer=optimizer, scheduler=scheduler, config=config,
+                       extra=extra, card=card)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        shutil.rmtree(partial, ignore_errors=True)  # give the space back; nothing complete was touched
+        latest = root / "latest"
+        newest = latest.read_text().strip() if latest.is_file() else "none"
+        raise CheckpointWriteError(
+            f"the checkpoint of step {step} could not be written ({error.strerror}: {error.filename}); nothing was "
+            f"replaced, the newest complete checkpoint is {newest}. Free space, then continue with rlalign train "
+            f"CONFIG --resume {output_dir}" if newest != "none" else
+            f"the checkpoint of step {step} could not be written ({error.strerror}: {error.filename}); no "
+            "checkpoint exists yet. Free space and start again") from None
+    if final.exists():  # a checkpoint of the same step from an earlier attempt: replace it whole
+        shutil.rmtree(final)
+    os.replace(partial, final)
+    failpoint("save:renamed")
+    write_text_atomic(root / "latest", final.name + "\n")
+    failpoint("save:latest")
+    _prune(root, keep=KEEP)
+    return final
+
+
+class CheckpointWriteError(ValueError):
+    """A checkpoint could not be written (the disk or a quota is full); the message says what is intact."""
+
+
+def _write_partial(partial: Path, step: int, *, policy: Any, optimizer: torch.optim.Optimizer, scheduler: Any,
+                   config: dict, extra: dict[str, Any], card: dict | None) -> None:
+    """Every file of checkpoint `step` into `partial` (renamed into place by the caller once complete)."""
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     policy.save_adapter(partial / "adapter")
@@ -73,14 +106,6 @@ def save_checkpoint(output_dir: str | Path, step: int, *, policy: Any, optimizer
     failpoint("save:config")
     (partial / MANIFEST).write_text(json.dumps(_manifest(partial), indent=1) + "\n")
     failpoint("save:manifest")
-    if final.exists():  # a checkpoint of the same step from an earlier attempt: replace it whole
-        shutil.rmtree(final)
-    os.replace(partial, final)
-    failpoint("save:renamed")
-    write_text_atomic(root / "latest", final.name + "\n")
-    failpoint("save:latest")
-    _prune(root, keep=KEEP)
-    return final
 
 
 def _prune(root: Path, keep: int) -> None:

@@ -29,6 +29,7 @@ def connect(address: str, needs: ActorNeeds) -> bool:
         check_resources(needs, local=False)
         return False
     if address:
+        check_reachable(address)
         ray.init(address=address, include_dashboard=False)
         check_resources(needs, local=False)
         return False
@@ -36,6 +37,30 @@ def connect(address: str, needs: ActorNeeds) -> bool:
     ray.init(num_cpus=max(os.cpu_count() or 1, wanted), include_dashboard=False)
     check_resources(needs, local=True)
     return True
+
+
+REACH_TIMEOUT_S = 10.0
+"""How long to wait for a Ray head's port to answer before saying nothing is there (Ray itself retries
+forever, repeating its warnings)."""
+
+
+def check_reachable(address: str, timeout_s: float = REACH_TIMEOUT_S) -> None:
+    """Fail with what to do when `host:port` (a Ray head's GCS address) does not accept a connection.
+    `auto` and `ray://` client addresses are left to Ray."""
+    import socket
+
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"rollout.ray_address={address!r} must be host:port (the head's GCS address, e.g. "
+                         "10.0.0.1:6379), 'auto', or ray://host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        raise ValueError(f"rollout.ray_address={address!r}: nothing answers there ({error.strerror or error}, "
+                         f"waited up to {timeout_s:g} s); start the head (`ray start --head`) or fix the address, "
+                         "or leave rollout.ray_address empty for a local Ray") from None
 
 
 def check_resources(needs: ActorNeeds, *, local: bool) -> None:
