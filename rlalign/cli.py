@@ -279,13 +279,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("[rlalign] interrupted (Ctrl-C); nothing was saved by this command", file=sys.stderr)
         return 130
-    except OSError as error:
-        if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or os.environ.get("RLALIGN_DEBUG"):
-            raise
-        print(f"error: {error.strerror} while writing {error.filename or 'a file'}: free space (or raise the quota); "
-              "a run's checkpoints are written whole or not at all, so its newest complete one is intact: continue "
-              "it with rlalign train CONFIG --resume RUN_DIR", file=sys.stderr)
-        return 2
     except (ConfigError, ValueError, FileNotFoundError, FileExistsError, KeyError) as error:
         # Bad input (config, checkpoint, prompt, reward output): one clear line, exit code 2.
         # RLALIGN_DEBUG=1 shows the traceback instead.
@@ -293,6 +286,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"error: {message}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or os.environ.get("RLALIGN_DEBUG"):
+            raise
+        print(f"error: {error.strerror} while writing {error.filename or 'a file'}: free space (or raise the quota); "
+              "a run's checkpoints are written whole or not at all, so its newest complete one is intact: continue "
+              "it with rlalign train CONFIG --resume RUN_DIR", file=sys.stderr)
         return 2
 
 
