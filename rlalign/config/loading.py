@@ -334,10 +334,10 @@ def reference_markdown(cls: type, title: str) -> str:
     """A Markdown reference of every field of a dataclass tree: key, type, default, documentation."""
     lines = [f"# {title}", "", "Generated from the docstrings in `rlalign/config/schema.py` and the families' own settings",
              "(`rlalign/policies/*/settings.py`) by `scripts/gen_config_docs.py`; do not edit by hand.", "",
-             "Config files are YAML with YAML 1.2 integers (`010` is ten; `0o10`, `0x10` for octal and hex) and "
-             "merge keys: top-level `x-NAME:` keys only hold anchors (`x-common: &common {...}`, then "
-             "`<<: *common`) and are not settings. `~` and `$VARIABLES` in `output_dir` and checkpoint paths "
-             "are expanded.", ""]
+             ("Config files are YAML with YAML 1.2 integers (`010` is ten; `0o10`, `0x10` for octal and hex) and "
+              "merge keys: top-level `x-NAME:` keys only hold anchors (`x-common: &common {...}`, then "
+              "`<<: *common`) and are not settings. `~` and `$VARIABLES` in `output_dir` and checkpoint paths "
+              "are expanded."), ""]
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     nested = [f for f in dataclasses.fields(cls) if dataclasses.is_dataclass(hints[f.name])]

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import signal
@@ -19,13 +18,10 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch.optim.lr_scheduler import LambdaLR
-from transformers import get_scheduler
 
-from rlalign.config import Config, ConfigError, derived_sizes
+from rlalign.config import Config, derived_sizes
 from rlalign.evaluation.geneval import evaluate_sets, saved_samples
 from rlalign.evaluation.run_report import geneval_table
 from rlalign.grpo.advantages import group_advantages, middle_value
@@ -38,41 +34,16 @@ from rlalign.tasks import check_prompt_words, parse_prompt_source, source_task
 from rlalign.training.adapter_card import card_values
 from rlalign.training.checkpoint import find_checkpoint, holds_a_run, load_checkpoint, save_checkpoint
 from rlalign.training.interrupts import StopRequests, TrainingInterrupted
+from rlalign.training.lines import eval_headline, step_line
 from rlalign.training.resume import apply_optimizer_settings, check_resume_config
-from rlalign.utils import ray_cluster
+from rlalign.training.run_files import check_writable, prompts_digest, supersede_records
+from rlalign.training.setup import build_scheduler, start_ray, stop_ray
 from rlalign.utils.failpoints import holdpoint
-from rlalign.utils.files import write_text_atomic
 from rlalign.utils.metrics import MetricsLogger, check_wandb_login
 from rlalign.utils.progress import Progress
 from rlalign.utils.rows import prompt_text
 from rlalign.utils.run_lock import RunLock
 from rlalign.utils.seeding import grouped_generators
-
-SCHEDULES = {"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}
-"""train.lr_schedule → the name transformers.get_scheduler knows it by."""
-
-
-def build_scheduler(optimizer: torch.optim.Optimizer, train: Any, inner_iterations: int) -> LambdaLR:
-    """transformers' schedule over the run's optimizer steps (train.steps × inner_iterations), as TRL's
-    trainers use it: linear warm-up from 0 over train.warmup_steps (the first optimizer step has rate 0
-    when warming up), then constant, or cosine / linear decay to 0 at the last step."""
-    return get_scheduler(SCHEDULES[train.lr_schedule], optimizer, num_warmup_steps=train.warmup_steps,
-                         num_training_steps=max(1, train.steps * inner_iterations))
-
-
-def start_ray(cfg: Config) -> bool:
-    """Join or start Ray before any actor starts when the rollouts or the rewards use it, so that a local
-    Ray has room for both kinds of actor; True when a local Ray was started here (stopped by stop_ray)."""
-    needs = {**(ray_cluster.needs_of("rollout", cfg.rollout) if cfg.rollout.backend == "ray" else {}),
-             **(ray_cluster.needs_of("rewards", cfg.rewards) if cfg.rewards.backend == "ray" else {})}
-    return bool(needs) and ray_cluster.connect(cfg.rollout.ray_address, needs)
-
-
-def stop_ray() -> None:
-    import ray  # only reached when start_ray started one
-
-    if ray.is_initialized():
-        ray.shutdown()
 
 
 class Trainer:
@@ -83,7 +54,7 @@ class Trainer:
         """`callables`: rewards given as Python objects, by spec name (`python:LABEL`, rlalign.api)."""
         self.cfg = cfg
         self.output_dir = Path(cfg.output_dir)
-        _check_writable(self.output_dir)
+        check_writable(self.output_dir)
         check_wandb_login(cfg.logging.wandb_mode)  # before any work
         self.lock = RunLock(self.output_dir)  # one writer per run directory (train, resume, sweep members)
         try:
@@ -390,63 +361,11 @@ class Trainer:
         self.base_eval = {name: {"scores": scores, "images": state["base_eval_images"][name]}
                           for name, scores in state["base_eval"].items()}
         for log in ("metrics", "reward_extras"):
-            _supersede_records(self.output_dir, log, after_step=self.start_step)
+            supersede_records(self.output_dir, log, after_step=self.start_step)
         print(f"[rlalign] resumed from {checkpoint} at step {self.start_step}", flush=True)
 
     def _print_progress(self, step: int, metrics: dict[str, float]) -> None:
         self.progress.update(step_line(metrics, self.cfg.rewards.functions))
-
-
-def step_line(metrics: dict[str, float], specs: Sequence[Any]) -> str:
-    """What one training step shows: the trained reward as the weighted sum of the raw reward means (the
-    combined reward the advantages see is normalised, so ~0 by construction), each reward's raw mean,
-    the KL to the base, the on-policy gap and the step time."""
-    means = {spec.label or spec.name: metrics.get(f"rewards/{spec.label or spec.name}/mean") for spec in specs}
-    trained = sum(spec.weight * (means[spec.label or spec.name] or 0.0) for spec in specs if spec.weight)
-    parts = " ".join(f"{label} {value:.3f}" for label, value in means.items() if value is not None)
-    return (f"reward {trained:.4f} ({parts})  kl {metrics['charts/kl']:.2e}  "
-            f"on-policy {metrics['debug/max_abs_logratio_first_iter']:.1e}  {metrics['time/step']:.2f}s")
-
-
-def eval_headline(metrics: dict[str, float], names: Sequence[str]) -> str:
-    """Per eval set its headline: the verifier's exact match with its interval and the base's, when the
-    prompts have a verifier; otherwise the first reward's mean (and the base's)."""
-    parts = []
-    for name in names:
-        key = f"eval/{name}/exact"
-        if key not in metrics:
-            key = next((k for k in metrics if k.startswith(f"eval/{name}/") and "/base/" not in k
-                        and k.count("/") == 2), None)
-            if key is None:
-                continue
-        base = metrics.get(key.replace(f"eval/{name}/", f"eval/{name}/base/", 1))
-        low, high = metrics.get(key + "_ci95_low"), metrics.get(key + "_ci95_high")
-        interval = f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
-        parts.append(f"{name} {key.rsplit('/', 1)[1]} {metrics[key]:.3f}{interval}"
-                     + (f" (base {base:.3f})" if base is not None else ""))
-    return "; ".join(parts) or "no eval sets"
-
-
-def _check_writable(directory: Path) -> None:
-    """Fail before any work when output_dir is a file, lies under a file, or cannot be written."""
-    if directory.exists() and not directory.is_dir():
-        raise ConfigError("output_dir", str(directory), "is a file, not a directory; choose another output_dir")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / ".rlalign-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        raise ConfigError("output_dir", str(directory), f"cannot be written ({error.strerror or error}); "
-                          "choose a directory you can write to") from None
-
-
-def prompts_digest(source) -> str | None:
-    """SHA-256 (16 hex) of a finite prompt source's whole list, so a resume notices an edited prompt file;
-    None for an endless source, which its config string already names."""
-    if source.fixed is None:
-        return None
-    return hashlib.sha256(json.dumps(list(source.fixed), default=str).encode()).hexdigest()[:16]
 
 
 class NonFiniteTraining(ValueError):
@@ -455,30 +374,6 @@ class NonFiniteTraining(ValueError):
 
 class NoLearningSignal(ValueError):
     """Training stopped because the advantages were all 0 for train.stop_after_steps_without_signal steps."""
-
-
-def _supersede_records(output_dir: Path, log: str, after_step: int) -> None:
-    """Move the records of `log`.jsonl (metrics, reward_extras) of steps after the checkpoint (a killed
-    run's tail) to `log`.superseded.jsonl: the resumed run logs those steps again, nothing is deleted."""
-    path = output_dir / f"{log}.jsonl"
-    if not path.is_file():
-        return
-    lines = path.read_text().splitlines()
-    keep = [line for line in lines if line.strip() and _record_step(line) <= after_step]
-    moved = [line for line in lines if line.strip() and _record_step(line) > after_step]
-    if moved:
-        with (output_dir / f"{log}.superseded.jsonl").open("a") as file:
-            file.write("\n".join(moved) + "\n")
-        write_text_atomic(path, "".join(line + "\n" for line in keep))
-
-
-def _record_step(line: str) -> float:
-    """The step of one record; a torn line (a write cut short by a kill) counts as after any checkpoint,
-    so a resume moves it aside with the rest of the tail."""
-    try:
-        return int(json.loads(line).get("step", -1))
-    except (ValueError, AttributeError, TypeError):  # json.JSONDecodeError is a ValueError
-        return float("inf")
 
 
 def train(cfg: Config, *, resume: str | None = None, stop_after: int | None = None,

@@ -49,10 +49,10 @@ def test_a_torn_last_line_is_skipped_with_a_warning_and_a_bad_middle_line_is_nam
 
 
 def test_resume_moves_a_torn_last_line_aside_with_the_tail(tmp_path):
-    from rlalign.training.trainer import _supersede_records
+    from rlalign.training.run_files import supersede_records
 
     (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"step": 4, "x"')
-    _supersede_records(tmp_path, "metrics", after_step=2)
+    supersede_records(tmp_path, "metrics", after_step=2)
     assert (tmp_path / "metrics.jsonl").read_text() == '{"step": 1}\n{"step": 2}\n'
     assert (tmp_path / "metrics.superseded.jsonl").read_text() == '{"step": 3}\n{"step": 4, "x"\n'
 

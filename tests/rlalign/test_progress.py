@@ -5,7 +5,7 @@ import io
 import time
 
 from rlalign.config import RewardSpec
-from rlalign.training.trainer import eval_headline, step_line
+from rlalign.training.lines import eval_headline, step_line
 from rlalign.utils.progress import Progress, format_duration
 
 

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from rlalign.training.trainer import build_scheduler
+from rlalign.training.setup import build_scheduler
 
 
 def factors(schedule: str, *, steps: int, inner: int, warmup: int) -> list[float]:
