@@ -33,11 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlalign.tasks.rows import RESERVED_COLUMNS, check_row_prompt
+
 FORM = "hf:PATH_OR_NAME[:SPLIT][?column=NAME]"
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 OPTIONS = ("column", "config")
-RESERVED_COLUMNS = ("prompts", "completions", "completion_ids")
-"""Keywords of the reward call itself (reward(prompts=..., completions=..., **columns))."""
 HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 
@@ -246,8 +246,6 @@ def _rows(dataset: Any, column: str, spec: str, where: str) -> list[dict]:
                          "Dataset.rename_column)")
     others = [name for name in columns if name != column]
     rows = [{"prompt": row[column], **{name: row[name] for name in others}} for row in dataset.to_list()]
-    from rlalign.tasks.sources import check_row_prompt  # sources.py imports this module lazily
-
     for number, row in enumerate(rows):
         check_row_prompt(row, f"prompt source {spec!r}: {where}, row {number}")
     return rows

@@ -33,6 +33,7 @@ from typing import Any
 from rlalign.tasks.hf import FORM as HF_FORM
 from rlalign.tasks.hf import read_hf
 from rlalign.tasks.registry import builtin_tasks, resolve_task, task_owning
+from rlalign.tasks.rows import check_row_prompt
 from rlalign.tasks.task import PromptSource, Task
 
 GENERIC_FORMS = ("file:PATH", "jsonl:PATH", HF_FORM, "classes:A-B", "classes:A,B,...")
@@ -105,26 +106,6 @@ def _read_jsonl(path: str) -> list[dict]:
     if not rows:
         raise ValueError(f"prompt file {path!r} holds no rows")
     return rows
-
-
-RESERVED_COLUMNS = ("prompts", "completions", "completion_ids")
-"""Keywords every reward call passes itself: a dataset column of one of these names would collide."""
-
-
-def check_row_prompt(row: dict, where: str) -> None:
-    """A row's prompt is a non-empty string, or TRL's conversational messages (a list of {"role",
-    "content"} dicts, for text families); its other columns do not take the reward call's own names."""
-    prompt = row["prompt"]
-    if isinstance(prompt, str):
-        if not prompt.strip():
-            raise ValueError(f"{where}: the prompt is empty; remove the row or give it a prompt")
-    elif not (isinstance(prompt, list) and prompt and all(isinstance(m, dict) and "content" in m for m in prompt)):
-        raise ValueError(f"{where}: the prompt is a {type(prompt).__name__} ({prompt!r:.40}); a prompt is a string, "
-                         "or TRL's conversational messages [{\"role\": ..., \"content\": ...}]")
-    clashing = sorted(set(row) & set(RESERVED_COLUMNS))
-    if clashing:
-        raise ValueError(f"{where}: column(s) {clashing} take the names rewards are called with (prompts, completions, "
-                         "completion_ids); rename them")
 
 
 def _read_prompt_file(path: str) -> list[str]:

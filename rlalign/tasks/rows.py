@@ -1,0 +1,23 @@
+"""Prompt rows (TRL's dataset convention) as the task-free sources read them: what a row's prompt may be
+and which column names it may not take (jsonl: in sources.py, hf: in hf.py)."""
+
+from __future__ import annotations
+
+RESERVED_COLUMNS = ("prompts", "completions", "completion_ids")
+"""Keywords every reward call passes itself: a dataset column of one of these names would collide."""
+
+
+def check_row_prompt(row: dict, where: str) -> None:
+    """A row's prompt is a non-empty string, or TRL's conversational messages (a list of {"role",
+    "content"} dicts, for text families); its other columns do not take the reward call's own names."""
+    prompt = row["prompt"]
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise ValueError(f"{where}: the prompt is empty; remove the row or give it a prompt")
+    elif not (isinstance(prompt, list) and prompt and all(isinstance(m, dict) and "content" in m for m in prompt)):
+        raise ValueError(f"{where}: the prompt is a {type(prompt).__name__} ({prompt!r:.40}); a prompt is a string, "
+                         "or TRL's conversational messages [{\"role\": ..., \"content\": ...}]")
+    clashing = sorted(set(row) & set(RESERVED_COLUMNS))
+    if clashing:
+        raise ValueError(f"{where}: column(s) {clashing} take the names rewards are called with (prompts, completions, "
+                         "completion_ids); rename them")
