@@ -37,6 +37,7 @@ import yaml
 from rlalign.config import Config, load_config, to_dict
 from rlalign.evaluation.run_report import write_summary
 from rlalign.rewards.registry import CALLABLE_PREFIX
+from rlalign.training.checkpoint import run_directory
 from rlalign.training.trainer import Trainer
 from rlalign.utils.files import write_text_atomic
 
@@ -54,8 +55,7 @@ class GRPOTrainer:
                  output_dir: str | Path | None = None, overrides: Mapping[str, Any] | Sequence[str] | None = None,
                  resume: str | Path | None = None, accept_changes: Sequence[str] = ()):
         if resume is not None:  # a resumed run continues in its own directory, as `rlalign train --resume` does
-            resume = Path(resume)
-            run_dir = resume.parent.parent if (resume / "trainer_state.pt").is_file() else resume
+            run_dir = run_directory(resume)
             if output_dir is not None and Path(output_dir).resolve() != run_dir.resolve():
                 raise ValueError(f"resume={resume} continues the run in {run_dir}, not in output_dir={output_dir}; "
                                  "leave output_dir out (or give the same directory)")

@@ -76,8 +76,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.stop_after is not None and args.stop_after < 1:
         raise ValueError(f"--stop-after must be a step ≥ 1 (the run stops after it), got {args.stop_after}")
     if args.resume:  # a resumed run continues in its own run directory
-        resume = Path(args.resume)
-        run_dir = resume.parent.parent if (resume / "trainer_state.pt").is_file() else resume
+        from rlalign.training.checkpoint import run_directory
+
+        run_dir = run_directory(args.resume)
         if any(o.partition("=")[0].strip() == "output_dir" for o in args.overrides) and \
                 Path(cfg.output_dir).resolve() != run_dir.resolve():
             raise ValueError(f"--resume {args.resume} continues the run in {run_dir}; the override output_dir="

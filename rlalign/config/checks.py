@@ -4,12 +4,12 @@ expanded (`~`, `$VARS`). `load_config` (schema.py) runs them."""
 
 from __future__ import annotations
 
-import os
 import re
 from typing import TYPE_CHECKING
 
 from rlalign.config.families import family_problem
 from rlalign.config.loading import ConfigError
+from rlalign.utils.files import expand_path
 
 if TYPE_CHECKING:
     from rlalign.config.schema import Config, GrpoConfig, PromptsConfig, RewardsConfig
@@ -112,8 +112,7 @@ def _check_reward_names(rewards_cfg: RewardsConfig) -> None:
 def _expand_path(key: str, value: str) -> str:
     """`~` and `$VAR` / `${VAR}` expanded as a shell would; a variable that is not set is an error (left as
     it is, it would create a folder literally named `${HOME}`)."""
-    expanded = os.path.expandvars(os.path.expanduser(value))
-    unset = re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", expanded)
+    expanded, unset = expand_path(value)
     if unset:
         raise ConfigError(key, value, f"names environment variable(s) {', '.join(unset)} that are not set; set them "
                           "or write the path out")

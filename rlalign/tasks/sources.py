@@ -26,7 +26,6 @@ step, so across steps every prompt is seen equally often in expectation.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from rlalign.tasks.hf import read_hf
 from rlalign.tasks.registry import builtin_tasks, resolve_task, task_owning
 from rlalign.tasks.rows import check_row_prompt
 from rlalign.tasks.task import PromptSource, Task
+from rlalign.utils.files import expand_path
 
 GENERIC_FORMS = ("file:PATH", "jsonl:PATH", HF_FORM, "classes:A-B", "classes:A,B,...")
 GENERIC_KINDS = ("file", "jsonl", "hf", "classes")
@@ -85,7 +85,7 @@ def is_source(argument: str, task: str | None = None) -> bool:
 
 def _read_jsonl(path: str) -> list[dict]:
     """TRL-style rows, one JSON object with a "prompt" per line; every row must have the same columns."""
-    file = Path(os.path.expandvars(path)).expanduser()
+    file = Path(expand_path(path)[0])
     if not file.is_file():
         raise FileNotFoundError(f"prompt file {path!r} does not exist (jsonl:PATH takes one JSON object per line)")
     rows = []
@@ -109,7 +109,7 @@ def _read_jsonl(path: str) -> list[dict]:
 
 
 def _read_prompt_file(path: str) -> list[str]:
-    file = Path(os.path.expandvars(path)).expanduser()
+    file = Path(expand_path(path)[0])
     if not file.is_file():
         raise FileNotFoundError(f"prompt file {path!r} does not exist (file:PATH takes one prompt per line)")
     prompts = [line.strip() for line in file.read_text().splitlines()]

@@ -114,6 +114,12 @@ def _prune(root: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def run_directory(resume: str | Path) -> Path:
+    """The run directory a `--resume` argument names: itself, or the run holding a checkpoint directory."""
+    resume = Path(resume)
+    return resume.parent.parent if (resume / "trainer_state.pt").is_file() else resume
+
+
 def find_checkpoint(path: str | Path) -> Path:
     """The checkpoint to resume: a checkpoint directory itself (verified), or a run directory's newest
     intact checkpoint (`latest`, else the newest step_* that verifies), warning about each one skipped."""

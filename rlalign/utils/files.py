@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,3 +40,10 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 def write_json_atomic(path: str | Path, data: Any, *, indent: int | None = 2) -> Path:
     """Write `data` as JSON (plus a final newline) to `path` atomically; returns the path."""
     return write_text_atomic(path, json.dumps(data, indent=indent) + "\n")
+
+
+def expand_path(value: str) -> tuple[str, list[str]]:
+    """`~` and `$VAR` / `${VAR}` expanded as a shell would, and the names of variables left unexpanded
+    because they are not set (a caller refuses them: kept, they would name a folder `${HOME}`)."""
+    expanded = os.path.expandvars(os.path.expanduser(value))
+    return expanded, re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", expanded)
