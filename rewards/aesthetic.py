@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from rlalign.rewards.builtin_models import SHAPES_CLIP
 from rlalign.rewards.clip import as_image_batch, is_image_batch, load_clip, resolve_weights
+from rlalign.utils.files import readable
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -61,7 +62,7 @@ def expected_layout(input_size: int | str = "D") -> dict[str, tuple]:
 
 def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
     if path.endswith(".safetensors"):
-        state = load_file(path)
+        state = load_file(readable(path))
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):  # Lightning-style wrapper

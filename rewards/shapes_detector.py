@@ -35,7 +35,7 @@ from torch import nn
 
 from rlalign.shapes import CANVAS, COLOURS, SHAPES, PromptParseError, Scene, parse_prompt
 from rlalign.shapes.verify import SeenObject, Verdict, check_objects
-from rlalign.utils.files import atomic_path
+from rlalign.utils.files import atomic_path, readable
 
 GRID = 8
 """Cells per side of the detection grid; each covers CANVAS / GRID = 4 pixels."""
@@ -166,7 +166,7 @@ def save_detector(detector: ShapesDetector, path: str | Path, report: dict | Non
 def load_detector(weights: str = "builtin:shapes-detector", device: str = "cpu") -> ShapesDetector:
     """A detector from `builtin:NAME` or a local file written by `save_detector`, in eval mode, float32."""
     path = resolve_weights(weights, "weights", "shapes_detector")
-    with safe_open(str(path), framework="pt") as handle:
+    with safe_open(readable(path), framework="pt") as handle:
         metadata = handle.metadata() or {}
     if metadata.get("format") != FORMAT:
         raise ValueError(f"shapes_detector: args.weights = {weights!r} is not a Shapes detector file (its metadata "

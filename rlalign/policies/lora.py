@@ -20,6 +20,8 @@ from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from rlalign.utils.files import readable
+
 
 def adapter_bytes(state: dict[str, Tensor]) -> int:
     """Bytes of the tensors in an adapter state: what one rollout replica receives per sync."""
@@ -84,7 +86,7 @@ class LoraAdapter:
                                     "pass a directory written by save_adapter / rlalign train")
         if check_config:
             self.check_saved_config(directory)
-        prefixed = {f"base_model.model.{k.removeprefix('base_model.model.')}": v for k, v in load_file(str(path)).items()}
+        prefixed = {f"base_model.model.{k.removeprefix('base_model.model.')}": v for k, v in load_file(readable(path)).items()}
         self.load_state(prefixed, device)
 
 

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from rlalign.assets import resolve_checkpoint
-from rlalign.utils.files import atomic_path
+from rlalign.utils.files import atomic_path, readable
 
 
 def save_with_architecture(module: nn.Module, architecture: dict[str, Any], path: str | Path, *, file_format: str,
@@ -34,6 +34,7 @@ def load_with_architecture(checkpoint: str | Path, *, file_format: str, build: C
                            wrong_format_hint: str) -> nn.Module:
     """Build the module from the file's architecture and load its weights (as float32)."""
     path = resolve_checkpoint(str(checkpoint))
+    readable(path)  # permission denied is its own error, not "truncated?"
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}

@@ -42,6 +42,14 @@ def write_json_atomic(path: str | Path, data: Any, *, indent: int | None = 2) ->
     return write_text_atomic(path, json.dumps(data, indent=indent) + "\n")
 
 
+def readable(path: str | Path) -> str:
+    """`path` as a string, after opening it once for reading: safetensors reports a file it may not read
+    as "No such file or directory", so a loader asks the OS first, which raises PermissionError naming it."""
+    with open(path, "rb"):
+        pass
+    return str(path)
+
+
 def expand_path(value: str) -> tuple[str, list[str]]:
     """`~` and `$VAR` / `${VAR}` expanded as a shell would, and the names of variables left unexpanded
     because they are not set (a caller refuses them: kept, they would name a folder `${HOME}`)."""

@@ -33,6 +33,7 @@ from rlalign.policies.infinity.schedules import schedule as named_schedule
 from rlalign.policies.infinity.text import T5Text
 from rlalign.policies.infinity.transformer import InfinityTransformer
 from rlalign.policies.infinity.vae import BSQVAE, VAEConfig, load_vae
+from rlalign.utils.files import readable
 
 
 @dataclass
@@ -210,7 +211,7 @@ def _read_file(path: Path) -> dict[str, Any]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        return load_file(readable(path))
     return torch.load(str(path), map_location="cpu", weights_only=True)
 
 

@@ -389,7 +389,8 @@ def load_vae(path: str | Path, config: VAEConfig) -> BSQVAE:
     if str(path).endswith(".safetensors"):
         from safetensors.torch import load_file
 
-        state_dict = load_file(str(path))
+        from rlalign.utils.files import readable
+        state_dict = load_file(readable(path))
     else:
         checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
         if "vae" not in checkpoint:

@@ -28,6 +28,7 @@ from torch import nn
 
 from rlalign.policies.next_scale.tokenizer import MultiScaleVQTokenizer
 from rlalign.policies.next_scale.transformer import NextScaleTransformer
+from rlalign.utils.files import readable
 
 VAR_CONFIG_KEYS: dict[str, type | tuple[type, ...]] = {
     "patch_nums": list, "vocab_size": int, "z_channels": int, "vae_ch": int, "vae_ch_mult": list,
@@ -100,6 +101,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"checkpoint {path} is a directory; give the weights file itself (.pth or .safetensors)")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    readable(path)  # permission denied is its own error, not "not a checkpoint"
     try:
         if path.suffix == ".safetensors":
             return load_file(str(path), device="cpu")
