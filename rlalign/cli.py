@@ -25,6 +25,7 @@ import yaml
 from rlalign.config import ConfigError, derived_sizes, load_config
 from rlalign.config.loading import field_docs
 from rlalign.training.interrupts import TrainingInterrupted
+from rlalign.utils.warning_lines import one_line_warnings
 
 
 def _explain(section: object, prefix: str = "") -> list[str]:
@@ -273,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        return args.handler(args)
+        with one_line_warnings():
+            return args.handler(args)
     except TrainingInterrupted as stopped:  # SIGINT / SIGTERM during training: saved, resumable
         print(f"[rlalign] {stopped}", file=sys.stderr)
         return stopped.exit_code
@@ -287,6 +289,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"error: {message}", file=sys.stderr)
+        return 2
+    except PermissionError as error:  # a file (config, prompts, checkpoint, run) this user may not read or write
+        if os.environ.get("RLALIGN_DEBUG"):
+            raise
+        print(f"error: {error.filename or 'a file'}: permission denied; check its permissions and its folders' "
+              f"(ls -ld {error.filename or 'PATH'}), or run as a user who may read and write it", file=sys.stderr)
         return 2
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or os.environ.get("RLALIGN_DEBUG"):
