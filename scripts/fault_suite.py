@@ -1,7 +1,7 @@
 """Faults end to end: kill -9 at every point of a checkpoint save, SIGINT, SIGTERM, a damaged or
 deleted newest checkpoint, a torn metrics line, a changed config on resume, a second writer on a run's
-directory, a learning rate that makes training non-finite, a sweep re-launched with other settings, a
-killed Ray actor.
+directory, a learning rate that makes training non-finite, a disk that fills during a checkpoint, a sweep
+re-launched with other settings, a killed Ray actor.
 
 Every case runs `rlalign train` in a subprocess on the built-in generator (a tiny 6-step config,
 checkpoints every 2 steps), injects its fault, resumes where that is the remedy, and compares the
@@ -22,6 +22,7 @@ import argparse
 import hashlib
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -73,16 +74,21 @@ def write_config(work: Path, **changes: dict) -> Path:
 
 
 def train(config: Path, *args: str, env: dict | None = None, signal_after_step: int | None = None,
-          signals: tuple = ()) -> subprocess.CompletedProcess:
+          signals: tuple = (), file_size_limit: int | None = None) -> subprocess.CompletedProcess:
     """`rlalign train CONFIG ARGS` in a subprocess; optionally send `signals` once step N is logged, each
-    later one while the run is held at `stop:save`, inside the first one's clean stop (failpoints.holdpoint)."""
+    later one while the run is held at `stop:save`, inside the first one's clean stop (failpoints.holdpoint);
+    with `file_size_limit`, no file it writes may grow past that many bytes (a full disk's EFBIG)."""
     command = [sys.executable, "-m", "rlalign.cli", "train", str(config), *args]
     held = config.parent / "held-at-stop-save"
     environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     if len(signals) > 1:
         environment.update(RLALIGN_HOLDPOINT="stop:save", RLALIGN_HOLDPOINT_FILE=str(held))
+    def limits() -> None:
+        if file_size_limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
     process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=limits)
     if signal_after_step is not None:
         metrics = Path(yaml.safe_load(config.read_text())["output_dir"]) / "metrics.jsonl"
         while process.poll() is None and not (metrics.is_file() and
@@ -216,6 +222,20 @@ def stale_sweep(work: Path) -> dict:
             and (out / "sweep.json").read_bytes() == manifest}
 
 
+def disk_full(work: Path) -> dict:
+    """The disk fills during the save of step 4 (a real EFBIG: the resumed process may write no file over
+    64 KiB; metrics lines fit, the adapter does not); resumed again once there is room."""
+    config = write_config(work)
+    train(config, "--stop-after", "2")
+    full = train(config, "--resume", str(work / "run"), file_size_limit=64 * 1024)
+    partial = list((work / "run" / "checkpoints").glob("*.partial"))
+    resumed = train(config, "--resume", str(work / "run"))
+    return {"outcome": f"{outcome(full)}; {len(partial)} partial checkpoints left; with room again: resume exit "
+                       f"{resumed.returncode}", "resumed_from": resumed_from(resumed), "run": work / "run",
+            "ok": full.returncode == 2 and "could not be written" in full.stderr and not partial
+            and resumed.returncode == 0}
+
+
 def ray_actor_killed(work: Path) -> dict:
     ray = {"backend": "ray", "num_workers": 1, "cpus_per_worker": 1.0, "torch_threads": 1}
     config = write_config(work, rollout=ray)
@@ -245,6 +265,7 @@ def cases(with_ray: bool) -> list[Case]:
         Case("changed config on resume", "train.learning_rate 0.01 → 0.05", changed_config),
         Case("second writer", "a second rlalign train on a run's directory while it trains", second_writer),
         Case("non-finite training", "train.learning_rate 1e30", non_finite),
+        Case("disk full", "no file over 64 KiB in the save of step 4 (EFBIG)", disk_full),
         Case("sweep re-launched with other settings", "train.learning_rate 0.01 → 0.05 on finished runs", stale_sweep),
     ]
     if with_ray:

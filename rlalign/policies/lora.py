@@ -9,6 +9,8 @@ own format (adapter_config.json + adapter_model.safetensors).
 from __future__ import annotations
 
 import json
+import os
+import re
 import warnings
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -17,6 +19,7 @@ from typing import Any
 
 import torch
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
@@ -76,7 +79,14 @@ class LoraAdapter:
 
     def save(self, directory: str | Path) -> None:
         """Write the adapter in peft's format (adapter_config.json + adapter_model.safetensors)."""
-        self.peft_model.save_pretrained(str(directory))
+        try:
+            self.peft_model.save_pretrained(str(directory))
+        except SafetensorError as error:  # safetensors wraps the OS's error (a full disk) in its own type
+            found = re.search(r"os error (\d+)", str(error))
+            if found is None:
+                raise
+            number = int(found.group(1))
+            raise OSError(number, os.strerror(number), str(Path(directory) / "adapter_model.safetensors")) from error
 
     def load(self, directory: str | Path, device: torch.device, *, check_config: bool = True) -> None:
         """Load a peft adapter directory; with `check_config`, refuse one saved with other LoRA settings."""

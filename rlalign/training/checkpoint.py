@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import inspect
+import io
 import json
 import os
 import random
@@ -68,13 +69,14 @@ def save_checkpoint(output_dir: str | Path, step: int, *, policy: Any, optimizer
         if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise
         shutil.rmtree(partial, ignore_errors=True)  # give the space back; nothing complete was touched
+        where = error.filename or partial  # an error from a file's write() (not its open) names no file
         latest = root / "latest"
         newest = latest.read_text().strip() if latest.is_file() else "none"
         raise CheckpointWriteError(
-            f"the checkpoint of step {step} could not be written ({error.strerror}: {error.filename}); nothing was "
+            f"the checkpoint of step {step} could not be written ({error.strerror}: {where}); nothing was "
             f"replaced, the newest complete checkpoint is {newest}. Free space, then continue with rlalign train "
             f"CONFIG --resume {output_dir}" if newest != "none" else
-            f"the checkpoint of step {step} could not be written ({error.strerror}: {error.filename}); no "
+            f"the checkpoint of step {step} could not be written ({error.strerror}: {where}); no "
             "checkpoint exists yet. Free space and start again") from None
     if final.exists():  # a checkpoint of the same step from an earlier attempt: replace it whole
         shutil.rmtree(final)
@@ -99,8 +101,10 @@ def _write_partial(partial: Path, step: int, *, policy: Any, optimizer: torch.op
     if card is not None:
         write_card(partial / "adapter", card)
     failpoint("save:adapter")
+    state = io.BytesIO()  # torch's own file writer reports a full disk as a bare RuntimeError, without errno
     torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": rng_states(), **extra}, partial / "trainer_state.pt")
+                "rng": rng_states(), **extra}, state)
+    (partial / "trainer_state.pt").write_bytes(state.getbuffer())
     failpoint("save:state")
     (partial / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     failpoint("save:config")
