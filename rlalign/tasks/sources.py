@@ -83,13 +83,35 @@ def is_source(argument: str, task: str | None = None) -> bool:
     return bool(sep) and (kind in GENERIC_KINDS or task_owning(kind, own) is not None)
 
 
+def _prompt_file(path: str, form: str) -> Path:
+    """The file a `file:` / `jsonl:` / `hf:` path names, `~` and `$VARS` expanded; an unset variable is named
+    (left in, it would only say that a file named `$VAR/...` does not exist)."""
+    if not path.strip():
+        raise FileNotFoundError(f"prompt source names no file after its kind ({form}); write kind:PATH")
+    expanded, unset = expand_path(path)
+    if unset:
+        raise FileNotFoundError(f"prompt file {path!r} names environment variable(s) {', '.join(unset)} that are not "
+                                f"set; set them or write the path out ({form})")
+    return Path(expanded)
+
+
+def _read_text(file: Path, path: str) -> str:
+    """A prompt file's text. A UTF-8 byte-order mark (Windows editors write one) is dropped, not read as part
+    of the first prompt; a file in another encoding is named with the offending byte."""
+    try:
+        return file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"prompt file {path!r} is not UTF-8 text (byte {error.object[error.start]:#x} at offset "
+                         f"{error.start}); save it as UTF-8") from None
+
+
 def _read_jsonl(path: str) -> list[dict]:
     """TRL-style rows, one JSON object with a "prompt" per line; every row must have the same columns."""
-    file = Path(expand_path(path)[0])
+    file = _prompt_file(path, "jsonl:PATH takes one JSON object per line")
     if not file.is_file():
         raise FileNotFoundError(f"prompt file {path!r} does not exist (jsonl:PATH takes one JSON object per line)")
     rows = []
-    for number, line in enumerate(file.read_text().splitlines(), 1):
+    for number, line in enumerate(_read_text(file, path).splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -109,10 +131,10 @@ def _read_jsonl(path: str) -> list[dict]:
 
 
 def _read_prompt_file(path: str) -> list[str]:
-    file = Path(expand_path(path)[0])
+    file = _prompt_file(path, "file:PATH takes one prompt per line")
     if not file.is_file():
         raise FileNotFoundError(f"prompt file {path!r} does not exist (file:PATH takes one prompt per line)")
-    prompts = [line.strip() for line in file.read_text().splitlines()]
+    prompts = [line.strip() for line in _read_text(file, path).splitlines()]
     prompts = [p for p in prompts if p and not p.startswith("#")]
     if not prompts:
         raise ValueError(f"prompt file {path!r} holds no prompts (one per line; # starts a comment)")

@@ -163,3 +163,15 @@ def test_acceptance_rates_on_random_scenes():
     wrong = np.mean([verify_image(o, im).exact for o, s, im in zip(others, scenes, images) if o != s.prompt])
     assert truth >= 0.99 and noise >= 0.95 and wrong <= 0.05
 
+
+
+def test_the_shapes_task_judges_a_prompt_row_by_its_prompt():
+    """jsonl: rows judged by prompts.task=shapes: the verifier reads each row's "prompt" (it used to read the
+    row's text, `{'prompt': ...`, as an unknown word)."""
+    from rlalign.tasks import resolve_task
+
+    images = render(RED_CIRCLE_LEFT)[None]
+    task = resolve_task("shapes")
+    as_row = task.verdicts([{"prompt": "a red circle on the left", "solution": "x"}], images)
+    as_text = task.verdicts(["a red circle on the left"], images)
+    assert as_row == as_text and as_row[0][0].exact

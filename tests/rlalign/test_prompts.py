@@ -52,7 +52,10 @@ def test_cli_arguments_are_a_source_or_literal_prompts():
 
 @pytest.mark.parametrize("row, message", [
     ('{"prompt": ""}', "the prompt is empty"),
-    ('{"prompt": 5}', r"the prompt is a int \(5\)"),
+    ('{"prompt": 5}', r"the prompt is a number \(5\)"),
+    ('{"prompt": null}', r"the prompt is null"),
+    ('{"prompt": [{"role": "user", "content": "  "}]}', r"message 0 of the prompt has a \"content\" that is empty"),
+    ('{"prompt": [{"role": "user", "content": 5}]}', r"message 0 .* is a number, not text"),
     ('{"prompt": "ok", "prompts": 1}', r"column\(s\) \['prompts'\] take the names rewards are called with"),
     ('{"prompt": "ok", "completion_ids": [1]}', r"\['completion_ids'\]"),
 ])
@@ -61,3 +64,31 @@ def test_a_jsonl_row_with_an_unusable_prompt_or_column_is_named(tmp_path, row, m
     path.write_text(row + "\n")
     with pytest.raises(ValueError, match=rf"rows.jsonl:1: .*{message}"):
         parse_prompt_source(f"jsonl:{path}")
+
+
+def test_prompt_files_drop_a_byte_order_mark_and_name_other_encodings(tmp_path):
+    """Windows editors start UTF-8 files with a BOM: it is not part of the first prompt (it used to be, silently,
+    in file:, and refused as "Unexpected UTF-8 BOM" in jsonl:); a Latin-1 file names its byte."""
+    (tmp_path / "p.txt").write_bytes("\ufeffa red circle\r\na blue square\r\n".encode())
+    (tmp_path / "rows.jsonl").write_bytes('\ufeff{"prompt": "a red circle"}\n'.encode())
+    assert parse_prompt_source(f"file:{tmp_path / 'p.txt'}").all() == ["a red circle", "a blue square"]
+    assert parse_prompt_source(f"jsonl:{tmp_path / 'rows.jsonl'}").all() == [{"prompt": "a red circle"}]
+    (tmp_path / "latin.txt").write_bytes(b"a red caf\xe9\n")
+    with pytest.raises(ValueError, match=r"latin.txt' is not UTF-8 text \(byte 0xe9 at offset 9\); save it as UTF-8"):
+        parse_prompt_source(f"file:{tmp_path / 'latin.txt'}")
+
+
+def test_prompt_paths_expand_variables_and_name_an_unset_one(tmp_path, monkeypatch):
+    import datasets  # hf: reads the same paths
+
+    (tmp_path / "p.txt").write_text("a red circle\n")
+    datasets.Dataset.from_dict({"prompt": ["a red circle"]}).to_json(str(tmp_path / "rows.jsonl"))
+    monkeypatch.setenv("PROMPTS_DIR", str(tmp_path))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    assert parse_prompt_source("file:${PROMPTS_DIR}/p.txt").all() == ["a red circle"]
+    assert parse_prompt_source("hf:$PROMPTS_DIR/rows.jsonl").all() == [{"prompt": "a red circle"}]
+    monkeypatch.delenv("PROMPTS_DIR")
+    with pytest.raises(FileNotFoundError, match=r"names environment variable\(s\) PROMPTS_DIR that are not set"):
+        parse_prompt_source("jsonl:$PROMPTS_DIR/rows.jsonl")
+    with pytest.raises(FileNotFoundError, match="names no file after its kind"):
+        parse_prompt_source("file:")

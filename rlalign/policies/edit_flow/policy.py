@@ -142,9 +142,10 @@ class EditFlowPolicy(AdapterMethods):
         lengths_B, prompt_lengths_B = torch.zeros(len(prompts), dtype=torch.long), torch.zeros(len(prompts), dtype=torch.long)
         for row, prompt in enumerate(prompts):
             prompt = prompt_text(prompt)
-            if not isinstance(prompt, str):
-                raise TypeError(f"an Edit Flow policy takes text prompts (or rows with a 'prompt' column); prompt {row} "
-                                f"is {type(prompt).__name__}")
+            if not isinstance(prompt, str):  # a bad input (a conversational jsonl: row), not a bug: ValueError
+                kind = "conversational messages" if isinstance(prompt, list) else type(prompt).__name__
+                raise ValueError(f"an Edit Flow policy takes text prompts (or rows with a 'prompt' column); prompt {row} "
+                                 f"is {kind} ({prompt!r:.60}): it has no chat template, so give the prompt as text")
             ids = [self.bos_id, *self.tokenizer(prompt, add_special_tokens=False)["input_ids"]]
             start = ids + [self.mask_id] * self.mask_length
             if len(start) >= width:

@@ -37,6 +37,7 @@ from rlalign.policies.infinity.state import InfinityState
 from rlalign.policies.infinity.transformer import pad_text
 from rlalign.policies.lora import AdapterMethods, LoraAdapter
 from rlalign.policies.shared import doubled, uniforms
+from rlalign.utils.rows import prompt_text
 
 DEFAULT_TARGETS = r".*(blocks|block_chunks)\..*\.(sa\.mat_qkv|sa\.proj|ca\.mat_q|ca\.mat_kv|ca\.proj|ffn\.fc1|ffn\.fc2)"
 """Every Linear layer of every block: self-attention qkv and output, cross-attention q, kv and output,
@@ -151,8 +152,9 @@ class InfinityPolicy(AdapterMethods):
                 for k in range(len(bits))]
 
     def _conditions(self, prompts: list, use_cfg: bool) -> Condition:
-        """The prompts' condition, with the null condition stacked below it when CFG is used."""
-        text = pad_text([self._text_features(p) for p in prompts])
+        """The prompts' condition, with the null condition stacked below it when CFG is used. A prompt row (jsonl:,
+        hf:) conditions on its "prompt"; its other columns are the rewards' (rlalign/utils/rows.py)."""
+        text = pad_text([self._text_features(prompt_text(p)) for p in prompts])
         text.features_BTC, text.lens_B = text.features_BTC.to(self.device), text.lens_B.to(self.device)
         cond = self.transformer.condition(text)
         return Condition.stack(cond, self.transformer.null_condition(text.lens_B)) if use_cfg else cond
@@ -169,9 +171,11 @@ class InfinityPolicy(AdapterMethods):
 
     def check_prompts(self, prompts: Sequence, *, where: str) -> None:
         """Refuse prompts that are not text or are longer than the encoder takes (named, before any work)."""
+        prompts = [prompt_text(p) for p in prompts]
         for prompt in prompts:
             if not isinstance(prompt, str):
-                raise ValueError(f"{where}: Infinity prompts are text, got {type(prompt).__name__} {prompt!r}")
+                kind = "conversational messages" if isinstance(prompt, list) else type(prompt).__name__
+                raise ValueError(f"{where}: Infinity prompts are text, got {kind} {prompt!r:.60}")
         self.model.text.tokenize(list(dict.fromkeys(prompts)))
 
     # ---------------------------------------------------------------------------------------------

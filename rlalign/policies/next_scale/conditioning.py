@@ -102,6 +102,9 @@ class PromptEncoder(nn.Module):
         """Word ids [B, max_words] (0-padded); unknown words map to index 1."""
         ids_BN = torch.zeros(len(prompts), self.max_words, dtype=torch.long)
         for row, prompt in enumerate(prompts):
+            if isinstance(prompt, list):  # TRL's conversational messages: there is no chat template to apply
+                raise ValueError(f"a text-conditioned image model takes a prompt as one string, got conversational "
+                                 f"messages {prompt!r:.60}; give the rows' \"prompt\" as text")
             if not isinstance(prompt, str):
                 raise ValueError(f"a text-conditioned model takes strings as prompts, got {prompt!r}")
             words = split_words(prompt)

@@ -26,6 +26,7 @@ from rlalign.policies.next_scale.sampler import guided_logits, kept_set, scale_l
 from rlalign.policies.next_scale.state import NextScaleState
 from rlalign.policies.next_scale.var_import import from_var_checkpoint
 from rlalign.policies.shared import doubled, draw, split_words, uniforms
+from rlalign.utils.rows import prompt_text
 
 
 class NextScaleSample(NamedTuple):
@@ -135,6 +136,7 @@ class NextScalePolicy(AdapterMethods):
         """Refuse prompts with words the text encoder does not know: each would silently become <unk>,
         and the model would be conditioned on something other than what the prompt says."""
         encoder = self.model.conditioner
+        prompts = [prompt_text(p) for p in prompts]
         unknown = encoder.unknown_words(prompts) if hasattr(encoder, "unknown_words") else []
         if unknown:
             example = next(p for p in prompts if isinstance(p, str) and set(split_words(p)) & set(unknown))
@@ -144,8 +146,9 @@ class NextScalePolicy(AdapterMethods):
                              f"the prompt, or set prompts.allow_unknown_words=true to accept them")
 
     def _conditions(self, prompts: list, use_cfg: bool) -> Tensor:
-        """cond_BD, with the null condition stacked below it ([2B, D]) when CFG is used."""
-        cond_BD = self.model.condition(prompts)
+        """cond_BD, with the null condition stacked below it ([2B, D]) when CFG is used. A prompt row (jsonl:,
+        hf:) conditions on its "prompt"; its other columns are the rewards' (rlalign/utils/rows.py)."""
+        cond_BD = self.model.condition([prompt_text(p) for p in prompts])
         return torch.cat([cond_BD, self.model.null_condition(len(prompts))]) if use_cfg else cond_BD
 
     # ---------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from rlalign.shapes import (
     sample_scenes,
 )
 from rlalign.tasks.task import PromptSource, Task
+from rlalign.utils.rows import prompt_text
 
 EVAL_SCENE_SEED = 20261201
 """Seed of the placements of `shapes-scenes-eval` (one fixed scene per evaluation prompt)."""
@@ -91,8 +92,8 @@ def judge(prompts: Sequence, outputs: Any) -> list:
     from rlalign.shapes.verify import verify_caption, verify_image  # scipy: imported when judging
 
     if isinstance(outputs, torch.Tensor):
-        images = outputs.detach().cpu()
-        return [(verify_image(prompt, image), category_of(prompt)) for prompt, image in zip(prompts, images)]
+        images, texts = outputs.detach().cpu(), [prompt_text(p) for p in prompts]  # rows (jsonl:): their "prompt"
+        return [(verify_image(text, image), category_of(text)) for text, image in zip(texts, images)]
     if not all(isinstance(prompt, Scene) for prompt in prompts):
         raise ValueError("the Shapes verifier judges images of Shapes prompts, or captions of Scene prompts "
                          "(shapes-scenes sources); these are texts of other prompts")

@@ -165,3 +165,19 @@ def test_complete_keeps_the_prefix_and_redraws_the_suffix_from_the_base(make_pol
         _, _, base_tokens = policy.complete(rollout, 4, generator=[torch.Generator().manual_seed(100 + i)
                                                                     for i in range(12)])
     assert all(torch.equal(a, b) for a, b in zip(tokens, base_tokens))
+
+
+def test_prompt_rows_condition_on_their_prompt_and_conversations_are_named(make_policy):
+    """jsonl:/hf: prompts are TRL rows: the image model reads each row's "prompt" (issue 31: a jsonl: source
+    used to fail at the first rollout with "takes strings as prompts")."""
+    policy = make_policy(cfg_scale=2.0)
+    rows = [{"prompt": text, "solution": "x"} for text in prompts_of(3)]
+    as_rows = policy.rollout(rows, 2, generator=[torch.Generator().manual_seed(s) for s in range(3)])
+    as_text = policy.rollout(prompts_of(3), 2, generator=[torch.Generator().manual_seed(s) for s in range(3)])
+    assert all(torch.equal(a, b) for a, b in zip(as_rows.state.tokens, as_text.state.tokens))
+    assert as_rows.prompts == rows  # the rows travel on to the rewards, which get their columns
+    policy.check_prompts(rows, where="prompts.train")  # the rows' words are checked, and known
+    with pytest.raises(ValueError, match="prompts.train: 1 word.*zebra"):
+        policy.check_prompts([{"prompt": "a zebra circle"}], where="prompts.train")
+    with pytest.raises(ValueError, match="conversational messages.*give the rows' \"prompt\" as text"):
+        policy.rollout([{"prompt": [{"role": "user", "content": "a red circle"}]}], 2, generator=torch.Generator())

@@ -140,8 +140,10 @@ def test_prompt_rows_and_bad_prompts(make_golden_policy):
         policy.check_prompts(["w5 hello"], where="prompts.train")
     with pytest.raises(ValueError, match="prompts.eval: prompt 0 .*max_length=24"):
         policy.check_prompts([" ".join(["w5"] * 22)], where="prompts.eval")
-    with pytest.raises(TypeError, match="text prompts"):
+    with pytest.raises(ValueError, match="text prompts"):  # a bad input: one `error:` line, not a traceback
         policy.encode_prompts([3])
+    with pytest.raises(ValueError, match="prompts.train: .*prompt 0 is conversational messages.*give the prompt as text"):
+        policy.check_prompts([{"prompt": [{"role": "user", "content": "w5"}]}], where="prompts.train")
 
 
 def test_the_tau_leap_loop_makes_no_host_copy(make_golden_policy, monkeypatch):

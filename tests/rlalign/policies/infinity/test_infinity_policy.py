@@ -235,3 +235,15 @@ def test_bad_checkpoints_are_named(tmp_path):
 def test_golden_directory_loads_as_a_policy_with_the_reference_schedule():
     model = load_directory(GOLDEN_DIR)
     assert model.scales == [(1, 1), (2, 2), (4, 4), (6, 6)] and model.arch.block_chunks == 2
+
+
+def test_prompt_rows_condition_on_their_prompt(non_square_model):
+    """jsonl:/hf: rows reach the policy whole (their other columns are the rewards'); it reads their "prompt"."""
+    policy = perturbed_policy(non_square_model)
+    rows = [{"prompt": text, "solution": "x"} for text in PROMPTS]
+    policy.check_prompts(rows, where="prompts.train")
+    as_rows = policy.rollout(rows, 2, generator=[torch.Generator().manual_seed(s) for s in range(2)])
+    as_text = policy.rollout(PROMPTS, 2, generator=[torch.Generator().manual_seed(s) for s in range(2)])
+    assert all(torch.equal(a, b) for a, b in zip(as_rows.state.bits, as_text.state.bits))
+    with pytest.raises(ValueError, match="prompts.train: Infinity prompts are text, got conversational messages"):
+        policy.check_prompts([{"prompt": [{"role": "user", "content": "a cat"}]}], where="prompts.train")
