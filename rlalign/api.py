@@ -39,7 +39,7 @@ from rlalign.evaluation.run_report import write_summary
 from rlalign.rewards.registry import CALLABLE_PREFIX
 from rlalign.training.checkpoint import run_directory
 from rlalign.training.trainer import Trainer
-from rlalign.utils.files import write_text_atomic
+from rlalign.utils.files import expand_path, write_text_atomic
 
 RewardLike = Callable | str | Mapping[str, Any]
 PromptsLike = str | Sequence | Any  # a source string, a list of prompts or rows, or a datasets.Dataset
@@ -55,8 +55,8 @@ class GRPOTrainer:
                  output_dir: str | Path | None = None, overrides: Mapping[str, Any] | Sequence[str] | None = None,
                  resume: str | Path | None = None, accept_changes: Sequence[str] = ()):
         if resume is not None:  # a resumed run continues in its own directory, as `rlalign train --resume` does
-            run_dir = run_directory(resume)
-            if output_dir is not None and Path(output_dir).resolve() != run_dir.resolve():
+            run_dir = run_directory(resume)  # `~` and $VARS expanded, as the config's output_dir is
+            if output_dir is not None and Path(expand_path(str(output_dir))[0]).resolve() != run_dir.resolve():
                 raise ValueError(f"resume={resume} continues the run in {run_dir}, not in output_dir={output_dir}; "
                                  "leave output_dir out (or give the same directory)")
             output_dir = run_dir

@@ -76,7 +76,7 @@ def test_notebook_and_async_rewards_train_beside_a_registered_one(tmp_path, tiny
     assert [p.read_text().splitlines() for p in saved] == [PROMPTS[:2]]
 
 
-def test_a_run_with_a_callable_says_how_to_resume_it(tmp_path, tiny_checkpoint):
+def test_a_run_with_a_callable_says_how_to_resume_it(tmp_path, tiny_checkpoint, monkeypatch):
     from rlalign.cli import main
 
     def constant(completions, **kwargs):
@@ -87,8 +87,9 @@ def test_a_run_with_a_callable_says_how_to_resume_it(tmp_path, tiny_checkpoint):
                 output_dir=out).trainer.run(stop_after=1)
     saved = out / "checkpoints" / "step_000001" / "config.yaml"
     assert main(["train", str(saved), "--resume", str(out)]) == 2  # the CLI cannot rebuild the function
-    resumed = GRPOTrainer(base_config(tmp_path, tiny_checkpoint),  # its output_dir is another: resume wins
-                          reward_funcs=[constant, "rlalign.rewards.examples:saturation"], resume=out)
+    monkeypatch.setenv("HOME", str(tmp_path))  # `~` and $VARS in resume and output_dir, as in a config's paths
+    resumed = GRPOTrainer(base_config(tmp_path, tiny_checkpoint), reward_funcs=[constant, "rlalign.rewards.examples:saturation"],
+                          resume="~/run", output_dir="$HOME/run")
     assert resumed.config.output_dir == str(out)
     resumed.train()
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl") if "time/step" in r] == [1, 2]

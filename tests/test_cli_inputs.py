@@ -23,9 +23,15 @@ DEMO = str(ROOT / "configs" / "shapes_nextscale.yaml")
     (["config", DEMO, "seed=99999999999999"], r"'seed'.*≤ 2147483647"),
     (["sample", DEMO, "policy.checkpoint=builtin:shapes-nextscal", "--prompts", "a red circle"],
      r"did you mean 'builtin:shapes-nextscale'\?.*builtin:text-editflow"),
-    (["sample", DEMO, "--prompts", "a red circle", "--out", "OUT_DIR/"], r"an image file name ends in \.png"),
+    (["sample", DEMO, "--prompts", "a red circle", "--out", "OUT_DIR/"], r"\S+ is a directory; pass a file name in it"),
+    (["sample", DEMO, "--prompts", "a red circle", "--out", "OUT_DIR/x.gif"], r"cannot write a '\.gif' image"),
+    (["sample", DEMO, "--prompts", "a red circle", "--out", ""], r"--out '' names no file"),
     (["probe", DEMO, "--share", "2"], r"--share is a share of the final decision in \(0, 1\]"),
     (["probe", DEMO, "--steps", "7"], r"--steps: each value must be 1..6"),
+    (["probe", DEMO, "--prefixes", "0"], r"--prefixes must be ≥ 2"),  # these two were tracebacks inside the model
+    (["probe", DEMO, "--completions", "0"], r"--completions must be ≥ 1"),
+    (["probe", DEMO, "--steps", "2,2"], r"--steps lists 2 twice \('2,2'\); give each value once"),
+    (["config", DEMO, "rewards.timeout_s=1e300"], r"'rewards.timeout_s' = 1e\+300: must be > 0 and ≤"),
 ])
 def test_bad_inputs_get_one_clear_line(tmp_path, capsys, argv, message):
     argv = [a.replace("RUN_DIR", str(tmp_path / "run")).replace("ELSEWHERE", str(tmp_path / "else"))
@@ -40,6 +46,22 @@ def test_bad_inputs_get_one_clear_line(tmp_path, capsys, argv, message):
 def test_a_device_the_machine_lacks_is_refused_before_loading(capsys):
     assert main(["sample", DEMO, "policy.device=cuda", "--prompts", "a red circle"]) == 2
     assert "has no cuda device torch can use (available: cpu)" in capsys.readouterr().err
+
+
+def test_sample_into_an_existing_directory_named_like_an_image_is_refused(tmp_path, capsys):
+    (tmp_path / "grid.png").mkdir()  # os.replace onto it was an IsADirectoryError traceback
+    assert main(["sample", DEMO, "--prompts", "a red circle", "--out", str(tmp_path / "grid.png")]) == 2
+    assert "grid.png is a directory; pass a file name in it" in capsys.readouterr().err
+
+
+def test_a_cuda_index_the_machine_lacks_says_which_to_use(monkeypatch):
+    from rlalign.policies.registry import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    check_device("cuda:1")
+    with pytest.raises(ValueError, match=r"policy.device='cuda:2', but torch sees 2 CUDA device.*one of cuda:0..cuda:1"):
+        check_device("cuda:2")
 
 
 def test_sample_writes_the_format_its_file_name_asks_for(tmp_path):

@@ -39,6 +39,18 @@ def test_sample_with_an_adapter_and_a_prompt_source(tmp_path, capsys):
     assert "147 samples of 147 prompts, adapter" in capsys.readouterr().out
 
 
+def test_sample_reads_prompt_rows_and_an_adapter_path_under_home(tmp_path, capsys, monkeypatch):
+    """jsonl: rows label the grid with their "prompt" (the image model used to refuse rows); a quoted `~` in
+    --adapter is the home directory, as in the config's paths."""
+    load_policy(PolicyConfig()).save_adapter(tmp_path / "adapter")
+    (tmp_path / "rows.jsonl").write_text('{"prompt": "a red circle", "solution": "red"}\n')
+    monkeypatch.setenv("HOME", str(tmp_path))
+    out = tmp_path / "grid.png"
+    assert main(["sample", str(CONFIG), "--prompts", f"jsonl:{tmp_path / 'rows.jsonl'}", "--adapter", "~/adapter",
+                 "--prefix-steps", "2", "--out", str(out)]) == 0
+    assert f"adapter {tmp_path / 'adapter'} on steps 1..2" in capsys.readouterr().out and out.is_file()
+
+
 def test_sample_of_a_text_family_writes_a_markdown_table(tmp_path, capsys):
     out = tmp_path / "samples.png"
     code = main(["sample", "configs/editflow_text.yaml", "--prompts", "sums:heldout", "--samples", "2",

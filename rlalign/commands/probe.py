@@ -137,13 +137,17 @@ def run_probe(config: str, overrides: list[str], *, prompts: str | None, count: 
     from rlalign.utils.tables import records_table
     from rlalign.utils.timing import machine_info
 
-    cfg = load_config(config, overrides)
-    policy = load_policy(cfg.policy)
-    source = prompts or next(iter(cfg.prompts.eval.values()), cfg.prompts.train)
-    if count < 1:
+    if count < 1:  # the sizes first: a bad one is named before the model loads
         raise ValueError(f"--count must be ≥ 1, got {count}")
     if not 0 < level <= 1:
         raise ValueError(f"--share is a share of the final decision in (0, 1] (e.g. 0.5), got {level:g}")
+    if sizes.prefixes < 2:  # variance_shares says so too, but only after sampling; 0 fails inside the model
+        raise ValueError(f"--prefixes must be ≥ 2 (the probe compares prefixes of one prompt), got {sizes.prefixes}")
+    if sizes.completions < 1:
+        raise ValueError(f"--completions must be ≥ 1 (frozen-suffix completions per prefix), got {sizes.completions}")
+    cfg = load_config(config, overrides)
+    policy = load_policy(cfg.policy)
+    source = prompts or next(iter(cfg.prompts.eval.values()), cfg.prompts.train)
     parsed = parse_prompt_source(source, cfg.prompts.task)
     listed = parsed.all()
     chosen = [listed[i] for i in grid_rows(len(listed), count).tolist()]  # spread over the list

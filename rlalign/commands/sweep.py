@@ -106,11 +106,29 @@ def run_sweep(config: str, overrides: list[str], *, prefix_steps: str, seeds: in
               parallel: int = 1, rerun_changed: bool = False) -> str:
     """Train every (m, seed) run of the sweep under `out`, then write out/report.md; returns a summary.
     Finished runs trained with other settings are refused, or with `rerun_changed` set aside and redone."""
-    from rlalign.evaluation.sweep_report import write_report
+    from rlalign.utils.run_lock import RunLock
 
     base = load_config(config, overrides)
+    if not base.prompts.eval:  # the report compares the runs' final evaluations; without any it has nothing
+        raise ValueError("a sweep compares its runs by their evaluations, and prompts.eval is empty; give it an eval "
+                         "set (e.g. prompts.eval={heldout: \"shapes-eval:heldout\"}), before anything is trained")
     num_steps = load_policy(base.policy).num_steps
     runs = plan(base, parse_prefix_steps(prefix_steps, num_steps), seeds, out)
+    # One sweep per directory at a time: a second one would rewrite sweep.json under the first, whose report
+    # would then list the second's runs only (each member run has its own lock besides).
+    lock = RunLock(out)
+    try:
+        return _train_and_report(config, overrides, base, num_steps, runs, out, parallel=parallel,
+                                 rerun_changed=rerun_changed)
+    finally:
+        lock.release()
+
+
+def _train_and_report(config: str, overrides: list[str], base: Config, num_steps: int, runs: list[SweepRun],
+                      out: str, *, parallel: int, rerun_changed: bool) -> str:
+    """run_sweep's work once it holds the sweep directory's lock."""
+    from rlalign.evaluation.sweep_report import write_report
+
     resolved = [resolved_config(run_config(config, overrides, run)) for run in runs]
     stale = stale_members(runs, resolved)
     if stale and not rerun_changed:

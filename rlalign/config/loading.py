@@ -31,6 +31,10 @@ class ConfigError(ValueError):
         super().__init__(f"config key '{key}' = {value!r}: {problem}")
 
 
+class _NotFinite(ConfigError):
+    """A number of the right type that is inf or nan: a `float | None` setting reports this, not its types."""
+
+
 _BOUND_WORDS = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<"}
 
 
@@ -84,6 +88,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         for arm in args:
             try:
                 return _coerce(arm, value, key)
+            except _NotFinite:
+                raise  # the value has the float arm's type; "must be float or null" would hide why it is refused
             except ConfigError:
                 continue
         raise ConfigError(key, value, f"must be {_type_name(tp)}")
@@ -105,14 +111,15 @@ def _coerce_scalar(tp: Any, value: Any, key: str) -> Any:
         return None
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(key, value, "must be true or false")
+            hint = " (YAML 1.2: yes, no, on and off are strings)" if str(value).lower() in _YAML_11_BOOLS else ""
+            raise ConfigError(key, value, f"must be true or false{hint}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(key, value, "must be an integer")
         return value
     if tp is float:
-        # YAML 1.1 reads `1e-4` (no dot) as a string; accept any string Python reads as a float.
+        # A quoted number ("1e-4", or a dict from Python) is accepted as any string Python reads as a float.
         if isinstance(value, str):
             try:
                 value = float(value)
@@ -121,7 +128,7 @@ def _coerce_scalar(tp: Any, value: Any, key: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(key, value, "must be a number")
         if not math.isfinite(value):  # .inf / .nan would reach the optimizer or the sampler as they are
-            raise ConfigError(key, value, "must be a finite number (inf and nan are not settings)")
+            raise _NotFinite(key, value, "must be a finite number (inf and nan are not settings)")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -162,7 +169,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML's safe loader, except that a key given twice in one mapping is an error (plain YAML keeps
     the last value silently, which turns a forgotten line (`steps: 450` ... `steps: 7`) into a wrong
     run), and integers are read as YAML 1.2 reads them: `010` is ten, not PyYAML's YAML 1.1 octal 8
-    (`0o10` and `0x10` are octal and hex). Merge keys (`<<: *defaults`) work as in any YAML."""
+    (`0o10` and `0x10` are octal and hex). Booleans and floats are YAML 1.2's too: only true/false are
+    booleans (YAML 1.1's `yes`, `no`, `on`, `off` are strings, so `progress_bar: on` is refused rather than
+    guessed and `run_name: no` stays the text "no"), and `1e-4` is a number wherever it is written, also
+    in free-form mappings (reward args, policy.options). Merge keys (`<<: *defaults`) work as in any YAML."""
 
 
 _INT_12 = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
@@ -175,10 +185,17 @@ def _construct_int_12(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
     return int(text, 10)
 
 
+_BOOL_12 = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_FLOAT_12 = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                       r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+_YAML_11_BOOLS = ("yes", "no", "on", "off")  # booleans in YAML 1.1 (and PyYAML), strings in 1.2
 _UniqueKeyLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:int"]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag.rsplit(":", 1)[-1] not in ("int", "bool", "float")]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:bool", _BOOL_12, list("tTfF"))
+# Order matters: a plain integer matches the float pattern too, so ints are tried first.
 _UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:int", _INT_12, list("-+0123456789"))
+_UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+.0123456789"))
 _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _construct_int_12)
 
 
@@ -211,7 +228,8 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 def _read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError("<file>", str(path), "no such config file; pass the path of a YAML file (see configs/)")
+        what = "is a directory, not a config file" if path.is_dir() else "no such config file"
+        raise ConfigError("<file>", str(path), f"{what}; pass the path of a YAML file (see configs/)")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
@@ -241,6 +259,10 @@ def apply_override(raw: dict, override: str) -> None:
     if not all(parts):
         raise ConfigError(dotted, text, "an override key must be dotted names like grpo.group_size")
     value = yaml.load(text, Loader=_UniqueKeyLoader) if text.strip() else ""  # YAML 1.2 integers, as in files
+    if isinstance(value, dict) and not text.lstrip().startswith("{"):
+        # `prompts.train=file:` or `policy.device=cuda:` read as YAML is the mapping {file: null}; a mapping
+        # on the command line is written in braces, so this is the text the user typed (its check names it).
+        value = text.strip()
     node: Any = raw
     for depth, part in enumerate(parts[:-1]):
         node = _child(node, part, ".".join(parts[: depth + 1]))
@@ -334,7 +356,8 @@ def reference_markdown(cls: type, title: str) -> str:
     """A Markdown reference of every field of a dataclass tree: key, type, default, documentation."""
     lines = [f"# {title}", "", "Generated from the docstrings in `rlalign/config/schema.py` and the families' own settings",
              "(`rlalign/policies/*/settings.py`) by `scripts/gen_config_docs.py`; do not edit by hand.", "",
-             ("Config files are YAML with YAML 1.2 integers (`010` is ten; `0o10`, `0x10` for octal and hex) and "
+             ("Config files are YAML with YAML 1.2 integers (`010` is ten; `0o10`, `0x10` for octal and hex), "
+              "booleans (only true/false: `yes`, `on` are strings) and floats (`1e-4` is a number), and "
               "merge keys: top-level `x-NAME:` keys only hold anchors (`x-common: &common {...}`, then "
               "`<<: *common`) and are not settings. `~` and `$VARIABLES` in `output_dir` and checkpoint paths "
               "are expanded."), ""]

@@ -159,8 +159,9 @@ class RewardsConfig:
     """GPUs reserved per reward actor (fractions allowed); a reward's own `device` arg says where it runs."""
     torch_threads: int = bounded(0, ge=0)
     """torch.set_num_threads in each reward actor; 0 leaves Ray's default (its CPUs per actor)."""
-    timeout_s: float = bounded(600.0, gt=0)
-    """Seconds to wait for one shard's rewards before the run saves and stops."""
+    timeout_s: float = bounded(600.0, gt=0, le=1e9)
+    """Seconds to wait for one shard's rewards before the run saves and stops (at most 1e9, about 31 years:
+    a longer wait overflows the operating system's timers)."""
 
 
 @dataclass
@@ -246,8 +247,9 @@ class RolloutConfig:
     as soon as it is sampled. 0: one per worker. The Ray backend samples one shard per actor."""
     ray_address: str = ""
     """Empty: start a local Ray (rollout or reward actors); `auto` or `HOST:PORT`: join an existing cluster."""
-    timeout_s: float = bounded(600.0, gt=0)
-    """Seconds to wait for one worker's shard before treating the worker as dead."""
+    timeout_s: float = bounded(600.0, gt=0, le=1e9)
+    """Seconds to wait for one worker's shard before treating the worker as dead (at most 1e9, as
+    rewards.timeout_s)."""
     max_retries: int = bounded(2, ge=0)
     """Re-creations of a dead worker per step before the run saves and stops."""
 

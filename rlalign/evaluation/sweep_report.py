@@ -46,6 +46,9 @@ def primary_metric(evals: list[dict]) -> tuple[str, str]:
     """(eval set, metric): `heldout` if there is one, and the verifier's `exact` if it is logged."""
     keys = set(evals[-1]["metrics"]) if evals else set()
     sets = sorted({k.split("/")[1] for k in keys if k.startswith("eval/") and k.count("/") >= 2})
+    if not sets:
+        raise ValueError("the sweep's runs logged no evaluation (their prompts.eval is empty), so there is nothing "
+                         "to compare them by; sweep with an eval set in prompts.eval")
     name = "heldout" if "heldout" in sets else sets[0]
     if f"eval/{name}/exact" in keys:
         return name, "exact"

@@ -189,7 +189,8 @@ def parse_prefix_steps(spec: str, num_steps: int, flag: str = "--prefix-steps") 
         except ValueError as error:
             raise ValueError(f"{flag}: {str(error).replace('prefix_steps must be', 'each value must be')}") from None
         if m in seen:
-            raise ValueError(f"{flag} lists m = {item} twice ({spec!r}); 'all' is m = {num_steps}")
+            also = f"; 'all' is {num_steps}" if "all" in spec else ""  # the hidden twin of `6,all` when T = 6
+            raise ValueError(f"{flag} lists {m} twice ({spec!r}){also}; give each value once")
         seen.add(m)
         values.append(value)
     return values

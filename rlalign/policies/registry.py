@@ -68,7 +68,9 @@ def check_device(device: str) -> None:
         raise ValueError(f"policy.device={device!r}, but this machine has no {kind} device torch can use "
                          f"(available: {', '.join(k for k, ok in available.items() if ok)}); set policy.device=cpu")
     if kind == "cuda" and ":" in device and int(device.split(":")[1]) >= torch.cuda.device_count():
-        raise ValueError(f"policy.device={device!r}, but torch sees {torch.cuda.device_count()} CUDA device(s)")
+        count = torch.cuda.device_count()
+        raise ValueError(f"policy.device={device!r}, but torch sees {count} CUDA device(s) (CUDA_VISIBLE_DEVICES "
+                         f"renumbers them from 0); set policy.device to one of cuda:0..cuda:{count - 1}")
 
 
 def declared_num_steps(cfg: Any) -> int | None:

@@ -37,7 +37,7 @@ import yaml
 
 from rlalign.training.adapter_card import write_card
 from rlalign.utils.failpoints import failpoint
-from rlalign.utils.files import write_text_atomic
+from rlalign.utils.files import expand_path, write_text_atomic
 
 CHECKPOINTS = "checkpoints"
 MANIFEST = "manifest.json"
@@ -118,16 +118,31 @@ def _prune(root: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def resume_path(resume: str | Path) -> Path:
+    """A `--resume` argument as a path, `~` and `$VARS` expanded as in the config's paths (a quoted `~/run`, or
+    `resume="~/run"` in Python, names the run in the home directory, not a folder named `~`)."""
+    expanded, unset = expand_path(str(resume))
+    if unset:
+        raise FileNotFoundError(f"--resume {resume}: names environment variable(s) {', '.join(unset)} that are not "
+                                "set; set them or write the path out")
+    return Path(expanded)
+
+
 def run_directory(resume: str | Path) -> Path:
     """The run directory a `--resume` argument names: itself, or the run holding a checkpoint directory."""
-    resume = Path(resume)
-    return resume.parent.parent if (resume / "trainer_state.pt").is_file() else resume
+    path = resume_path(resume)
+    if path.is_file():  # e.g. the config given twice: it would become the run's output_dir
+        raise FileNotFoundError(f"--resume {resume} is a file; pass a run directory (with {CHECKPOINTS}/latest) or a "
+                                "checkpoint directory (with trainer_state.pt)")
+    if not path.exists():
+        raise FileNotFoundError(f"--resume {resume}: no such directory; pass the output_dir of the run to continue")
+    return path.parent.parent if (path / "trainer_state.pt").is_file() else path
 
 
 def find_checkpoint(path: str | Path) -> Path:
     """The checkpoint to resume: a checkpoint directory itself (verified), or a run directory's newest
     intact checkpoint (`latest`, else the newest step_* that verifies), warning about each one skipped."""
-    path = Path(path)
+    path = resume_path(path)
     if (path / "trainer_state.pt").is_file():
         problem = verify_checkpoint(path)
         if problem:

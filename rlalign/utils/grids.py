@@ -45,17 +45,26 @@ def save_grid(
         sheet.paste(tile, (x, y))
         lines = textwrap.wrap(label, chars_per_line)[:label_lines]
         draw.multiline_text((x, y + tile_h + 2), "\n".join(lines), fill=(0, 0, 0), font=font, spacing=2)
+    image_kind = image_format(path)  # before atomic_path, which creates the folders of the path it is given
     with atomic_path(path) as partial:
-        sheet.save(partial, format=image_format(path))
+        sheet.save(partial, format=image_kind)
     return Path(path)
 
 
 def image_format(path: str | Path) -> str:
     """The Pillow format a file name asks for (.png, .jpg/.jpeg, .webp); another suffix is refused, so
-    `x.jpg` never holds PNG bytes."""
+    `x.jpg` never holds PNG bytes, and so is a path that cannot be an image file (empty, a directory)."""
     formats = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+    named = ", ".join(formats)
     path = Path(path)
+    if not path.name:  # "" or "." (Path drops a trailing slash, so "dir/" still has a name)
+        raise ValueError(f"the image file name is empty ({str(path)!r}); pass a file name such as samples.png")
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory; pass a file name in it, such as {path / 'samples.png'}")
+    if path.name.lower() in formats:  # `.png`: Path reads a name that is only a suffix as a hidden file's name
+        raise ValueError(f"{path} is only a suffix; give the file a name, such as samples{path.name}")
     if path.suffix.lower() not in formats:
-        raise ValueError(f"{path}: an image file name ends in {', '.join(formats)} (got {path.suffix or 'no suffix'!r}); "
-                         "pass a file name, not a directory")
+        if path.suffix:
+            raise ValueError(f"{path}: cannot write a {path.suffix!r} image; name the file with one of {named}")
+        raise ValueError(f"{path}: an image file name ends in {named} (got no suffix); pass a file name, not a directory")
     return formats[path.suffix.lower()]

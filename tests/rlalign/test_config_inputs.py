@@ -58,3 +58,48 @@ def test_a_latin_1_byte_names_the_file_and_the_offset(tmp_path):
     config.write_bytes(b"train: {steps: 5}  # caf\xe9\n")
     with pytest.raises(ConfigError, match=r"c.yaml.*is not UTF-8 text \(byte 0xe9 at offset 24\)"):
         load_config(str(config))
+
+
+def test_booleans_and_floats_are_yaml_1_2(tmp_path):
+    """YAML 1.1's yes/no/on/off are strings in YAML 1.2: a bool setting refuses them by name rather than guessing,
+    and a string setting keeps them; `1e-4` is a number even in a free-form mapping (reward args)."""
+    with pytest.raises(ConfigError, match=r"'logging.progress_bar' = 'on': must be true or false \(YAML 1.2"):
+        load_config(DEMO, ["logging.progress_bar=on"])
+    assert load_config(DEMO, ["logging.run_name=no"]).logging.run_name == "no"
+    assert load_config(DEMO, ["logging.progress_bar=False"]).logging.progress_bar is False
+    config = tmp_path / "c.yaml"
+    config.write_text("rewards: {functions: [{name: clip_score, args: {scale: 1e-4, on: yes}}]}\n")
+    assert load_config(str(config)).rewards.functions[0].args == {"scale": 1e-4, "on": "yes"}
+    with pytest.raises(ConfigError, match=r"'train.steps' = 1000.0: must be an integer"):
+        load_config(DEMO, ["train.steps=1e3"])
+
+
+def test_an_optional_float_names_a_non_finite_value_and_timeouts_have_a_ceiling():
+    with pytest.raises(ConfigError, match=r"'grpo.clip_eps_high' = inf: must be a finite number"):
+        load_config(DEMO, ["grpo.clip_eps_high=.inf"])  # it used to say "must be float or null"
+    with pytest.raises(ConfigError, match=r"'rewards.timeout_s' = 1e\+300: must be > 0 and ≤ 1000000000.0"):
+        load_config(DEMO, ["rewards.timeout_s=1e300"])  # a wait that long overflowed the timers (a traceback)
+
+
+def test_an_override_ending_in_a_colon_is_its_text():
+    """`prompts.train=file:` read as YAML is the mapping {file: null}; it is the text the user typed."""
+    with pytest.raises(ConfigError, match=r"'prompts.train' = 'file:': prompt source names no file"):
+        load_config(DEMO, ["prompts.train=file:"])
+    with pytest.raises(ConfigError, match=r"'policy.device' = 'cuda:': must be a torch device"):
+        load_config(DEMO, ["policy.device=cuda:"])
+    assert load_config(DEMO, ["prompts.eval={a: 'shapes-eval:heldout'}"]).prompts.eval == {"a": "shapes-eval:heldout"}
+
+
+@pytest.mark.parametrize("override, message", [
+    ("output_dir=", r"'output_dir' = '': is empty"),  # it used to train into the working directory
+    ("policy.checkpoint=", r"'policy.checkpoint' = '': is empty"),
+    ("output_dir=~nosuchuser/x", r"starts with ~nosuchuser, but this machine has no user 'nosuchuser'"),
+])
+def test_paths_that_name_no_place_are_refused(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(DEMO, [override])
+
+
+def test_a_directory_given_as_the_config_is_named_as_one(tmp_path):
+    with pytest.raises(ConfigError, match="is a directory, not a config file"):  # it said "no such config file"
+        load_config(str(tmp_path))

@@ -182,3 +182,20 @@ def test_a_resume_notices_an_edited_prompt_file(tmp_path, tiny_checkpoint):
     resumed = Trainer(cfg, resume=str(tmp_path / "run"), accept_changes=["prompts.train"])
     assert resumed.start_step == 1
     resumed.lock.release()
+
+
+def test_a_resume_path_expands_home_and_a_file_or_missing_run_is_named(stopped_run, monkeypatch, tmp_path):
+    """`--resume "~/run"` (quoted, or resume="~/run" in Python) names the run in the home directory; a file (the
+    config given twice) or a run that is not there is named, instead of becoming the run's output_dir."""
+    from rlalign.training.checkpoint import run_directory
+
+    run, _ = stopped_run
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert run_directory("~/run") == run and find_checkpoint("$HOME/run") == run / "checkpoints" / "step_000002"
+    assert run_directory("~/run/checkpoints/step_000002") == run
+    (tmp_path / "config.yaml").write_text("train: {steps: 4}\n")
+    with pytest.raises(FileNotFoundError, match=r"--resume .*config.yaml is a file; pass a run directory"):
+        run_directory(tmp_path / "config.yaml")
+    with pytest.raises(FileNotFoundError, match=r"--resume ~/nothing: no such directory"):
+        run_directory("~/nothing")
+    assert not (tmp_path / "nothing").exists()  # nothing was created on the way (a lock file used to be)

@@ -131,3 +131,21 @@ def test_a_relaunch_with_other_settings_refuses_finished_runs_or_redoes_them_whe
     assert len(moved) == 1 and (out / moved[0] / "summary.json").is_file()  # the old run, kept whole
     saved = (out / "m1-seed0" / "checkpoints" / "step_000002" / "config.yaml").read_text()
     assert "learning_rate: 0.01" in saved
+
+
+def test_a_second_sweep_on_a_running_sweep_directory_or_a_sweep_without_eval_sets_is_refused(
+        tmp_path, tiny_checkpoint, capsys):
+    """Two sweeps on one directory ran side by side, the second rewriting sweep.json under the first (whose report
+    then listed the second's runs only); a sweep without prompts.eval trained every run, then failed in its report."""
+    from rlalign.utils.run_lock import RunLock
+
+    config = write_config(tmp_path, tiny_checkpoint)
+    out = tmp_path / "sweep"
+    holder = RunLock(out)  # as a running sweep holds it
+    assert main(["sweep", str(config), "--prefix-steps", "1", "--out", str(out)]) == 2
+    assert f"{out} is being written by another rlalign run" in capsys.readouterr().err
+    assert not (out / "sweep.json").exists()
+    holder.release()
+    assert main(["sweep", str(config), "prompts.eval={}", "--prefix-steps", "1", "--out", str(tmp_path / "s2")]) == 2
+    assert "a sweep compares its runs by their evaluations, and prompts.eval is empty" in capsys.readouterr().err
+    assert not (tmp_path / "s2").exists()
