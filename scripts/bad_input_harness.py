@@ -57,7 +57,7 @@ class Run:
         values = yaml.safe_load(yaml.safe_dump(CONFIG))
         values["rewards"]["functions"] = [{"name": self.examples()}]
         for section, changes in sections.items():
-            values[section] = {**values[section], **changes} if isinstance(changes, dict) else changes
+            values[section] = {**values.get(section, {}), **changes} if isinstance(changes, dict) else changes
         (self.work / name).write_text(yaml.safe_dump(values))
         return name
 

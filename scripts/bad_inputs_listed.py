@@ -26,6 +26,7 @@ def slow(prompts, completions, **kwargs):
     return [0.0] * len(completions)
 '''
 Case = Callable[[Run], str]
+EVAL = {"heldout": "shapes-eval:heldout:colors"}
 
 
 # -------------------------------------------------------------------------------------------------
@@ -55,7 +56,7 @@ def two_resumes(run: Run) -> str:
 
 
 def stale_sweep(run: Run) -> str:
-    run.config()
+    run.config(prompts={"eval": EVAL})  # a sweep compares its runs by an eval set
     sweep = ("sweep", "config.yaml", "--prefix-steps", "2", "--out", "sweep")
     run.rlalign(*sweep)
     manifest = run.work / "sweep" / "sweep.json"

@@ -11,10 +11,7 @@ from pathlib import Path
 
 from bad_input_harness import Run, finish, metrics_steps, said, wait_until
 
-FAULTY = '''import math
-
-
-def flaky(prompts, completions, **kwargs):
+FAULTY = '''def flaky(prompts, completions, **kwargs):
     if len(completions) > 2:
         raise RuntimeError("the scoring service is down")
     return [0.0] * len(completions)
@@ -28,8 +25,8 @@ def words(prompts, completions, **kwargs):
     return ["good"] * len(completions)
 
 
-def silent(prompts, completions, **kwargs):
-    return [math.nan] * len(completions)
+def abstains(prompts, completions, **kwargs):
+    return [None] * len(completions)  # TRL's "no value for this sample", here for every sample
 '''
 Case = Callable[[Run], str]
 SAMPLE = ["sample", "config.yaml", "--prompts", "a red circle", "--out", "s.png"]
@@ -120,7 +117,7 @@ def failed_start_then_fresh(run: Run) -> str:
 
 
 def sweep_grows(run: Run) -> str:
-    run.config()
+    run.config(prompts={"eval": {"heldout": "shapes-eval:heldout:colors"}})  # a sweep compares runs by an eval set
     run.rlalign("sweep", "config.yaml", "--prefix-steps", "2", "--out", "sweep")
     grown = run.rlalign("sweep", "config.yaml", "--prefix-steps", "2", "--seeds", "2", "--out", "sweep")
     runs = sorted(path.name for path in (run.work / "sweep").iterdir() if path.is_dir())
@@ -147,7 +144,7 @@ RECOVERED: dict[str, Case] = {
     "a failed start, then a fresh start in the same output_dir": failed_start_then_fresh,
     "a sweep re-run with one more seed": sweep_grows,
     "a reward that raises, with on_error: skip": _faulty("flaky", on_error="skip"),
-    "a reward with no finite value for a whole step": _faulty("silent"),
+    "a reward with no value (None) for any sample of a step": _faulty("abstains"),
 }
 
 # -------------------------------------------------------------------------------------------------
