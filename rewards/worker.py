@@ -31,10 +31,11 @@ from rlalign.rewards.registry import EVAL_ONLY, build_reward, reads_conversation
 
 from rlalign.config import RewardSpec
 from rlalign.utils.rows import split_rows
+from rlalign.utils.stops import RunStopped
 
 logger = logging.getLogger(__name__)
 
-class RewardActorFailure(RuntimeError):
+class RewardActorFailure(RunStopped):
     """A reward actor died or did not answer within rewards.timeout_s. Defined here, beside RewardError,
     so that the in-process scorer, the Ray scorer and the trainer all import it from the module below
     them (no import cycle, and catching it needs no Ray)."""

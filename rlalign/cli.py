@@ -25,6 +25,7 @@ import yaml
 from rlalign.config import ConfigError, derived_sizes, load_config
 from rlalign.config.loading import field_docs
 from rlalign.training.interrupts import TrainingInterrupted
+from rlalign.utils.stops import RunStopped
 from rlalign.utils.warning_lines import one_line_warnings
 
 
@@ -282,6 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("[rlalign] interrupted (Ctrl-C); nothing was saved by this command", file=sys.stderr)
         return 130
+    except RunStopped as stopped:  # a worker or reward failed for good: saved what it could, says how to go on
+        if os.environ.get("RLALIGN_DEBUG"):
+            raise
+        print(f"error: {stopped}", file=sys.stderr)
+        return 1
     except (ConfigError, ValueError, FileNotFoundError, FileExistsError, KeyError) as error:
         # Bad input (config, checkpoint, prompt, reward output): one clear line, exit code 2.
         # RLALIGN_DEBUG=1 shows the traceback instead.

@@ -14,6 +14,7 @@ import torch
 
 from rlalign.policies import Rollout, StepPolicy, load_policy, outputs_to_host
 from rlalign.utils.failpoints import failpoint
+from rlalign.utils.stops import RunStopped
 
 
 class StaleAdapterError(RuntimeError):
@@ -59,7 +60,7 @@ class RolloutWorker:
         return outputs_to_host(rollout) if self.host_outputs else rollout
 
 
-class RolloutFailure(RuntimeError):
+class RolloutFailure(RunStopped):
     """A rollout worker kept failing (died, or missed rollout.timeout_s) after rollout.max_retries
     re-creations within one call. Defined here, not in ray_backend, so catching it needs no Ray
     (rlalign.rollouts re-exports it)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -84,3 +85,29 @@ def test_an_unreachable_ray_address_is_named_instead_of_waiting_forever():
         check_reachable(f"127.0.0.1:{port}")
     with pytest.raises(ValueError, match="must be host:port"):
         check_reachable("no-port-here")
+
+
+SLOW_REWARD = '''import threading
+
+
+def never_answers(prompts, completions, **kwargs):
+    threading.Event().wait()  # waits for an event that never comes
+'''
+
+
+def test_a_reward_past_its_timeout_stops_the_run_with_one_error_and_exit_1(tmp_path):
+    """rewards.timeout_s holds in process: the run stops, says the cause, what was saved and what to do;
+    no traceback, and no "--resume" when there is no checkpoint to resume from."""
+    import subprocess
+    import sys
+
+    (tmp_path / "slow.py").write_text(SLOW_REWARD)
+    environment = {"PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}", "OMP_NUM_THREADS": "1", "PATH": os.environ["PATH"]}
+    result = subprocess.run([sys.executable, "-m", "rlalign.cli", "train", DEMO, "rewards.functions=[{name: slow:never_answers}]",
+                             "rewards.eval=[]", "rewards.timeout_s=1", "prompts.eval={}", f"output_dir={tmp_path / 'run'}",
+                             "train.steps=1", "logging.wandb_mode=disabled"], cwd=tmp_path, env=environment,
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert re.search(r"^error: rewards of shard 0: no answer within rewards.timeout_s = 1 s", result.stderr, re.M)
+    assert "start the run again (no checkpoint exists to resume from)" in result.stderr
