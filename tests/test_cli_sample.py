@@ -114,3 +114,10 @@ def test_a_garbage_var_state_dict_names_the_file(tmp_path):
             load_state_dict_file(tmp_path / name)
     with pytest.raises(FileNotFoundError, match="is a directory"):
         load_state_dict_file(tmp_path)
+
+
+def test_load_adapter_reads_a_home_relative_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    policy = load_policy(PolicyConfig())
+    policy.save_adapter(tmp_path / "adapter")
+    policy.load_adapter("~/adapter")  # Python callers get what the CLI's --adapter gets

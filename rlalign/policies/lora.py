@@ -89,8 +89,10 @@ class LoraAdapter:
             raise OSError(number, os.strerror(number), str(Path(directory) / "adapter_model.safetensors")) from error
 
     def load(self, directory: str | Path, device: torch.device, *, check_config: bool = True) -> None:
-        """Load a peft adapter directory; with `check_config`, refuse one saved with other LoRA settings."""
-        path = Path(directory) / "adapter_model.safetensors"
+        """Load a peft adapter directory (`~` expanded, as in the config's paths); with `check_config`, refuse
+        one saved with other LoRA settings."""
+        directory = Path(directory).expanduser()
+        path = directory / "adapter_model.safetensors"
         if not path.is_file():
             raise FileNotFoundError(f"{directory} holds no peft adapter (adapter_model.safetensors); "
                                     "pass a directory written by save_adapter / rlalign train")

@@ -25,6 +25,7 @@ step, so across steps every prompt is seen equally often in expectation.
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -156,13 +157,17 @@ def _class_ids(spec: str, rest: str) -> list[int]:
 
 
 def check_prompt_words(policy: Any, named_prompts: dict[str, list], *, allow_unknown: bool) -> None:
-    """Refuse prompts with words the policy's text encoder does not know (they would read as <unk>),
-    for policies that can tell (`check_prompts`), unless `allow_unknown` (prompts.allow_unknown_words)."""
+    """The policy's own prompt checks (`check_prompts`: text it can read, lengths it takes, words its text
+    encoder knows), with `allow_unknown` (prompts.allow_unknown_words) waiving only the unknown words. A
+    family whose check_prompts takes no `allow_unknown_words` is not checked at all when they are allowed."""
     check = getattr(policy, "check_prompts", None)
-    if check is None or allow_unknown:
+    if check is None:
         return
+    if allow_unknown and "allow_unknown_words" not in inspect.signature(check).parameters:
+        return
+    waiver = {"allow_unknown_words": True} if allow_unknown else {}
     for where, prompts in named_prompts.items():
-        check(prompts, where=where)
+        check(prompts, where=where, **waiver)
 
 
 def prompts_from_arguments(arguments: list[str], task: str | None = None) -> list:

@@ -16,6 +16,11 @@ def check_writable(directory: Path) -> None:
     """Fail before any work when output_dir is a file, lies under a file, or cannot be written."""
     if directory.exists() and not directory.is_dir():
         raise ConfigError("output_dir", str(directory), "is a file, not a directory; choose another output_dir")
+    if (directory / "sweep.json").is_file():  # a run written there would mix into the sweep's own files
+        members = sorted(path.name for path in directory.iterdir() if (path / "metrics.jsonl").is_file())
+        raise ConfigError("output_dir", str(directory), "is a sweep's directory (sweep.json); its runs live in its "
+                          f"folders ({', '.join(members[:4]) or 'none yet'}): choose another output_dir, or continue "
+                          f"a member with --resume {directory}/NAME")
     try:
         directory.mkdir(parents=True, exist_ok=True)
         probe = directory / ".rlalign-write-test"

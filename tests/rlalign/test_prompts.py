@@ -92,3 +92,25 @@ def test_prompt_paths_expand_variables_and_name_an_unset_one(tmp_path, monkeypat
         parse_prompt_source("jsonl:$PROMPTS_DIR/rows.jsonl")
     with pytest.raises(FileNotFoundError, match="names no file after its kind"):
         parse_prompt_source("file:")
+
+
+def test_allowing_unknown_words_waives_only_them():
+    """prompts.allow_unknown_words passes the waiver to the family's own check, which still runs its other
+    checks; a family whose check takes no waiver is not checked when unknown words are allowed."""
+    from rlalign.tasks import check_prompt_words
+
+    calls = []
+
+    class Waiving:
+        def check_prompts(self, prompts, *, where, allow_unknown_words=False):
+            calls.append((where, allow_unknown_words))
+
+    class Strict:
+        def check_prompts(self, prompts, *, where):
+            calls.append((where, "strict"))
+
+    check_prompt_words(Waiving(), {"prompts.train": ["a"]}, allow_unknown=True)
+    check_prompt_words(Waiving(), {"prompts.eval": ["a"]}, allow_unknown=False)
+    check_prompt_words(Strict(), {"--prompts": ["a"]}, allow_unknown=True)
+    check_prompt_words(Strict(), {"--prompts": ["a"]}, allow_unknown=False)
+    assert calls == [("prompts.train", True), ("prompts.eval", False), ("--prompts", "strict")]

@@ -149,3 +149,16 @@ def test_a_second_sweep_on_a_running_sweep_directory_or_a_sweep_without_eval_set
     assert main(["sweep", str(config), "prompts.eval={}", "--prefix-steps", "1", "--out", str(tmp_path / "s2")]) == 2
     assert "a sweep compares its runs by their evaluations, and prompts.eval is empty" in capsys.readouterr().err
     assert not (tmp_path / "s2").exists()
+
+
+def test_a_run_is_not_trained_into_a_sweeps_own_directory(tmp_path):
+    from rlalign.config import ConfigError
+    from rlalign.training.run_files import check_writable
+
+    (tmp_path / "sweep.json").write_text("{}\n")
+    (tmp_path / "m2-seed0").mkdir()
+    (tmp_path / "m2-seed0" / "metrics.jsonl").write_text("")
+    with pytest.raises(ConfigError, match=r"is a sweep's directory \(sweep.json\); its runs live in its folders "
+                                          r"\(m2-seed0\).*--resume \S+/NAME"):
+        check_writable(tmp_path)
+    check_writable(tmp_path / "m2-seed0")  # a member's own directory is a run's

@@ -156,10 +156,11 @@ class EditFlowPolicy(AdapterMethods):
             lengths_B[row], prompt_lengths_B[row] = len(start), len(ids)
         return tokens_BW, lengths_B, prompt_lengths_B
 
-    def check_prompts(self, prompts: Sequence, *, where: str) -> None:
+    def check_prompts(self, prompts: Sequence, *, where: str, allow_unknown_words: bool = False) -> None:
         """Refuse prompts the tokenizer reads with UNK tokens (the model would see something other than
-        what the prompt says) or that leave no room under max_length, naming one."""
-        unk = self.tokenizer.unk_token_id
+        what the prompt says; `allow_unknown_words` accepts them) or that leave no room under max_length,
+        naming one."""
+        unk = None if allow_unknown_words else self.tokenizer.unk_token_id
         for prompt in prompts:
             text = prompt_text(prompt)
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] if isinstance(text, str) else []

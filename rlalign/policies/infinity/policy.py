@@ -169,8 +169,9 @@ class InfinityPolicy(AdapterMethods):
         self._text_cache.move_to_end(prompt)
         return self._text_cache[prompt]
 
-    def check_prompts(self, prompts: Sequence, *, where: str) -> None:
-        """Refuse prompts that are not text or are longer than the encoder takes (named, before any work)."""
+    def check_prompts(self, prompts: Sequence, *, where: str, allow_unknown_words: bool = False) -> None:
+        """Refuse prompts that are not text or are longer than the encoder takes (named, before any work).
+        T5's pieces cover any text, so `allow_unknown_words` has nothing to allow here."""
         prompts = [prompt_text(p) for p in prompts]
         for prompt in prompts:
             if not isinstance(prompt, str):

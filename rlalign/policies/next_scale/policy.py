@@ -132,12 +132,13 @@ class NextScalePolicy(AdapterMethods):
                                            num_scales=self.num_steps, temperature=settings["temperature"]))
         return per_scale
 
-    def check_prompts(self, prompts: Sequence, *, where: str) -> None:
+    def check_prompts(self, prompts: Sequence, *, where: str, allow_unknown_words: bool = False) -> None:
         """Refuse prompts with words the text encoder does not know: each would silently become <unk>,
-        and the model would be conditioned on something other than what the prompt says."""
+        and the model would be conditioned on something other than what the prompt says (unless
+        `allow_unknown_words`, prompts.allow_unknown_words)."""
         encoder = self.model.conditioner
         prompts = [prompt_text(p) for p in prompts]
-        unknown = encoder.unknown_words(prompts) if hasattr(encoder, "unknown_words") else []
+        unknown = encoder.unknown_words(prompts) if hasattr(encoder, "unknown_words") and not allow_unknown_words else []
         if unknown:
             example = next(p for p in prompts if isinstance(p, str) and set(split_words(p)) & set(unknown))
             known = ", ".join(encoder.vocabulary[2:])
