@@ -104,6 +104,8 @@ def said(result: subprocess.CompletedProcess) -> str:
     ranked = [[line for line in lines if re.match(pattern, line)] for pattern in
               (r"^error:", r"^\[rlalign\] (note|warning)|^\(no answer", r"^\w*(Warning|Error):|.*: \w*Warning: ")]
     line = next((found[0] for found in ranked if found), lines[-1] if lines else "")
+    if line.endswith(":") and line in lines and lines.index(line) + 1 < len(lines):
+        line += " " + lines[lines.index(line) + 1]  # "… differs in settings that change training:" and the first one
     line = re.sub(r"/\S*/bad-inputs-[^/ ]+/case\d+/", "", line)
     return f"exit {result.returncode}: {line[:150]}" if line else f"exit {result.returncode}"
 

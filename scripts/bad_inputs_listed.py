@@ -121,7 +121,13 @@ def local_timeout(run: Run) -> str:
                         train={"steps": 1})
     began = time.monotonic()
     result = run.rlalign("train", config)
-    return f"{said(result)}; {time.monotonic() - began:.0f} s"
+    return f"{said(result)}{_stopped(result)}; {time.monotonic() - began:.0f} s"
+
+
+def _stopped(result) -> str:
+    """The line that says what was saved and how to go on, when the run stopped for a failure."""
+    line = next((line for line in result.stderr.splitlines() if line.startswith("stopped at step")), "")
+    return f" / {line.partition(': ')[2][:110]}" if line and line[:100] not in said(result) else ""
 
 
 def stop_after_negative(run: Run) -> str:
@@ -197,7 +203,8 @@ def reward_actor_timeout(run: Run) -> str:
     run.write("sleepers.py", SLEEPER)
     run.env["PYTHONPATH"] += os.pathsep + str(run.work)
     rewards = {"functions": [{"name": "sleepers:slow"}], "eval": [], "backend": "ray", "timeout_s": 5}
-    return said(run.rlalign("train", run.config(rewards=rewards, train={"steps": 1})))
+    result = run.rlalign("train", run.config(rewards=rewards, train={"steps": 1}))
+    return said(result) + _stopped(result)
 
 
 def users_rewards_module(run: Run) -> str:
