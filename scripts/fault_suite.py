@@ -114,7 +114,7 @@ def outcome(result: subprocess.CompletedProcess) -> str:
     if not lines:
         return f"exit {result.returncode}"
     line = re.sub(r"\S*/rlalign-faults-[^/]+/case\d+/", "", lines[-1].strip())  # paths relative to the case
-    line = re.sub(r"^\S+\.py:\d+: RuntimeWarning: ", "warning: ", line)
+    line = re.sub(r"^\S+\.py:\d+: (?:Runtime|Rlalign)Warning: ", "warning: ", line)
     return f"exit {result.returncode}: {line[:110]}"
 
 

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from rlalign.cli import main
@@ -117,7 +118,19 @@ def test_a_garbage_var_state_dict_names_the_file(tmp_path):
 
 
 def test_load_adapter_reads_a_home_relative_directory(tmp_path, monkeypatch):
+    """`~/adapter` loads the adapter saved there: a fresh policy ends with its (non-zero) LoRA weights."""
     monkeypatch.setenv("HOME", str(tmp_path))
     policy = load_policy(PolicyConfig())
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for parameter in policy.trainable_parameters():
+            parameter.copy_(torch.randn_like(parameter))
     policy.save_adapter(tmp_path / "adapter")
-    policy.load_adapter("~/adapter")  # Python callers get what the CLI's --adapter gets
+    saved = [p.detach().cpu().clone() for p in policy.trainable_parameters()]
+    fresh = load_policy(PolicyConfig())
+    defaults = [p.detach().cpu().clone() for p in fresh.trainable_parameters()]
+    fresh.load_adapter("~/adapter")  # Python callers get what the CLI's --adapter gets
+    loaded = [p.detach().cpu() for p in fresh.trainable_parameters()]
+    assert len(loaded) == len(saved) > 0
+    assert all(torch.equal(a, b) for a, b in zip(loaded, saved))
+    assert not any(torch.equal(a, b) for a, b in zip(saved, defaults))  # the load changed every tensor

@@ -44,6 +44,7 @@ from rlalign.utils.progress import Progress
 from rlalign.utils.rows import prompt_text
 from rlalign.utils.run_lock import RunLock
 from rlalign.utils.seeding import grouped_generators
+from rlalign.utils.warning_lines import RlalignWarning
 
 
 class Trainer:
@@ -281,7 +282,7 @@ class Trainer:
         train.stop_after_steps_without_signal consecutive steps whose advantages were all 0."""
         if metrics["debug/finite_rewards"] == 0:
             warnings.warn(f"step {step}: no trained reward gave a finite value for any sample (every value None, "
-                          "NaN or skipped): this step learns nothing", RuntimeWarning, stacklevel=2)
+                          "NaN or skipped): this step learns nothing", RlalignWarning, stacklevel=2)
         self.steps_without_signal = self.steps_without_signal + 1 if metrics["debug/advantage_abs_mean"] == 0 else 0
         limit = self.cfg.train.stop_after_steps_without_signal
         if limit and self.steps_without_signal >= limit:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rlalign.utils.files import write_text_atomic
+from rlalign.utils.warning_lines import RlalignWarning
 
 WANDB_MODES = ("offline", "online", "disabled")
 RUN_ID_FILE = "wandb_run_id"
@@ -155,5 +156,6 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
             if number < len(lines):
                 raise ValueError(f"{path}: line {number} is not a JSON record ({error}); the file was edited "
                                  "or corrupted") from None
-            warnings.warn(f"{path}: the last line is torn (a run stopped mid-write); it is ignored", stacklevel=2)
+            warnings.warn(f"{path}: the last line is torn (a run stopped mid-write); it is ignored",
+                          RlalignWarning, stacklevel=2)
     return records

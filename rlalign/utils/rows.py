@@ -17,6 +17,30 @@ def prompt_text(prompt: Any) -> Any:
     return prompt
 
 
+def require_text(prompt: Any, *, where: str, family: str) -> str:
+    """The text of a prompt (a string, or a row's "prompt") for a family without a chat template; anything
+    else, TRL's conversational messages included, is refused naming `where`, `family` and what it got."""
+    text = prompt_text(prompt)
+    if isinstance(text, str):
+        return text
+    kind = "conversational messages" if isinstance(text, list) else json_kind(text)
+    raise ValueError(f"{where}: the {family} family takes text prompts (it has no chat template), got {kind} "
+                     f"({text!r:.60}); give the prompt as text")
+
+
+def json_kind(value: object) -> str:
+    """A value's kind as JSON names it (the file a row came from is JSON, not Python)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "a list" if value else "an empty list"
+    return "an object" if isinstance(value, dict) else f"a {type(value).__name__}"
+
+
 def split_rows(prompts: Sequence[Any]) -> tuple[list[Any], dict[str, list[Any]]]:
     """(prompts, columns): rows become their "prompt" and each other column a list over the batch; a
     batch without rows comes back unchanged with no columns. Rows of one batch must share their columns."""

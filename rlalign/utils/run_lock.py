@@ -20,6 +20,8 @@ import time
 import warnings
 from pathlib import Path
 
+from rlalign.utils.warning_lines import RlalignWarning
+
 try:
     import fcntl
 except ImportError:  # Windows: no flock
@@ -40,7 +42,7 @@ class RunLock:
         self._file = None
         if fcntl is None:
             warnings.warn("rlalign cannot lock the run directory on this platform (no fcntl): make sure one "
-                          "process at a time writes it", RuntimeWarning, stacklevel=2)
+                          "process at a time writes it", RlalignWarning, stacklevel=2)
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = self.path.open("a+", encoding="utf-8")
@@ -55,7 +57,7 @@ class RunLock:
         previous = _read(handle)
         if previous:
             warnings.warn(f"{self.path.parent}: the run that held it before ({_describe(previous)}) ended without "
-                          "releasing its lock (killed or crashed); taking it over", RuntimeWarning, stacklevel=2)
+                          "releasing its lock (killed or crashed); taking it over", RlalignWarning, stacklevel=2)
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),

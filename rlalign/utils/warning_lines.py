@@ -1,36 +1,29 @@
-"""rlalign's own warnings, shown to a command-line user as one line each ("[rlalign] warning: …")
-instead of Python's "FILE:LINE: RuntimeWarning: …" followed by the source line that warned. Warnings
-from other packages keep Python's format: their file and line are what their users search for."""
+"""rlalign's own warnings (`RlalignWarning`), shown to a command-line user as one line each ("[rlalign]
+warning: …") instead of Python's "FILE:LINE: RlalignWarning: …" followed by the source line that warned.
+Every other warning keeps Python's format, even one attributed to rlalign's code (a torch or stdlib warning
+raised with a stacklevel that points at the rlalign call): its file and line are what its users search for."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, TextIO
 
-OWN_PACKAGES = ("rlalign", "rlalign.rewards", "rlalign.rollouts")
 
-
-def _own_folders() -> tuple[str, ...]:
-    folders = []
-    for name in OWN_PACKAGES:
-        spec = importlib.util.find_spec(name)
-        folders.extend(str(Path(folder).resolve()) for folder in (spec.submodule_search_locations or []) if spec)
-    return tuple(folders)
+class RlalignWarning(RuntimeWarning):
+    """rlalign's own warnings, shown as one line by the CLI."""
 
 
 @contextmanager
 def one_line_warnings() -> Iterator[None]:
-    """Within the block, a warning raised by rlalign's code prints as one `[rlalign] warning:` line."""
-    folders, shown_as_python_does = _own_folders(), warnings.showwarning
+    """Within the block, an `RlalignWarning` prints as one `[rlalign] warning:` line."""
+    shown_as_python_does = warnings.showwarning
 
     def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
              file: TextIO | None = None, line: str | None = None, **kwargs: Any) -> None:
-        if str(Path(filename).resolve()).startswith(folders):
+        if issubclass(category, RlalignWarning):
             print(f"[rlalign] warning: {message}", file=file or sys.stderr)
         else:
             shown_as_python_does(message, category, filename, lineno, file, line)

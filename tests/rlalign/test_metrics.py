@@ -5,6 +5,7 @@ import math
 import pytest
 
 from rlalign.utils.metrics import MetricsLogger, read_metrics
+from rlalign.utils.warning_lines import RlalignWarning
 
 
 def test_jsonl_records_in_order_and_non_finite_as_null(tmp_path):
@@ -41,7 +42,7 @@ def test_unknown_wandb_mode_is_named(tmp_path):
 def test_a_torn_last_line_is_skipped_with_a_warning_and_a_bad_middle_line_is_named(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 1, "a": 1.0}\n{"step": 2, "a": 2.0}\n{"step": 3, "a"')  # killed mid-write
-    with pytest.warns(UserWarning, match="the last line is torn"):
+    with pytest.warns(RlalignWarning, match="the last line is torn"):
         assert [r["step"] for r in read_metrics(path)] == [1, 2]
     path.write_text('{"step": 1}\n{"step": 2, oops}\n{"step": 3}\n')
     with pytest.raises(ValueError, match="line 2 is not a JSON record"):

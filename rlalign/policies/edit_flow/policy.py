@@ -41,7 +41,7 @@ from rlalign.policies.edit_flow.tau_leap import (
 )
 from rlalign.policies.lora import AdapterMethods, LoraAdapter
 from rlalign.policies.shared import uniforms, upload
-from rlalign.utils.rows import prompt_text
+from rlalign.utils.rows import prompt_text, require_text
 
 UNIFORMS_PER_SLOT = 5
 """Uniforms each step draws per position: edit fires, deletion or substitution, its token, insertion fires, its token."""
@@ -141,11 +141,7 @@ class EditFlowPolicy(AdapterMethods):
         tokens_BW = torch.zeros(len(prompts), width, dtype=torch.long)
         lengths_B, prompt_lengths_B = torch.zeros(len(prompts), dtype=torch.long), torch.zeros(len(prompts), dtype=torch.long)
         for row, prompt in enumerate(prompts):
-            prompt = prompt_text(prompt)
-            if not isinstance(prompt, str):  # a bad input (a conversational jsonl: row), not a bug: ValueError
-                kind = "conversational messages" if isinstance(prompt, list) else type(prompt).__name__
-                raise ValueError(f"an Edit Flow policy takes text prompts (or rows with a 'prompt' column); prompt {row} "
-                                 f"is {kind} ({prompt!r:.60}): it has no chat template, so give the prompt as text")
+            prompt = require_text(prompt, where=f"prompt {row}", family="edit_flow")  # a bad input: ValueError
             ids = [self.bos_id, *self.tokenizer(prompt, add_special_tokens=False)["input_ids"]]
             start = ids + [self.mask_id] * self.mask_length
             if len(start) >= width:

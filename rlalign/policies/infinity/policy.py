@@ -37,7 +37,7 @@ from rlalign.policies.infinity.state import InfinityState
 from rlalign.policies.infinity.transformer import pad_text
 from rlalign.policies.lora import AdapterMethods, LoraAdapter
 from rlalign.policies.shared import doubled, uniforms
-from rlalign.utils.rows import prompt_text
+from rlalign.utils.rows import prompt_text, require_text
 
 DEFAULT_TARGETS = r".*(blocks|block_chunks)\..*\.(sa\.mat_qkv|sa\.proj|ca\.mat_q|ca\.mat_kv|ca\.proj|ffn\.fc1|ffn\.fc2)"
 """Every Linear layer of every block: self-attention qkv and output, cross-attention q, kv and output,
@@ -172,11 +172,7 @@ class InfinityPolicy(AdapterMethods):
     def check_prompts(self, prompts: Sequence, *, where: str, allow_unknown_words: bool = False) -> None:
         """Refuse prompts that are not text or are longer than the encoder takes (named, before any work).
         T5's pieces cover any text, so `allow_unknown_words` has nothing to allow here."""
-        prompts = [prompt_text(p) for p in prompts]
-        for prompt in prompts:
-            if not isinstance(prompt, str):
-                kind = "conversational messages" if isinstance(prompt, list) else type(prompt).__name__
-                raise ValueError(f"{where}: Infinity prompts are text, got {kind} {prompt!r:.60}")
+        prompts = [require_text(p, where=where, family="infinity") for p in prompts]
         self.model.text.tokenize(list(dict.fromkeys(prompts)))
 
     # ---------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from rlalign.policies.infinity import bits as bsq
+from rlalign.utils.files import readable
 
 
 def swish(x: Tensor) -> Tensor:
@@ -306,8 +307,7 @@ class BSQVAE(nn.Module):
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
         self.quantizer = MultiScaleBSQ(config.codebook_dim)
-        # The reference registers the quantizer twice (flux_vqgan.py:479), so its state dict has
-        # both `quantizer.lfq.mask` and `quantize.lfq.mask`.
+        # The reference registers it twice (flux_vqgan.py:479): `quantizer.lfq.mask`, `quantize.lfq.mask`.
         self.quantize = self.quantizer
 
     @property
@@ -389,7 +389,6 @@ def load_vae(path: str | Path, config: VAEConfig) -> BSQVAE:
     if str(path).endswith(".safetensors"):
         from safetensors.torch import load_file
 
-        from rlalign.utils.files import readable
         state_dict = load_file(readable(path))
     else:
         checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)

@@ -23,6 +23,7 @@ from torch import nn
 
 from rlalign.policies.next_scale.transformer import NextScaleTransformer
 from rlalign.policies.shared import split_words
+from rlalign.utils.rows import require_text
 
 PAD, UNKNOWN = "<pad>", "<unk>"
 
@@ -102,11 +103,7 @@ class PromptEncoder(nn.Module):
         """Word ids [B, max_words] (0-padded); unknown words map to index 1."""
         ids_BN = torch.zeros(len(prompts), self.max_words, dtype=torch.long)
         for row, prompt in enumerate(prompts):
-            if isinstance(prompt, list):  # TRL's conversational messages: there is no chat template to apply
-                raise ValueError(f"a text-conditioned image model takes a prompt as one string, got conversational "
-                                 f"messages {prompt!r:.60}; give the rows' \"prompt\" as text")
-            if not isinstance(prompt, str):
-                raise ValueError(f"a text-conditioned model takes strings as prompts, got {prompt!r}")
+            prompt = require_text(prompt, where=f"prompt {row}", family="next_scale")
             words = split_words(prompt)
             if not words or len(words) > self.max_words:
                 raise ValueError(f"prompt {prompt!r} has {len(words)} words; this encoder takes 1..{self.max_words}")

@@ -26,7 +26,7 @@ from rlalign.policies.next_scale.sampler import guided_logits, kept_set, scale_l
 from rlalign.policies.next_scale.state import NextScaleState
 from rlalign.policies.next_scale.var_import import from_var_checkpoint
 from rlalign.policies.shared import doubled, draw, split_words, uniforms
-from rlalign.utils.rows import prompt_text
+from rlalign.utils.rows import prompt_text, require_text
 
 
 class NextScaleSample(NamedTuple):
@@ -133,11 +133,15 @@ class NextScalePolicy(AdapterMethods):
         return per_scale
 
     def check_prompts(self, prompts: Sequence, *, where: str, allow_unknown_words: bool = False) -> None:
-        """Refuse prompts with words the text encoder does not know: each would silently become <unk>,
-        and the model would be conditioned on something other than what the prompt says (unless
+        """Refuse, for a text-conditioned model, a prompt that is not text (a conversational row: there is no
+        chat template) and words the text encoder does not know: each would silently become <unk>, and the
+        model would be conditioned on something other than what the prompt says (unless
         `allow_unknown_words`, prompts.allow_unknown_words)."""
         encoder = self.model.conditioner
-        prompts = [prompt_text(p) for p in prompts]
+        if isinstance(encoder, ClassConditioner):
+            prompts = [prompt_text(p) for p in prompts]
+        else:
+            prompts = [require_text(p, where=where, family="next_scale") for p in prompts]
         unknown = encoder.unknown_words(prompts) if hasattr(encoder, "unknown_words") and not allow_unknown_words else []
         if unknown:
             example = next(p for p in prompts if isinstance(p, str) and set(split_words(p)) & set(unknown))

@@ -179,5 +179,9 @@ def test_prompt_rows_condition_on_their_prompt_and_conversations_are_named(make_
     policy.check_prompts(rows, where="prompts.train")  # the rows' words are checked, and known
     with pytest.raises(ValueError, match="prompts.train: 1 word.*zebra"):
         policy.check_prompts([{"prompt": "a zebra circle"}], where="prompts.train")
-    with pytest.raises(ValueError, match="conversational messages.*give the rows' \"prompt\" as text"):
-        policy.rollout([{"prompt": [{"role": "user", "content": "a red circle"}]}], 2, generator=torch.Generator())
+    conversation = [{"prompt": [{"role": "user", "content": "a red circle"}]}]
+    with pytest.raises(ValueError, match="prompts.train: the next_scale family takes text prompts .*got conversational "
+                                         "messages.*give the prompt as text"):
+        policy.check_prompts(conversation, where="prompts.train")  # at check time, before the model loads a run
+    with pytest.raises(ValueError, match="prompt 0: .*got conversational messages.*give the prompt as text"):
+        policy.rollout(conversation, 2, generator=torch.Generator())

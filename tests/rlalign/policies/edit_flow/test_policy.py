@@ -143,9 +143,9 @@ def test_prompt_rows_and_bad_prompts(make_golden_policy):
     policy.check_prompts(["w5 hello"], where="prompts.train", allow_unknown_words=True)  # waives the unknown piece
     with pytest.raises(ValueError, match="max_length=24"):  # and only that: a prompt too long is still refused
         policy.check_prompts([" ".join(["w5"] * 22)], where="prompts.eval", allow_unknown_words=True)
-    with pytest.raises(ValueError, match="text prompts"):  # a bad input: one `error:` line, not a traceback
+    with pytest.raises(ValueError, match="prompt 0: .*text prompts.*got a number"):  # a bad input: one `error:` line
         policy.encode_prompts([3])
-    with pytest.raises(ValueError, match="prompts.train: .*prompt 0 is conversational messages.*give the prompt as text"):
+    with pytest.raises(ValueError, match="prompts.train: prompt 0: .*got conversational messages.*give the prompt as text"):
         policy.check_prompts([{"prompt": [{"role": "user", "content": "w5"}]}], where="prompts.train")
 
 

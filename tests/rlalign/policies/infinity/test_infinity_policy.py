@@ -245,5 +245,5 @@ def test_prompt_rows_condition_on_their_prompt(non_square_model):
     as_rows = policy.rollout(rows, 2, generator=[torch.Generator().manual_seed(s) for s in range(2)])
     as_text = policy.rollout(PROMPTS, 2, generator=[torch.Generator().manual_seed(s) for s in range(2)])
     assert all(torch.equal(a, b) for a, b in zip(as_rows.state.bits, as_text.state.bits))
-    with pytest.raises(ValueError, match="prompts.train: Infinity prompts are text, got conversational messages"):
+    with pytest.raises(ValueError, match="prompts.train: the infinity family takes text prompts .*got conversational messages"):
         policy.check_prompts([{"prompt": [{"role": "user", "content": "a cat"}]}], where="prompts.train")
