@@ -145,6 +145,20 @@ def check_args(name: str, fn: Callable, args: dict, is_factory: bool) -> None:
             signature.bind_partial(**args)
     except TypeError as error:
         raise ValueError(_args_error(name, parameters, args, is_factory, error)) from None
+    _check_boolean_args(name, parameters, args)
+
+
+def _check_boolean_args(name: str, parameters: list[inspect.Parameter], args: dict) -> None:
+    """Refuse text for a parameter that is a boolean (annotated `bool`, or with a bool default): config
+    YAML is read as YAML 1.2, where `on`, `off`, `yes`, `no` are strings, and any non-empty string is
+    true, so `use_logit_scale: off` would silently mean the opposite."""
+    for parameter in parameters:
+        value = args.get(parameter.name)
+        is_boolean = parameter.annotation in (bool, "bool") or isinstance(parameter.default, bool)
+        if is_boolean and isinstance(value, str):
+            raise ValueError(f"reward {name!r}: args.{parameter.name} = {value!r} is text, but the parameter is a "
+                             "boolean; write true or false (config files are YAML 1.2: on, off, yes and no are "
+                             "text there)")
 
 
 def _args_error(name: str, parameters: list[inspect.Parameter], args: dict, is_factory: bool,

@@ -32,14 +32,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from rlalign.config import Config, load_config, to_dict
+from rlalign.config import Config, load_config, to_dict, yaml12
 from rlalign.evaluation.run_report import write_summary
 from rlalign.rewards.registry import CALLABLE_PREFIX
 from rlalign.training.checkpoint import run_directory
 from rlalign.training.trainer import Trainer
-from rlalign.utils.files import expand_path, write_text_atomic
+from rlalign.utils.files import user_path, write_text_atomic
 
 RewardLike = Callable | str | Mapping[str, Any]
 PromptsLike = str | Sequence | Any  # a source string, a list of prompts or rows, or a datasets.Dataset
@@ -56,7 +54,7 @@ class GRPOTrainer:
                  resume: str | Path | None = None, accept_changes: Sequence[str] = ()):
         if resume is not None:  # a resumed run continues in its own directory, as `rlalign train --resume` does
             run_dir = run_directory(resume)  # `~` and $VARS expanded, as the config's output_dir is
-            if output_dir is not None and Path(expand_path(str(output_dir))[0]).resolve() != run_dir.resolve():
+            if output_dir is not None and Path(user_path(output_dir, 'output_dir')).resolve() != run_dir.resolve():
                 raise ValueError(f"resume={resume} continues the run in {run_dir}, not in output_dir={output_dir}; "
                                  "leave output_dir out (or give the same directory)")
             output_dir = run_dir
@@ -123,7 +121,7 @@ def _override_strings(overrides: Mapping[str, Any] | Sequence[str] | None, outpu
 
 def _yaml_value(value: Any) -> str:
     """`value` as one line of YAML, as an override's right-hand side is read."""
-    return yaml.safe_dump(value, default_flow_style=True, width=10**9).strip().removesuffix("...").strip()
+    return yaml12.dump(value, default_flow_style=True, width=10**9).strip().removesuffix("...").strip()
 
 
 def reward_label(fn: Callable) -> str:

@@ -20,9 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-import yaml
-
-from rlalign.config import ConfigError, derived_sizes, load_config
+from rlalign.config import ConfigError, derived_sizes, load_config, yaml12
 from rlalign.config.loading import field_docs
 from rlalign.training.interrupts import TrainingInterrupted
 from rlalign.utils.stops import RunStopped
@@ -57,7 +55,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     if args.explain:
         print("\n".join(_explain(cfg)))
     else:
-        print(yaml.safe_dump(resolved_config(cfg), sort_keys=False, allow_unicode=True).rstrip())
+        print(yaml12.dump(resolved_config(cfg)).rstrip())
     print("# derived: " + ", ".join(f"{k}={v}" for k, v in derived_sizes(cfg).items()))
     return 0
 
@@ -122,7 +120,9 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from rlalign.commands.sweep import run_sweep
     from rlalign.evaluation.sweep_report import write_report
+    from rlalign.utils.files import user_path
 
+    args.out = user_path(args.out, "--out")  # ~ and $VARS, as the members' output_dir are expanded
     if args.report_only:
         print(write_report(args.out) + f"\n(wrote {args.out}/report.md and its plots)")
         return 0
@@ -306,8 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or os.environ.get("RLALIGN_DEBUG"):
             raise
         print(f"error: {error.strerror} while writing {error.filename or 'a file'}: free space (or raise the quota); "
-              "a run's checkpoints are written whole or not at all, so its newest complete one is intact: continue "
-              "it with rlalign train CONFIG --resume RUN_DIR", file=sys.stderr)
+              "a run's checkpoints are written whole or not at all, so a run that saved one continues from its "
+              "newest with rlalign train CONFIG --resume RUN_DIR (one that saved none starts again)", file=sys.stderr)
         return 2
 
 

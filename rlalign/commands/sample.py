@@ -11,7 +11,7 @@ from rlalign.evaluation.geneval import generate
 from rlalign.policies import load_policy, resolve_prefix_steps
 from rlalign.tasks import check_prompt_words, parse_prompt_source, prompts_from_arguments, source_task
 from rlalign.training.adapter_card import CARD, read_card
-from rlalign.utils.files import expand_path, write_json_atomic, write_text_atomic
+from rlalign.utils.files import user_path, write_json_atomic, write_text_atomic
 from rlalign.utils.grids import save_grid
 from rlalign.utils.rows import prompt_text
 from rlalign.utils.tables import records_table
@@ -40,15 +40,6 @@ def adapter_prefix_steps(adapter: str, asked: str | None, configured: int | str,
     return m
 
 
-def adapter_path(adapter: str) -> str:
-    """--adapter with `~` and `$VARS` expanded, as the config's paths are (quoted, the shell leaves them)."""
-    expanded, unset = expand_path(adapter)
-    if unset:
-        raise FileNotFoundError(f"--adapter {adapter}: names environment variable(s) {', '.join(unset)} that are not "
-                                "set; set them or write the path out")
-    return expanded
-
-
 def run_sample(config: str, overrides: list[str], *, prompts: list[str], prefix_steps: str | None,
                adapter: str | None, samples: int, seed: int, out: str) -> str:
     """Sample `samples` images per prompt and save them as a PNG grid; returns a one-line summary.
@@ -62,7 +53,7 @@ def run_sample(config: str, overrides: list[str], *, prompts: list[str], prefix_
     cfg = load_config(config, overrides)
     policy = load_policy(cfg.policy)
     if adapter:
-        adapter = adapter_path(adapter)
+        adapter = user_path(adapter, "--adapter")
         policy.load_adapter(adapter)
         m = adapter_prefix_steps(adapter, prefix_steps, "all", policy.num_steps, configured_as="the default")
     else:
@@ -95,7 +86,7 @@ def run_eval(config: str, overrides: list[str], *, adapter: str, out: str, prefi
 
     cfg = load_config(config, overrides)
     policy = load_policy(cfg.policy)
-    adapter = adapter_path(adapter)
+    adapter = user_path(adapter, "--adapter")
     policy.load_adapter(adapter)
     m = adapter_prefix_steps(adapter, prefix_steps, cfg.grpo.prefix_steps, policy.num_steps)
     worker = RewardWorker(cfg.rewards.functions + cfg.rewards.eval, combine=None, tokenizer=policy.completion_tokenizer())

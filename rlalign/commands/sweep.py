@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlalign.config import Config, load_config
+from rlalign.config import Config, load_config, yaml12
 from rlalign.policies import load_policy, parse_prefix_steps, resolved_config
 from rlalign.utils.files import write_json_atomic
 from rlalign.utils.progress import Progress
@@ -55,8 +55,6 @@ def run_config(config: str | dict, overrides: list[str], run: SweepRun) -> Confi
 def stale_members(runs: list[SweepRun], resolved: list[dict]) -> dict[str, dict]:
     """Finished runs (summary.json) whose newest checkpoint's config differs from the one asked for now:
     run name -> {setting: (then, now)}."""
-    import yaml
-
     from rlalign.training.resume import config_changes
 
     stale = {}
@@ -65,7 +63,7 @@ def stale_members(runs: list[SweepRun], resolved: list[dict]) -> dict[str, dict]
         latest = directory / "checkpoints" / "latest"
         if not (directory / "summary.json").is_file() or not latest.is_file():
             continue
-        saved = yaml.safe_load((directory / "checkpoints" / latest.read_text().strip() / "config.yaml").read_text())
+        saved = yaml12.load((directory / "checkpoints" / latest.read_text().strip() / "config.yaml").read_text())
         changes = config_changes(saved or {}, values)
         if changes:
             stale[run.name] = changes
@@ -106,8 +104,10 @@ def run_sweep(config: str, overrides: list[str], *, prefix_steps: str, seeds: in
               parallel: int = 1, rerun_changed: bool = False) -> str:
     """Train every (m, seed) run of the sweep under `out`, then write out/report.md; returns a summary.
     Finished runs trained with other settings are refused, or with `rerun_changed` set aside and redone."""
+    from rlalign.utils.files import user_path
     from rlalign.utils.run_lock import RunLock
 
+    out = user_path(out, "--out")  # the lock, sweep.json and the report where the members train
     base = load_config(config, overrides)
     if not base.prompts.eval:  # the report compares the runs' final evaluations; without any it has nothing
         raise ValueError("a sweep compares its runs by their evaluations, and prompts.eval is empty; give it an eval "

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from rlalign.config.families import family_problem
 from rlalign.config.loading import ConfigError
-from rlalign.utils.files import expand_path
+from rlalign.utils.files import PathInputError, user_path
 
 if TYPE_CHECKING:
     from rlalign.config.schema import Config, GrpoConfig, PromptsConfig, RewardsConfig
@@ -110,20 +110,11 @@ def _check_reward_names(rewards_cfg: RewardsConfig) -> None:
 
 
 def _expand_path(key: str, value: str) -> str:
-    """`~` and `$VAR` / `${VAR}` expanded as a shell would; a variable that is not set is an error (left as
-    it is, it would create a folder literally named `${HOME}`), and so is an empty path (it would be the
-    working directory) and a `~NAME` of a user this machine does not have (a folder literally named `~NAME`)."""
-    if not value.strip():
-        raise ConfigError(key, value, "is empty; give a path (an empty one would mean the working directory)")
-    expanded, unset = expand_path(value)
-    if unset:
-        raise ConfigError(key, value, f"names environment variable(s) {', '.join(unset)} that are not set; set them "
-                          "or write the path out")
-    if expanded.startswith("~"):
-        user = expanded[1:].split("/", 1)[0]
-        raise ConfigError(key, value, f"starts with ~{user}, but this machine has no user {user!r} whose home it could "
-                          "name; write ~/ for your own home, or the path out")
-    return expanded
+    """A config path expanded (rlalign.utils.files.user_path), its refusal as this key's ConfigError."""
+    try:
+        return user_path(value, key)
+    except PathInputError as error:
+        raise ConfigError(key, value, error.problem) from None
 
 
 def expand_paths(cfg: Config) -> None:

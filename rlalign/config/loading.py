@@ -13,7 +13,6 @@ import dataclasses
 import difflib
 import inspect
 import math
-import re
 import textwrap
 import types
 import typing
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
+
+import rlalign.config.yaml12 as yaml12
 
 
 class ConfigError(ValueError):
@@ -111,7 +112,7 @@ def _coerce_scalar(tp: Any, value: Any, key: str) -> Any:
         return None
     if tp is bool:
         if not isinstance(value, bool):
-            hint = " (YAML 1.2: yes, no, on and off are strings)" if str(value).lower() in _YAML_11_BOOLS else ""
+            hint = " (YAML 1.2: yes, no, on and off are strings)" if str(value).lower() in yaml12.YAML_11_BOOLS else ""
             raise ConfigError(key, value, f"must be true or false{hint}")
         return value
     if tp is int:
@@ -165,66 +166,6 @@ def _join(prefix: str, name: Any) -> str:
     return f"{prefix}.{name}" if prefix else str(name)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, except that a key given twice in one mapping is an error (plain YAML keeps
-    the last value silently, which turns a forgotten line (`steps: 450` ... `steps: 7`) into a wrong
-    run), and integers are read as YAML 1.2 reads them: `010` is ten, not PyYAML's YAML 1.1 octal 8
-    (`0o10` and `0x10` are octal and hex). Booleans and floats are YAML 1.2's too: only true/false are
-    booleans (YAML 1.1's `yes`, `no`, `on`, `off` are strings, so `progress_bar: on` is refused rather than
-    guessed and `run_name: no` stays the text "no"), and `1e-4` is a number wherever it is written, also
-    in free-form mappings (reward args, policy.options). Merge keys (`<<: *defaults`) work as in any YAML."""
-
-
-_INT_12 = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
-
-
-def _construct_int_12(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
-    text = loader.construct_scalar(node)
-    if text.startswith(("0o", "0x")):
-        return int(text[2:], 8 if text[1] == "o" else 16)
-    return int(text, 10)
-
-
-_BOOL_12 = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
-_FLOAT_12 = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
-                       r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
-_YAML_11_BOOLS = ("yes", "no", "on", "off")  # booleans in YAML 1.1 (and PyYAML), strings in 1.2
-_UniqueKeyLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag.rsplit(":", 1)[-1] not in ("int", "bool", "float")]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-_UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:bool", _BOOL_12, list("tTfF"))
-# Order matters: a plain integer matches the float pattern too, so ints are tried first.
-_UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:int", _INT_12, list("-+0123456789"))
-_UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+.0123456789"))
-_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _construct_int_12)
-
-
-class DuplicateKeyError(yaml.YAMLError):
-    def __init__(self, key: Any, first_line: int, second_line: int):
-        self.key, self.lines = key, (first_line, second_line)
-        super().__init__(f"key {key!r} is given twice in one section (lines {first_line} and {second_line}); "
-                         f"keep one of them")
-
-
-def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue  # `<<:` merges a mapping in; its keys may be given again (construct_mapping flattens it)
-        key = loader.construct_object(key_node, deep=True)
-        line = key_node.start_mark.line + 1
-        try:
-            if key in seen:
-                raise DuplicateKeyError(key, seen[key], line)
-            seen[key] = line
-        except TypeError:  # an unhashable key: construct_mapping reports it
-            pass
-    return loader.construct_mapping(node, deep=True)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
-
-
 def _read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -238,8 +179,8 @@ def _read_yaml(path: str | Path) -> dict:
     except PermissionError:
         raise ConfigError("<file>", str(path), "cannot be read (permission denied); check the file's permissions") from None
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader) or {}
-    except DuplicateKeyError as error:
+        raw = yaml12.load(text) or {}
+    except yaml12.DuplicateKeyError as error:
         raise ConfigError("<file>", str(path), str(error)) from None
     except yaml.YAMLError as error:
         raise ConfigError("<file>", str(path), f"is not valid YAML: {error}") from None
@@ -258,7 +199,7 @@ def apply_override(raw: dict, override: str) -> None:
     parts = dotted.strip().split(".")
     if not all(parts):
         raise ConfigError(dotted, text, "an override key must be dotted names like grpo.group_size")
-    value = yaml.load(text, Loader=_UniqueKeyLoader) if text.strip() else ""  # YAML 1.2 integers, as in files
+    value = yaml12.load(text) if text.strip() else ""  # YAML 1.2 scalars, as in files
     if isinstance(value, dict) and not text.lstrip().startswith("{"):
         # `prompts.train=file:` or `policy.device=cuda:` read as YAML is the mapping {file: null}; a mapping
         # on the command line is written in braces, so this is the text the user typed (its check names it).

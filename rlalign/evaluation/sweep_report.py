@@ -47,8 +47,8 @@ def primary_metric(evals: list[dict]) -> tuple[str, str]:
     keys = set(evals[-1]["metrics"]) if evals else set()
     sets = sorted({k.split("/")[1] for k in keys if k.startswith("eval/") and k.count("/") >= 2})
     if not sets:
-        raise ValueError("the sweep's runs logged no evaluation (their prompts.eval is empty), so there is nothing "
-                         "to compare them by; sweep with an eval set in prompts.eval")
+        raise ValueError("no run of the sweep has logged an evaluation yet (is prompts.eval empty, or did every run "
+                         "stop before its first one?), so there is nothing to compare them by")
     name = "heldout" if "heldout" in sets else sets[0]
     if f"eval/{name}/exact" in keys:
         return name, "exact"
@@ -78,8 +78,8 @@ def summarize(out: Path) -> dict:
             by_m[str(run["prefix_steps"])].append(load_run(directory, weights))
     if not by_m:
         raise FileNotFoundError(f"no run of the sweep in {out} has metrics yet; run `rlalign sweep` first")
-    first = next(iter(by_m.values()))[0]
-    name, metric = primary_metric(first["evals"])
+    evaluated = [run for runs in by_m.values() for run in runs if run["evals"]]  # one may not have evaluated yet
+    name, metric = primary_metric(evaluated[0]["evals"] if evaluated else [])
     key = f"eval/{name}/{metric}"
     rows = {}
     for m, runs in by_m.items():

@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from rlalign.utils.files import readable
+from rlalign.utils.files import readable, user_path
 
 
 def adapter_bytes(state: dict[str, Tensor]) -> int:
@@ -91,7 +91,7 @@ class LoraAdapter:
     def load(self, directory: str | Path, device: torch.device, *, check_config: bool = True) -> None:
         """Load a peft adapter directory (`~` expanded, as in the config's paths); with `check_config`, refuse
         one saved with other LoRA settings."""
-        directory = Path(directory).expanduser()
+        directory = Path(user_path(directory, "adapter directory"))
         path = directory / "adapter_model.safetensors"
         if not path.is_file():
             raise FileNotFoundError(f"{directory} holds no peft adapter (adapter_model.safetensors); "

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from rlalign.tasks.rows import RESERVED_COLUMNS, check_row_prompt
-from rlalign.utils.files import expand_path
+from rlalign.utils.files import expand_path, user_path
 
 FORM = "hf:PATH_OR_NAME[:SPLIT][?column=NAME]"
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -77,7 +77,7 @@ def parse_hf_argument(spec: str, argument: str) -> HfRequest:
                              f"{', '.join(f'{name}=NAME' for name in OPTIONS)} (form: {FORM})")
         options[key] = value
     source, split = body, None
-    if not Path(expand_path(body)[0]).exists():
+    if not Path(expand_path(body)[0]).exists():  # a Hub name with a :SPLIT is no path: nothing refused here
         head, sep, tail = body.rpartition(":")
         if sep and "/" not in tail and "\\" not in tail:
             if not tail:
@@ -128,7 +128,7 @@ def offline() -> Iterator[None]:
 
 def _load(request: HfRequest, spec: str) -> Any:
     """A Dataset or DatasetDict from a save_to_disk directory, a data file or the local Hub cache."""
-    path = Path(expand_path(request.source)[0])  # ~ and $VARS, as file: and jsonl: read them
+    path = Path(user_path(request.source, "prompt source hf:"))  # ~ and $VARS, as file: and jsonl: (a Hub name has neither)
     if request.config is not None and path.exists():
         raise ValueError(f"prompt source {spec!r}: config={request.config} picks a configuration of a Hub dataset; "
                          f"{request.source!r} is a local path")

@@ -35,7 +35,7 @@ from rlalign.tasks.hf import read_hf
 from rlalign.tasks.registry import builtin_tasks, resolve_task, task_owning
 from rlalign.tasks.rows import check_row_prompt
 from rlalign.tasks.task import PromptSource, Task
-from rlalign.utils.files import expand_path
+from rlalign.utils.files import PathInputError, user_path
 
 GENERIC_FORMS = ("file:PATH", "jsonl:PATH", HF_FORM, "classes:A-B", "classes:A,B,...")
 GENERIC_KINDS = ("file", "jsonl", "hf", "classes")
@@ -85,15 +85,13 @@ def is_source(argument: str, task: str | None = None) -> bool:
 
 
 def _prompt_file(path: str, form: str) -> Path:
-    """The file a `file:` / `jsonl:` / `hf:` path names, `~` and `$VARS` expanded; an unset variable is named
-    (left in, it would only say that a file named `$VAR/...` does not exist)."""
+    """The file a `file:` / `jsonl:` path names (rlalign.utils.files.user_path: `~`, `$VARS`)."""
     if not path.strip():
         raise FileNotFoundError(f"prompt source names no file after its kind ({form}); write kind:PATH")
-    expanded, unset = expand_path(path)
-    if unset:
-        raise FileNotFoundError(f"prompt file {path!r} names environment variable(s) {', '.join(unset)} that are not "
-                                f"set; set them or write the path out ({form})")
-    return Path(expanded)
+    try:
+        return Path(user_path(path, "prompt file"))
+    except PathInputError as error:
+        raise FileNotFoundError(f"{error} ({form})") from None
 
 
 def _read_text(file: Path, path: str) -> str:

@@ -33,11 +33,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
+from rlalign.config import yaml12
 from rlalign.training.adapter_card import write_card
 from rlalign.utils.failpoints import failpoint
-from rlalign.utils.files import expand_path, write_text_atomic
+from rlalign.utils.files import user_path, write_text_atomic
+from rlalign.utils.warning_lines import RlalignWarning
 
 CHECKPOINTS = "checkpoints"
 MANIFEST = "manifest.json"
@@ -106,7 +107,7 @@ def _write_partial(partial: Path, step: int, *, policy: Any, optimizer: torch.op
                 "rng": rng_states(), **extra}, state)
     (partial / "trainer_state.pt").write_bytes(state.getbuffer())
     failpoint("save:state")
-    (partial / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    (partial / "config.yaml").write_text(yaml12.dump(config))  # reads back the same (rlalign/config/yaml12.py)
     failpoint("save:config")
     (partial / MANIFEST).write_text(json.dumps(_manifest(partial), indent=1) + "\n")
     failpoint("save:manifest")
@@ -121,11 +122,7 @@ def _prune(root: Path, keep: int) -> None:
 def resume_path(resume: str | Path) -> Path:
     """A `--resume` argument as a path, `~` and `$VARS` expanded as in the config's paths (a quoted `~/run`, or
     `resume="~/run"` in Python, names the run in the home directory, not a folder named `~`)."""
-    expanded, unset = expand_path(str(resume))
-    if unset:
-        raise FileNotFoundError(f"--resume {resume}: names environment variable(s) {', '.join(unset)} that are not "
-                                "set; set them or write the path out")
-    return Path(expanded)
+    return Path(user_path(resume, "--resume"))
 
 
 def run_directory(resume: str | Path) -> Path:
@@ -159,7 +156,7 @@ def find_checkpoint(path: str | Path) -> Path:
         if problem is None:
             for name, why in skipped:
                 warnings.warn(f"--resume {path}: skipped checkpoint {name} ({why}); resuming from {checkpoint.name}",
-                              RuntimeWarning, stacklevel=2)
+                              RlalignWarning, stacklevel=2)
             return checkpoint
         skipped.append((checkpoint.name, problem))
     if skipped:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
+
+from rlalign.config import yaml12
 
 FREE_ON_RESUME = ("output_dir", "logging.", "rollout.", "prompts.eval",
                   "prompts.allow_unknown_words", "train.eval_every", "train.save_every",
@@ -63,7 +64,7 @@ def check_resume_config(checkpoint: Path, current: dict, accept: Sequence[str], 
     digest then and now), refused and accepted like any other.
     """
     path = checkpoint / "config.yaml"
-    saved = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    saved = yaml12.load(path.read_text()) if path.is_file() else {}  # as the config itself was read
     changes = {**(resolved or {}), **config_changes(saved or {}, current)}
     unknown = sorted(set(accept) - set(changes))
     if unknown:

@@ -50,6 +50,35 @@ def readable(path: str | Path) -> str:
     return str(path)
 
 
+class PathInputError(ValueError):
+    """A path a user gave that names no place: `problem` says why, the message also names what it is."""
+
+    def __init__(self, what: str, value: str, problem: str):
+        self.problem = problem
+        super().__init__(f"{what} {value!r}: {problem}")
+
+
+def user_path(value: str | Path, what: str) -> str:
+    """A path as a user wrote it (config, --resume, --adapter, prompt files, the Python API), `~` and
+    `$VAR` expanded as a shell would. Refused, naming `what`: an empty path (it would silently be the
+    working directory), an unset variable (left in, it names a folder literally called `${HOME}`), and a
+    `~NAME` of a user this machine does not have (a folder literally called `~NAME`)."""
+    value = str(value)
+    if not value.strip():
+        raise PathInputError(what, value, "is empty; give a path (an empty one would mean the working directory)")
+    expanded, unset = expand_path(value)
+    if unset:
+        raise PathInputError(what, value, f"names environment variable(s) {', '.join(unset)} that are not set; set "
+                             "them or write the path out")
+    if expanded.startswith("~"):
+        user = expanded[1:].split("/", 1)[0]
+        raise PathInputError(what, value, f"starts with ~{user}, but this machine has no user {user!r} whose home it "
+                             "could name; write ~/ for your own home, or the path out" if user else
+                             "has a ~ that an environment variable brought in, which is not expanded (nor is it by a "
+                             "shell); write that variable's path out")
+    return expanded
+
+
 def expand_path(value: str) -> tuple[str, list[str]]:
     """`~` and `$VAR` / `${VAR}` expanded as a shell would, and the names of variables left unexpanded
     because they are not set (a caller refuses them: kept, they would name a folder `${HOME}`)."""

@@ -100,3 +100,11 @@ def test_a_functions_metadata_parameters_are_not_args():
     assert result.per_reward["match"].tolist() == [2.0, 0.0]
     with pytest.raises(ValueError, match=r"unknown args \['prompts'\]"):
         build_reward(RewardSpec(name=f"{__name__}:longer_than", args={"prompts": ["p"]}))
+
+
+@pytest.mark.parametrize("value", ["off", "no", "false"])
+def test_text_for_a_boolean_arg_is_refused(value):
+    """YAML 1.2 reads `off` as text, and bool("off") is True: the reward would do the opposite of what
+    the config says. clip_score's use_logit_scale is annotated bool (a string under postponed annotations)."""
+    with pytest.raises(ValueError, match=rf"args.use_logit_scale = '{value}' is text, but the parameter is a boolean"):
+        build_reward(RewardSpec(name="clip_score", args={"use_logit_scale": value}))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,34 @@ def test_paths_that_name_no_place_are_refused(override, message):
 def test_a_directory_given_as_the_config_is_named_as_one(tmp_path):
     with pytest.raises(ConfigError, match="is a directory, not a config file"):  # it said "no such config file"
         load_config(str(tmp_path))
+
+
+def test_what_rlalign_writes_reads_back_the_same_in_yaml_1_2_and_1_1():
+    """A checkpoint's config.yaml, `rlalign config` and the API's overrides are written by yaml12.dump: a
+    string either YAML version reads as another type is quoted, so nothing changes type on the way back."""
+    import yaml
+
+    from rlalign.api import _yaml_value
+    from rlalign.config import yaml12
+
+    data = {"run_name": "1e-4", "flag": "on", "octal": "0o7", "eleven": "010", "rate": 1e-5, "steps": 10, "on": True,
+            "limit": float("inf"), "words": "a red circle"}
+    text = yaml12.dump(data)
+    assert yaml12.load(text) == data and yaml.safe_load(text) == data
+    assert load_config(DEMO, [f"logging.run_name={_yaml_value('1e-4')}"]).logging.run_name == "1e-4"
+
+
+def test_every_user_path_is_expanded_and_refused_alike(monkeypatch, tmp_path):
+    """One rule (rlalign.utils.files.user_path) for the config's paths, --resume, --adapter, sweep --out and
+    Python's load_adapter: `~` and `$VARS` expand; empty, unset and `~NOUSER` are refused naming the input."""
+    from rlalign.training.checkpoint import resume_path
+    from rlalign.utils.files import PathInputError, user_path
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("RUNS", "~/runs")  # a ~ brought in by a variable: a shell would not expand it either
+    monkeypatch.delenv("NOT_SET", raising=False)
+    assert user_path("~/x", "--out") == str(tmp_path / "x") and resume_path("$HOME/run") == tmp_path / "run"
+    for value, problem in [("", "is empty"), ("$NOT_SET/x", "NOT_SET that are not set"),
+                           ("~nosuchuser/x", "no user 'nosuchuser'"), ("$RUNS/x", "a ~ that an environment variable")]:
+        with pytest.raises(PathInputError, match=rf"^--adapter '{re.escape(value)}': .*{problem}"):
+            user_path(value, "--adapter")
