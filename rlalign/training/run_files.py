@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from rlalign.config import ConfigError
@@ -23,8 +24,8 @@ def check_writable(directory: Path) -> None:
                           f"a member with --resume {directory}/NAME")
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / ".rlalign-write-test"
-        probe.write_bytes(b"")
+        probe = directory / f".rlalign-write-test.{os.getpid()}"  # its own name: two starts at once must not
+        probe.write_bytes(b"")                                      # remove each other's (that read as unwritable)
         probe.unlink()
     except OSError as error:
         raise ConfigError("output_dir", str(directory), f"cannot be written ({error.strerror or error}); "
