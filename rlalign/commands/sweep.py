@@ -116,7 +116,7 @@ def run_sweep(config: str, overrides: list[str], *, prefix_steps: str, seeds: in
     runs = plan(base, parse_prefix_steps(prefix_steps, num_steps), seeds, out)
     # One sweep per directory at a time: a second one would rewrite sweep.json under the first, whose report
     # would then list the second's runs only (each member run has its own lock besides).
-    lock = RunLock(out)
+    lock = RunLock(out, setting="--out")
     try:
         return _train_and_report(config, overrides, base, num_steps, runs, out, parallel=parallel,
                                  rerun_changed=rerun_changed)

@@ -159,7 +159,7 @@ class RewardsConfig:
     """GPUs reserved per reward actor (fractions allowed); a reward's own `device` arg says where it runs."""
     torch_threads: int = bounded(0, ge=0)
     """torch.set_num_threads in each reward actor; 0 leaves Ray's default (its CPUs per actor)."""
-    timeout_s: float = bounded(600.0, gt=0, le=1e9)
+    timeout_s: float = bounded(600.0, gt=0, le=10**9)
     """Seconds to wait for one shard's rewards before the run saves and stops (at most 1e9, about 31 years:
     a longer wait overflows the operating system's timers)."""
 
@@ -247,7 +247,7 @@ class RolloutConfig:
     as soon as it is sampled. 0: one per worker. The Ray backend samples one shard per actor."""
     ray_address: str = ""
     """Empty: start a local Ray (rollout or reward actors); `auto` or `HOST:PORT`: join an existing cluster."""
-    timeout_s: float = bounded(600.0, gt=0, le=1e9)
+    timeout_s: float = bounded(600.0, gt=0, le=10**9)
     """Seconds to wait for one worker's shard before treating the worker as dead (at most 1e9, as
     rewards.timeout_s)."""
     max_retries: int = bounded(2, ge=0)

@@ -37,7 +37,8 @@ class RunLockedError(FileExistsError):
 class RunLock:
     """The exclusive writer's lock of one run directory; `release()` (or process exit) lets it go."""
 
-    def __init__(self, output_dir: str | Path):
+    def __init__(self, output_dir: str | Path, *, setting: str = "output_dir"):
+        """`setting`: what the user changes to write elsewhere (a sweep's directory is its --out)."""
         self.path = Path(output_dir) / LOCK_FILE
         self._file = None
         if fcntl is None:
@@ -53,7 +54,7 @@ class RunLock:
             handle.close()
             raise RunLockedError(
                 f"{self.path.parent} is being written by another rlalign run ({_describe(holder)}); wait for it to "
-                "finish or stop it, or choose another output_dir (nothing was written)") from None
+                f"finish or stop it, or choose another {setting} (nothing was written)") from None
         previous = _read(handle)
         if previous:
             warnings.warn(f"{self.path.parent}: the run that held it before ({_describe(previous)}) ended without "

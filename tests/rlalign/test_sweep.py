@@ -143,7 +143,8 @@ def test_a_second_sweep_on_a_running_sweep_directory_or_a_sweep_without_eval_set
     out = tmp_path / "sweep"
     holder = RunLock(out)  # as a running sweep holds it
     assert main(["sweep", str(config), "--prefix-steps", "1", "--out", str(out)]) == 2
-    assert f"{out} is being written by another rlalign run" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert f"{out} is being written by another rlalign run" in error and "choose another --out" in error
     assert not (out / "sweep.json").exists()
     holder.release()
     assert main(["sweep", str(config), "prompts.eval={}", "--prefix-steps", "1", "--out", str(tmp_path / "s2")]) == 2
