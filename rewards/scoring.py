@@ -66,6 +66,22 @@ class LocalScorer:
         self.parts = {}
 
 
+class TimedWorker:
+    """A RewardWorker whose `score` answers within `timeout_s` (rewards.timeout_s) or raises
+    RewardActorFailure: evaluations score in this process whatever rewards.backend is, and a reward that
+    hangs there must stop the run as it does in training, not hold it forever. Everything else is the
+    worker's own."""
+
+    def __init__(self, worker: RewardWorker, timeout_s: float):
+        self.worker, self.timeout_s = worker, timeout_s
+
+    def score(self, *args: Any, **kwargs: Any) -> Any:
+        return within(functools.partial(self.worker.score, *args, **kwargs), self.timeout_s, "evaluation rewards")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.worker, name)
+
+
 def make_scorer(rewards_cfg: Any, worker: RewardWorker, ray_address: str = "") -> ShardScorer:
     """The scorer `rewards.backend` names; `worker` is the trainer's RewardWorker (the Ray actors build
     their own copies of it from its specs)."""

@@ -26,6 +26,7 @@ from rlalign.config import Config, load_config, yaml12
 from rlalign.policies import load_policy, parse_prefix_steps, resolved_config
 from rlalign.utils.files import write_json_atomic
 from rlalign.utils.progress import Progress
+from rlalign.utils.stops import RunStopped
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,12 @@ def train_run(values: dict, torch_threads: int = 0) -> str:
         raise FileExistsError(f"sweep run {directory} stopped before its first checkpoint, so it cannot be resumed; "
                               "delete that directory to redo the run (a sweep never deletes runs)")
     started = time.perf_counter()
-    train(cfg, resume=resume)
+    try:
+        train(cfg, resume=resume)
+    except RunStopped as stopped:  # its advice names the member's --resume; the sweep's own way on is simpler
+        raise RunStopped(f"sweep run {directory.name}: {stopped}\nIn a sweep, run the same `rlalign sweep` command "
+                         "again instead: finished runs are kept, and this one resumes from its newest checkpoint if "
+                         "it saved one") from stopped
     write_summary(directory)
     return f"{directory.name}: {'resumed and ' if resume else ''}trained in {time.perf_counter() - started:.0f} s"
 

@@ -27,7 +27,7 @@ from rlalign.evaluation.run_report import geneval_table
 from rlalign.grpo.advantages import group_advantages, middle_value
 from rlalign.grpo.update import grpo_update, rescore_old_logp
 from rlalign.policies import Rollout, load_policy, resolve_prefix_steps, resolved_config
-from rlalign.rewards.scoring import make_scorer
+from rlalign.rewards.scoring import TimedWorker, make_scorer
 from rlalign.rewards.worker import RewardActorFailure, RewardResult, RewardWorker
 from rlalign.rollouts import RolloutFailure, make_backend
 from rlalign.tasks import check_prompt_words, parse_prompt_source, source_task
@@ -75,8 +75,8 @@ class Trainer:
         self.rewards = RewardWorker(cfg.rewards.functions, cfg.rewards.combine, eps=cfg.grpo.advantage_eps,
                                     tokenizer=tokenizer, callables=callables)
         self.scorer = make_scorer(cfg.rewards, self.rewards, cfg.rollout.ray_address)
-        self.eval_rewards = RewardWorker(cfg.rewards.functions + cfg.rewards.eval, combine=None, tokenizer=tokenizer,
-                                         callables=callables)
+        self.eval_rewards = TimedWorker(RewardWorker(cfg.rewards.functions + cfg.rewards.eval, combine=None,
+                                                     tokenizer=tokenizer, callables=callables), cfg.rewards.timeout_s)
         self.train_prompts = parse_prompt_source(cfg.prompts.train, cfg.prompts.task)
         eval_sources = {name: parse_prompt_source(src, cfg.prompts.task) for name, src in cfg.prompts.eval.items()}
         self.eval_prompts = {name: source.all() for name, source in eval_sources.items()}

@@ -1,6 +1,7 @@
 """`rlalign sweep`: runs per (m, seed) with paired prompts, a resumable directory, and its report."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -10,6 +11,8 @@ from rlalign.cli import main
 from rlalign.commands.sweep import parse_prefix_steps
 from rlalign.config import to_dict
 from rlalign.utils.metrics import read_metrics
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +166,32 @@ def test_a_run_is_not_trained_into_a_sweeps_own_directory(tmp_path):
                                           r"\(m2-seed0\).*--resume \S+/NAME"):
         check_writable(tmp_path)
     check_writable(tmp_path / "m2-seed0")  # a member's own directory is a run's
+
+
+NEVER_ANSWERS = '''import threading
+
+
+def never_answers(prompts, completions, **kwargs):
+    threading.Event().wait()
+'''
+
+
+def test_a_member_that_stops_says_to_run_the_sweep_again(tmp_path, tiny_checkpoint):
+    """A member stopped by a failure (here a reward past rewards.timeout_s) ends the sweep with one error whose
+    advice is the sweep's own (run it again), not only the member's `--resume`; exit 1, no traceback. Before,
+    the evaluation's rewards had no timeout at all, and this sweep waited forever."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "slow.py").write_text(NEVER_ANSWERS)
+    config = write_config(tmp_path, tiny_checkpoint, **{"rewards.functions": [{"name": "slow:never_answers"}],
+                                                        "rewards.eval": [], "rewards.timeout_s": 1})
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)]), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "rlalign.cli", "sweep", str(config), "--prefix-steps", "1",
+                             "--out", str(tmp_path / "sweep")], env=environment, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    # The step-0 evaluation meets it first: evaluations score in process, within the same timeout.
+    assert "error: sweep run m1-seed0: evaluation rewards: no answer within rewards.timeout_s = 1 s" in result.stderr
+    assert "run the same `rlalign sweep` command again instead" in result.stderr
