@@ -84,6 +84,20 @@ class Run:
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+SAMPLE = ["sample", "config.yaml", "--prompts", "a red circle", "--out", "s.png"]
+"""`rlalign sample` of the case's config, one prompt."""
+
+
+def simple_case(argv: list[str], before: Callable[[Run], None] | None = None) -> Callable[[Run], str]:
+    """The case that writes the 2-step config, runs `before` (if any), then `rlalign ARGV`: its row."""
+    def case(run: Run) -> str:
+        run.config()
+        if before is not None:
+            before(run)
+        return said(run.rlalign(*argv))
+    return case
+
+
 def finish(process: subprocess.Popen) -> subprocess.CompletedProcess:
     stdout, stderr = process.communicate(timeout=600)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)

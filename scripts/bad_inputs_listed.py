@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 
 import yaml
-from bad_input_harness import CONFIG, Run, finish, metrics_steps, said
+from bad_input_harness import CONFIG, SAMPLE, Run, finish, metrics_steps, said, simple_case
 
 WRITER = '''def blacken(prompts, completions, **kwargs):
     completions.zero_()
@@ -225,16 +225,10 @@ def module_in_working_directory(run: Run) -> str:
     return said(run.rlalign("train", run.config(rewards={"functions": [{"name": "myrewards:brightness"}], "eval": []})))
 
 
-def _simple(argv: list[str], *, resume_first: bool = False) -> Case:
-    def case(run: Run) -> str:
-        run.config()
-        if resume_first:
-            run.rlalign("train", "config.yaml", "--stop-after", "1")
-        return said(run.rlalign(*argv))
-    return case
+def _stopped_after_step_1(run: Run) -> None:
+    run.rlalign("train", "config.yaml", "--stop-after", "1")
 
 
-SAMPLE = ["sample", "config.yaml", "--prompts", "a red circle", "--out", "s.png"]
 CASES: dict[str, tuple[str, Case]] = {
     "two `train` started together on one output_dir": ("silent", two_trains),
     "two `--resume` of one run at once": ("silent", two_resumes),
@@ -255,17 +249,17 @@ CASES: dict[str, tuple[str, Case]] = {
     "sample --out x.jpg": ("silent", jpg_out),
     "a Latin-1 byte in a config": ("unclear", latin1),
     "YAML merge keys (<<:)": ("unclear", merge_keys),
-    "huge seed": ("unclear", _simple(["train", "config.yaml", "seed=99999999999999"])),
+    "huge seed": ("unclear", simple_case(["train", "config.yaml", "seed=99999999999999"])),
     "a config without read permission": ("unclear", unreadable_config),
     "a prompt file without read permission": ("unclear", unreadable_prompts),
     "a checkpoint without read permission": ("unclear", unreadable_checkpoint),
-    "policy.device=cuda on a CPU machine": ("unclear", _simple([*SAMPLE, "policy.device=cuda"])),
-    "policy.device=gpu": ("unclear", _simple(["config", "config.yaml", "policy.device=gpu"])),
-    "wandb_mode=online without a login": ("unclear", _simple(["train", "config.yaml", "logging.wandb_mode=online"])),
-    "weight: .nan": ("unclear", _simple(["config", "config.yaml", "rewards.functions.0.weight=.nan"])),
-    "weight: .inf": ("unclear", _simple(["config", "config.yaml", "rewards.functions.0.weight=.inf"])),
-    "misspelt builtin: name": ("unclear", _simple([*SAMPLE, "policy.checkpoint=builtin:shapes-nextscal"])),
-    "sample --out somedir/": ("unclear", _simple(["sample", "config.yaml", "--prompts", "a red circle", "--out", "somedir/"])),
+    "policy.device=cuda on a CPU machine": ("unclear", simple_case([*SAMPLE, "policy.device=cuda"])),
+    "policy.device=gpu": ("unclear", simple_case(["config", "config.yaml", "policy.device=gpu"])),
+    "wandb_mode=online without a login": ("unclear", simple_case(["train", "config.yaml", "logging.wandb_mode=online"])),
+    "weight: .nan": ("unclear", simple_case(["config", "config.yaml", "rewards.functions.0.weight=.nan"])),
+    "weight: .inf": ("unclear", simple_case(["config", "config.yaml", "rewards.functions.0.weight=.inf"])),
+    "misspelt builtin: name": ("unclear", simple_case([*SAMPLE, "policy.checkpoint=builtin:shapes-nextscal"])),
+    "sample --out somedir/": ("unclear", simple_case(["sample", "config.yaml", "--prompts", "a red circle", "--out", "somedir/"])),
     "disk full during a checkpoint": ("unclear", disk_full),
     'a numeric "prompt": 5 row': ("unclear", lambda run: _rows(run, '{"prompt": 5}\n')),
     "a conversational prompt row": ("unclear", lambda run: _rows(
@@ -275,9 +269,9 @@ CASES: dict[str, tuple[str, Case]] = {
         run, '{"prompt": "a red circle", "completions": "x"}\n')),
     "an unreachable rollout.ray_address": ("unclear", unreachable_ray),
     "a reward-actor timeout at step 1": ("unclear", reward_actor_timeout),
-    "--resume RUN output_dir=ELSEWHERE": ("unclear", _simple(["train", "config.yaml", "output_dir=elsewhere", "--resume", "run"],
-                                                             resume_first=True)),
-    "probe --steps 7": ("unclear", _simple(["probe", "config.yaml", "--steps", "7", "--count", "1"])),
+    "--resume RUN output_dir=ELSEWHERE": ("unclear", simple_case(["train", "config.yaml", "output_dir=elsewhere", "--resume", "run"],
+                                                                 _stopped_after_step_1)),
+    "probe --steps 7": ("unclear", simple_case(["probe", "config.yaml", "--steps", "7", "--count", "1"])),
     "a user's rewards.py (reward rewards:brightness)": ("unclear", users_rewards_module),
     "a user's rollouts.py on the path": ("unclear", users_rollouts_module),
     "a module:attr reward in the working directory": ("unclear", module_in_working_directory),

@@ -9,7 +9,7 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from bad_input_harness import Run, finish, metrics_steps, said, wait_until
+from bad_input_harness import SAMPLE, Run, finish, metrics_steps, said, simple_case, wait_until
 
 FAULTY = '''def flaky(prompts, completions, **kwargs):
     if len(completions) > 2:
@@ -29,16 +29,6 @@ def abstains(prompts, completions, **kwargs):
     return [None] * len(completions)  # TRL's "no value for this sample", here for every sample
 '''
 Case = Callable[[Run], str]
-SAMPLE = ["sample", "config.yaml", "--prompts", "a red circle", "--out", "s.png"]
-
-
-def _simple(argv: list[str], before: Callable[[Run], None] | None = None) -> Case:
-    def case(run: Run) -> str:
-        run.config()
-        if before is not None:
-            before(run)
-        return said(run.rlalign(*argv))
-    return case
 
 
 def _faulty(function: str, **reward) -> Case:
@@ -165,30 +155,30 @@ def _empty_adapter_dir(run: Run) -> None:
 
 
 CLEAR: dict[str, Case] = {
-    "a config path that does not exist": _simple(["train", "nope.yaml"]),
-    "a misspelt subcommand (rlalign trian)": _simple(["trian", "config.yaml"]),
-    "a misspelt section (trian.steps=3)": _simple(["train", "config.yaml", "trian.steps=3"]),
-    "a misspelt key (train.step=3)": _simple(["train", "config.yaml", "train.step=3"]),
-    "a word for a number (train.steps=ten)": _simple(["train", "config.yaml", "train.steps=ten"]),
-    "grpo.group_size=1 (no group to compare)": _simple(["train", "config.yaml", "grpo.group_size=1"]),
-    "grpo.prefix_steps=9 on a 6-step model": _simple(["train", "config.yaml", "grpo.prefix_steps=9"]),
-    "an unknown policy.kind": _simple(["train", "config.yaml", "policy.kind=diffusion"]),
-    "an unknown reward name": _simple(["train", "config.yaml", "rewards.functions.0.name=clip_scor"]),
-    "module:attr naming a missing function": lambda run: _simple(
+    "a config path that does not exist": simple_case(["train", "nope.yaml"]),
+    "a misspelt subcommand (rlalign trian)": simple_case(["trian", "config.yaml"]),
+    "a misspelt section (trian.steps=3)": simple_case(["train", "config.yaml", "trian.steps=3"]),
+    "a misspelt key (train.step=3)": simple_case(["train", "config.yaml", "train.step=3"]),
+    "a word for a number (train.steps=ten)": simple_case(["train", "config.yaml", "train.steps=ten"]),
+    "grpo.group_size=1 (no group to compare)": simple_case(["train", "config.yaml", "grpo.group_size=1"]),
+    "grpo.prefix_steps=9 on a 6-step model": simple_case(["train", "config.yaml", "grpo.prefix_steps=9"]),
+    "an unknown policy.kind": simple_case(["train", "config.yaml", "policy.kind=diffusion"]),
+    "an unknown reward name": simple_case(["train", "config.yaml", "rewards.functions.0.name=clip_scor"]),
+    "module:attr naming a missing function": lambda run: simple_case(
         ["train", "config.yaml", f"rewards.functions.0.name={run.examples('saturaton')}"])(run),
-    "a prompt file that does not exist": _simple(["train", "config.yaml", "prompts.train=file:missing.txt"]),
-    "an empty prompt file": _simple(["train", "config.yaml", "prompts.train=file:empty.txt"],
+    "a prompt file that does not exist": simple_case(["train", "config.yaml", "prompts.train=file:missing.txt"]),
+    "an empty prompt file": simple_case(["train", "config.yaml", "prompts.train=file:empty.txt"],
                                     lambda run: run.write("empty.txt", "")),
-    "a jsonl line that is not JSON": _simple(["train", "config.yaml", "prompts.train=jsonl:bad.jsonl"],
+    "a jsonl line that is not JSON": simple_case(["train", "config.yaml", "prompts.train=jsonl:bad.jsonl"],
                                              lambda run: run.write("bad.jsonl", '{"prompt": "a red circle",}\n')),
-    "a word the text encoder does not know": _simple(["sample", "config.yaml", "--prompts", "a purple hexagon",
+    "a word the text encoder does not know": simple_case(["sample", "config.yaml", "--prompts", "a purple hexagon",
                                                       "--out", "s.png"]),
-    "--resume of a directory that does not exist": _simple(["train", "config.yaml", "--resume", "nowhere"]),
-    "--adapter of a directory holding no adapter": _simple([*SAMPLE, "--adapter", "adapter"], _empty_adapter_dir),
-    "an adapter of another LoRA rank": _simple([*SAMPLE, "policy.lora.rank=8", "--adapter",
+    "--resume of a directory that does not exist": simple_case(["train", "config.yaml", "--resume", "nowhere"]),
+    "--adapter of a directory holding no adapter": simple_case([*SAMPLE, "--adapter", "adapter"], _empty_adapter_dir),
+    "an adapter of another LoRA rank": simple_case([*SAMPLE, "policy.lora.rank=8", "--adapter",
                                                 "run/checkpoints/step_000002/adapter"], _train),
-    "output_dir names an existing file": _simple(["train", "config.yaml", "output_dir=taken"], _output_dir_file),
-    "a checkpoint that is not a model file": _simple([*SAMPLE, "policy.checkpoint=m.safetensors"], _garbage_checkpoint),
+    "output_dir names an existing file": simple_case(["train", "config.yaml", "output_dir=taken"], _output_dir_file),
+    "a checkpoint that is not a model file": simple_case([*SAMPLE, "policy.checkpoint=m.safetensors"], _garbage_checkpoint),
     "a reward returning one value for eight samples": _faulty("short"),
     "a reward returning strings": _faulty("words"),
 }
